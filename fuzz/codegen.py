@@ -1,0 +1,155 @@
+"""A Case as real Python source: the function under test, and the standalone repro script.
+
+Dynamo traces bytecode, so the function under test must be a plain `def` as a user would
+write it, not a closure assembled at run time. The repro script is that same source with
+the input builder and a small, torch-only checker around it.
+"""
+
+from __future__ import annotations
+
+from fuzz.case import Attention, Case
+from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
+
+HEADER = "import torch\nimport torch.nn.functional as F\n"
+
+
+def _attention(stmt: Attention) -> str:
+    args = [stmt.query, stmt.key, stmt.value]
+    if stmt.mask is not None:
+        args.append(f"attn_mask={stmt.mask}")
+    if stmt.dropout_p:
+        args.append(f"dropout_p={stmt.dropout_p!r}")
+    if stmt.is_causal:
+        args.append("is_causal=True")
+    if stmt.scale is not None:
+        args.append(f"scale={stmt.scale!r}")
+    if stmt.enable_gqa:
+        args.append("enable_gqa=True")
+    return f"{stmt.out} = F.scaled_dot_product_attention({', '.join(args)})"
+
+
+def _statement_lines(stmt) -> list[str]:
+    return [_attention(stmt)]
+
+
+def function_source(case: Case) -> str:
+    """The module that defines `fn`, the function under test."""
+    lines = [HEADER, "", f"def fn({', '.join(case.input_names)}):"]
+    for stmt in case.program.body:
+        lines.extend("    " + line for line in _statement_lines(stmt))
+    returns = case.program.returns
+    lines.append(f"    return {returns[0] if len(returns) == 1 else ', '.join(returns)}")
+    return "\n".join(lines) + "\n"
+
+
+def inputs_source(case: Case) -> str:
+    """`build_tensor` and `make_inputs()`, which returns a fresh dict of the case's inputs."""
+    body = ",\n".join(f"        {name!r}: {build_call(spec, case.device)}"
+                      for name, spec in case.inputs)
+    return (f"{BUILD_TENSOR_SOURCE}\n\ndef make_inputs():\n    return {{\n{body},\n    }}\n")
+
+
+def backend_expression(backend: str) -> tuple[str, str]:
+    """(import lines, expression) that name the backend in a script."""
+    if ":" in backend:
+        module, attr = backend.split(":", 1)
+        return f"import {module}\n", f"{module}.{attr}"
+    return "", repr(backend)
+
+
+def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, float]]) -> str:
+    """A torch-only script that shows the divergence and exits 1 while it holds."""
+    imports, backend_expr = backend_expression(backend)
+    settings = case.compile
+    compile_kwargs = f"fullgraph={settings.fullgraph!r}, dynamic={settings.dynamic!r}"
+    if settings.mode is not None:
+        compile_kwargs += f", mode={settings.mode!r}"
+    return "\n".join([
+        '"""sdpa-fuzz repro: runs fn eagerly and compiled on identical inputs and compares '
+        'both with a float64 run.\n\nExit status 1 while the divergence holds, 0 once it is '
+        'gone."""',
+        "import sys",
+        imports + function_source(case),
+        inputs_source(case),
+        f"BACKEND = {backend_expr}",
+        f"TOLERANCES = {tolerances!r}  # dtype -> (fudge factor, relative floor)",
+        CHECKER_SOURCE.replace("COMPILE_KWARGS", compile_kwargs),
+    ])
+
+
+CHECKER_SOURCE = '''
+def flat(out):
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def upcast(inputs):
+    return {n: t.detach().to(torch.float64) if t.is_floating_point() else t
+            for n, t in inputs.items()}
+
+
+def run(f, inputs):
+    try:
+        return flat(f(**inputs)), None
+    except Exception as exc:  # the outcome is part of what is compared
+        return None, exc
+
+
+def compare(name, e, c, r, problems):
+    if not isinstance(e, torch.Tensor):
+        if e != c:
+            problems.append(f"{name}: eager {e!r} but compiled {c!r}")
+        return
+    if (e.shape, e.dtype, e.device) != (c.shape, c.dtype, c.device):
+        problems.append(f"{name}: eager {tuple(e.shape)} {e.dtype} {e.device}, "
+                        f"compiled {tuple(c.shape)} {c.dtype} {c.device}")
+        return
+    if not e.is_floating_point():
+        if not torch.equal(e, c):
+            problems.append(f"{name}: values differ")
+        return
+    e, c, r = e.detach(), c.detach(), r.detach().to(torch.float64)
+    for what, test in (("NaN", torch.isnan), ("+inf", torch.isposinf), ("-inf", torch.isneginf)):
+        if not torch.equal(test(e), test(c)):
+            problems.append(f"{name}: {what} positions differ")
+    ok = torch.isfinite(e) & torch.isfinite(c) & torch.isfinite(r)
+    if ok.any():
+        err_e = (e.double() - r)[ok].abs().max().item()
+        err_c = (c.double() - r)[ok].abs().max().item()
+        fudge, floor = TOLERANCES[str(e.dtype).replace("torch.", "")]
+        allowed = fudge * max(err_e, floor * r[ok].abs().max().item(), 1e-300)
+        print(f"{name}: error vs float64: eager {err_e:.3g}, compiled {err_c:.3g}, "
+              f"allowed {allowed:.3g}")
+        if err_c > allowed:
+            problems.append(f"{name}: compiled error {err_c:.3g} > allowed {allowed:.3g}")
+
+
+def main():
+    problems = []
+    eager_out, eager_exc = run(fn, make_inputs())
+    ref_out, _ = run(fn, upcast(make_inputs()))
+    compiled_fn = torch.compile(fn, backend=BACKEND, COMPILE_KWARGS)
+    compiled_out, compiled_exc = run(compiled_fn, make_inputs())
+    if eager_exc is not None or compiled_exc is not None:
+        if eager_exc is None or compiled_exc is None or not any(
+                isinstance(x, type(eager_exc)) for x in chain(compiled_exc)):
+            problems.append(f"outcome: eager {eager_exc!r}, compiled {compiled_exc!r}")
+    elif len(eager_out) != len(compiled_out):
+        problems.append(f"eager returned {len(eager_out)} values, compiled {len(compiled_out)}")
+    else:
+        for i, (e, c, r) in enumerate(zip(eager_out, compiled_out, ref_out)):
+            compare(f"output[{i}]", e, c, r, problems)
+    for p in problems:
+        print("DIVERGENCE:", p)
+    print("diverges" if problems else "no divergence")
+    return 1 if problems else 0
+
+
+def chain(exc):
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''

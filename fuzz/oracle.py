@@ -1,0 +1,218 @@
+"""What "compiled SDPA is correct" means: every check that compares a compiled run.
+
+Each check compares the compiled run with eager on identical inputs, with the float64
+reference, or with the frame model; none guesses. A failure names its check and the
+condition it happened under, which together form its signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from fuzz.case import Case
+from fuzz.execute import CaseRun, Observation
+from fuzz.frames import predict_frames
+from fuzz.tolerance import ErrorMeasure, measure
+
+CHECKS = ("outcome", "structure", "metadata", "stride", "nan-inf", "values", "identity",
+          "mutation", "backend-state", "frames", "recompile")
+
+
+@dataclass(frozen=True)
+class Failure:
+    check: str
+    where: str
+    condition: str
+    detail: str
+
+    @property
+    def signature(self) -> str:
+        return f"{self.check}:{self.where}:{self.condition}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    failures: tuple[Failure, ...]
+    checked: tuple[str, ...]
+    errors: tuple[tuple[str, float], ...]  # (dtype, compiled/eager error ratio) per value
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def signature(self) -> str:
+        return self.failures[0].signature if self.failures else "pass"
+
+    def explain(self) -> str:
+        if self.ok:
+            return "compiled matches eager on every check"
+        return "\n".join(f"[{f.signature}] {f.detail}" for f in self.failures)
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _describe(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+
+
+def check_outcome(eager: Observation, compiled: Observation) -> Failure | None:
+    """Both succeed, or both raise the same type. Dynamo wraps errors raised while tracing
+    (TorchRuntimeError from a RuntimeError, say), so any exception in the compiled error's
+    cause chain that is an instance of eager's type counts as the same."""
+    e, c = eager.error, compiled.error
+    if e is None and c is None:
+        return None
+    if e is not None and c is not None:
+        if any(isinstance(x, type(e)) for x in _exception_chain(c)):
+            return None
+        return Failure("outcome", "call", f"{type(e).__name__}-vs-{type(c).__name__}",
+                       f"eager raised {_describe(e)}; compiled raised {_describe(c)}")
+    if e is None:
+        assert c is not None
+        return Failure("outcome", "call", f"compiled-raised-{type(c).__name__}",
+                       f"eager succeeded; compiled raised {_describe(c)}")
+    return Failure("outcome", "call", f"eager-raised-{type(e).__name__}",
+                   f"eager raised {_describe(e)}; compiled succeeded")
+
+
+def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
+    """Strides on the dims that have more than one element: the only ones that matter."""
+    return tuple((d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1)
+
+
+def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool
+                   ) -> tuple[list[Failure], ErrorMeasure | None]:
+    """Metadata, stride policy, NaN/Inf positions, then values against the reference."""
+    cond = _dtype(e)
+    meta_e, meta_c = (tuple(e.shape), e.dtype, e.device), (tuple(c.shape), c.dtype, c.device)
+    if meta_e != meta_c:
+        return [Failure("metadata", where, cond, f"{where}: eager is shape/dtype/device "
+                        f"{meta_e}, compiled {meta_c}")], None
+    failures = []
+    if _stride_signature(e) != _stride_signature(c):
+        failures.append(Failure("stride", where, cond, f"{where}: eager strides {e.stride()}, "
+                                f"compiled {c.stride()} for shape {tuple(e.shape)}"))
+    if not numeric:
+        return failures, None
+    if not e.is_floating_point():
+        if not torch.equal(e, c):
+            failures.append(Failure("values", where, cond, f"{where}: {cond} values differ"))
+        return failures, None
+    e, c = e.detach(), c.detach()
+    for name, test in (("NaN", torch.isnan), ("+inf", torch.isposinf),
+                       ("-inf", torch.isneginf)):
+        pe, pc = test(e), test(c)
+        if not torch.equal(pe, pc):
+            failures.append(Failure("nan-inf", where, cond, f"{where}: {name} at "
+                            f"{int(pe.sum())} positions in eager, {int(pc.sum())} in compiled, "
+                            f"{int((pe != pc).sum())} differ"))
+    if not isinstance(r, torch.Tensor) or r.shape != e.shape:
+        return failures, None
+    m = measure(e, c, r)
+    if m is not None and not m.passes:
+        failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
+                        f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
+                        f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor))"))
+    return failures, m
+
+
+def _input_name(obs: Observation, leaf: Any) -> str | None:
+    return next((n for n, t in obs.inputs.items() if t is leaf), None)
+
+
+def judge(case: Case, run: CaseRun) -> Verdict:
+    """Every check of the compiled run against eager, the reference and the frame model."""
+    failures: list[Failure] = []
+    checked: list[str] = ["outcome"]
+    ratios: list[tuple[str, float]] = []
+    eager, compiled, ref = run.eager, run.compiled, run.reference
+
+    outcome = check_outcome(eager, compiled)
+    if outcome is not None:
+        return Verdict((outcome,), tuple(checked), ())
+    if eager.error is None:
+        numeric = not case.program.has_dropout
+        checked += ["structure"]
+        assert eager.leaves is not None and compiled.leaves is not None
+        if eager.structure != compiled.structure or len(eager.leaves) != len(compiled.leaves):
+            failures.append(Failure("structure", "return", "pytree", f"eager returned "
+                            f"{eager.structure}, compiled {compiled.structure}"))
+            return Verdict(tuple(failures), tuple(checked), ())
+        checked += ["metadata", "stride", "identity"] + (["nan-inf", "values"] if numeric else [])
+        ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
+        for i, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
+            where = _leaf_name(case, eager, i)
+            failures += _compare_leaf(where, e, c, ref_leaves[i] if i < len(ref_leaves)
+                                      else None, numeric, ratios)
+            failures += _check_identity(where, eager, compiled, e, c)
+        checked.append("mutation")
+        for name in case.input_names:
+            fails, m = compare_tensor(f"input {name} after the call", eager.inputs[name],
+                                      compiled.inputs[name], ref.inputs.get(name), numeric)
+            failures += [Failure("mutation", f.where, f.condition, f.detail) for f in fails]
+            if m is not None:
+                ratios.append((_dtype(eager.inputs[name]), m.ratio))
+    checked.append("backend-state")
+    if eager.state_after != compiled.state_after:
+        failures.append(Failure("backend-state", "after-call", "global", "SDPA backend state "
+                        f"after the call: eager {eager.state_after.describe()}, compiled "
+                        f"{compiled.state_after.describe()}"))
+    if compiled.error is None:
+        checked += ["frames", "recompile"]
+        expected = predict_frames(case.program)
+        if run.frames.first_call != expected:
+            failures.append(Failure("frames", "first-call", f"expected-{expected}",
+                            f"the counting backend compiled {run.frames.first_call} frame(s); "
+                            f"the frame model predicts {expected}"))
+        if run.frames.second_call:
+            failures.append(Failure("recompile", "second-call", "equal-inputs",
+                            f"a second call with equal inputs compiled "
+                            f"{run.frames.second_call} more frame(s)"))
+    return Verdict(tuple(failures), tuple(checked), tuple(ratios))
+
+
+def _leaf_name(case: Case, obs: Observation, i: int) -> str:
+    returns = case.program.returns
+    if obs.leaves is not None and len(obs.leaves) == len(returns):
+        return returns[i]
+    return f"output[{i}]"
+
+
+def _compare_leaf(where: str, e: Any, c: Any, r: Any, numeric: bool,
+                  ratios: list[tuple[str, float]]) -> list[Failure]:
+    if type(e) is not type(c):
+        return [Failure("structure", where, "type", f"{where}: eager returned a "
+                        f"{type(e).__name__}, compiled a {type(c).__name__}")]
+    if isinstance(e, torch.Tensor):
+        fails, m = compare_tensor(where, e, c, r, numeric)
+        if m is not None:
+            ratios.append((_dtype(e), m.ratio))
+        return fails
+    if e != c:
+        return [Failure("values", where, type(e).__name__,
+                        f"{where}: eager returned {e!r}, compiled {c!r}")]
+    return []
+
+
+def _check_identity(where: str, eager: Observation, compiled: Observation, e: Any, c: Any
+                    ) -> list[Failure]:
+    """An input returned as itself by eager must be returned as itself by compiled."""
+    name_e, name_c = _input_name(eager, e), _input_name(compiled, c)
+    if name_e == name_c:
+        return []
+    return [Failure("identity", where, f"returns-{name_e or 'new'}",
+                    f"{where}: eager returns {f'input {name_e} itself' if name_e else 'a new object'}"
+                    f", compiled returns {f'input {name_c} itself' if name_c else 'a new object'}")]

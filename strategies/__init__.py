@@ -1,0 +1,5 @@
+"""Hypothesis strategies for sdpa-fuzz cases. Generation only: nothing here runs a case."""
+
+from strategies.cases import cases
+
+__all__ = ["cases"]

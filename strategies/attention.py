@@ -1,0 +1,20 @@
+"""The arguments of one SDPA call other than its tensors: scale, causality, dropout."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+
+def scales() -> st.SearchStrategy[float | None]:
+    """None (1/sqrt(E)) first; then positive, negative, tiny, huge and zero."""
+    return st.one_of(
+        st.none(),
+        st.floats(0.01, 4.0),
+        st.floats(-4.0, -0.01),
+        st.sampled_from((1e-6, -1e-6, 1e3, -1e3, 0.0)),
+    )
+
+
+def dropout_ps() -> st.SearchStrategy[float]:
+    """Mostly 0. Above 0 the draw is random, so the oracle then checks no values."""
+    return st.one_of(st.just(0.0), st.sampled_from((0.1, 0.5)))

@@ -1,0 +1,70 @@
+"""Whole cases: geometry, inputs, one SDPA call, compile settings; valid or deliberately not.
+
+Invalid combinations exercise error parity: eager and compiled must both raise, with the
+same exception type. They are drawn last among the options so that shrinking leaves them
+out unless the failure needs one.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from fuzz.case import FLOAT_DTYPES, Attention, Case, Program
+from strategies.attention import dropout_ps, scales
+from strategies.compile_settings import compile_specs
+from strategies.geometry import geometries
+from strategies.masks import mask_specs
+from strategies.tensors import float_dtypes, tensor_specs
+
+INVALID = (None, "mask-and-causal", "head-dim-mismatch", "value-length-mismatch",
+           "heads-not-dividing", "batch-mismatch", "mixed-dtypes", "mask-dtype-mismatch",
+           "mask-shape-mismatch")
+
+
+def _grow(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
+    out = list(shape)
+    out[dim] += 1
+    return tuple(out)
+
+
+@st.composite
+def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -> Case:
+    g = draw(geometries())
+    dtype = draw(float_dtypes())
+    invalid = draw(st.sampled_from(INVALID)) if draw(st.integers(0, 9)) == 0 else None
+    q_shape, k_shape, v_shape = g.q_shape, g.k_shape, g.v_shape
+    k_dtype = dtype
+    if invalid == "head-dim-mismatch":
+        k_shape = _grow(k_shape, -1)
+    elif invalid == "value-length-mismatch":
+        v_shape = _grow(v_shape, -2)
+    elif invalid == "heads-not-dividing":
+        q_shape = _grow(q_shape, -3)
+    elif invalid == "batch-mismatch":
+        k_shape = (2,) + k_shape if not g.batch else _grow(k_shape, 0)
+    elif invalid == "mixed-dtypes":
+        k_dtype = draw(st.sampled_from([d for d in FLOAT_DTYPES if d != dtype]))
+    inputs = [("q", draw(tensor_specs(q_shape, dtype))),
+              ("k", draw(tensor_specs(k_shape, k_dtype))),
+              ("v", draw(tensor_specs(v_shape, dtype)))]
+    use_mask = draw(st.booleans()) or invalid in (
+        "mask-and-causal", "mask-dtype-mismatch", "mask-shape-mismatch")
+    if use_mask:
+        mask_dtype = dtype
+        if invalid == "mask-dtype-mismatch":
+            mask_dtype = draw(st.sampled_from([d for d in FLOAT_DTYPES if d != dtype]))
+        mask = draw(mask_specs(g.scores_shape, mask_dtype))
+        if invalid == "mask-dtype-mismatch" and mask.dtype == "bool":
+            mask = draw(mask_specs(g.scores_shape, mask_dtype).filter(lambda m: m.dtype != "bool"))
+        if invalid == "mask-shape-mismatch":
+            mask = mask.__class__(**{**mask.__dict__, "shape": _grow(mask.shape, -1),
+                                     "perm": mask.perm})
+        inputs.append(("mask", mask))
+    is_causal = invalid == "mask-and-causal" or (not use_mask and draw(st.booleans()))
+    call = Attention(out="out", mask="mask" if use_mask else None, dropout_p=draw(dropout_ps()),
+                     is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
+    return Case(inputs=tuple(inputs), program=Program(body=(call,), returns=("out",)),
+                compile=draw(compile_specs(backend)), device=device)
+
+
+cases = attention_cases

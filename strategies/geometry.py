@@ -1,0 +1,63 @@
+"""Attention geometry: batch dims, heads, sequence lengths and head dims.
+
+Every size shrinks towards 1 and every flag towards off, so a shrunk case keeps only the
+geometry that its failure needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+HEAD_DIMS = (31, 33, 63, 64, 65, 96, 127, 128, 129, 255, 256)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    batch: tuple[int, ...]
+    q_heads: int
+    kv_heads: int
+    L: int
+    S: int
+    E: int
+    Ev: int
+    enable_gqa: bool
+
+    @property
+    def q_shape(self) -> tuple[int, ...]:
+        return self.batch + (self.q_heads, self.L, self.E)
+
+    @property
+    def k_shape(self) -> tuple[int, ...]:
+        return self.batch + (self.kv_heads, self.S, self.E)
+
+    @property
+    def v_shape(self) -> tuple[int, ...]:
+        return self.batch + (self.kv_heads, self.S, self.Ev)
+
+    @property
+    def scores_shape(self) -> tuple[int, ...]:
+        return self.batch + (self.q_heads, self.L, self.S)
+
+
+def seq_lens() -> st.SearchStrategy[int]:
+    """1 and small lengths mostly, longer ones sometimes (blocked kernels change at 32/64)."""
+    return st.one_of(st.integers(1, 8), st.integers(9, 80))
+
+
+def head_dims() -> st.SearchStrategy[int]:
+    """Small dims, 1 and odd ones included, and the kernel-boundary sizes up to 256."""
+    return st.one_of(st.integers(1, 16), st.sampled_from(HEAD_DIMS))
+
+
+@st.composite
+def geometries(draw: st.DrawFn) -> Geometry:
+    batch = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=2)))
+    enable_gqa = draw(st.booleans())
+    kv_heads = draw(st.integers(1, 4))
+    group = draw(st.integers(1, 3)) if enable_gqa else 1
+    E = draw(head_dims())
+    Ev = draw(st.one_of(st.just(E), head_dims()))
+    return Geometry(batch=batch, q_heads=kv_heads * group, kv_heads=kv_heads,
+                    L=draw(seq_lens()), S=draw(seq_lens()), E=E, Ev=Ev, enable_gqa=enable_gqa)

@@ -1,0 +1,33 @@
+"""Attention masks: none, bool, or additive float (with -inf), in every broadcastable shape."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from fuzz.case import TensorSpec
+from strategies.tensors import tensor_specs
+
+
+@st.composite
+def broadcast_shapes(draw: st.DrawFn, full: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape that broadcasts to `full`: trailing dims kept, each either full or 1.
+
+    Shrinks towards the plain (L, S) mask.
+    """
+    rank = draw(st.integers(2, len(full)))
+    kept = full[len(full) - rank:]
+    ones = draw(st.lists(st.booleans(), min_size=rank, max_size=rank))
+    return tuple(1 if one else n for one, n in zip(ones, kept))
+
+
+@st.composite
+def mask_specs(draw: st.DrawFn, scores_shape: tuple[int, ...], query_dtype: str
+               ) -> TensorSpec:
+    """A bool mask (True attends) or a float mask of the query's dtype.
+
+    `full_rows` masks every entry of row 0, the case where softmax has nothing to normalise.
+    """
+    shape = draw(broadcast_shapes(scores_shape))
+    dtype = draw(st.sampled_from(("bool", query_dtype)))
+    kinds = ("random", "full_rows") if dtype == "bool" else ("additive", "random", "full_rows")
+    return draw(tensor_specs(shape, dtype, st.sampled_from(kinds)))
