@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any, Callable
 
 
@@ -19,6 +21,8 @@ def resolve_backend(name: str, mode: str | None = None, dynamic: bool | None = N
     """
     if ":" in name:
         module_name, _, attr = name.partition(":")
+        if os.getcwd() not in sys.path:
+            sys.path.append(os.getcwd())  # as `python -m` would: `tests.faults:x` from a checkout
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

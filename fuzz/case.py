@@ -7,7 +7,7 @@ a Case that exists is a Case that can run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SCHEMA_VERSION = 1
 
@@ -172,6 +172,12 @@ class Case:
 
     def spec(self, name: str) -> TensorSpec:
         return dict(self.inputs)[name]
+
+    def reseeded(self, salt: int) -> "Case":
+        """The same case with fresh input values: a compiled program for one serves both."""
+        return replace(self, inputs=tuple(
+            (name, replace(spec, seed=(spec.seed + salt * 0x9E3779B1) % 2**63))
+            for name, spec in self.inputs))
 
     def validate(self) -> None:
         _require(self.device in DEVICES, f"device {self.device!r} not in {DEVICES}")

@@ -40,11 +40,15 @@ class Observation:
 
 @dataclass(frozen=True)
 class Frames:
-    """Dynamo's own accounting for the compiled function, read from a counting backend."""
+    """Dynamo's own accounting for the compiled function, read from a counting backend.
+
+    `reused` says the compiled function was already warm from a case that differs only
+    in its seeds, so its first call must compile nothing at all.
+    """
 
     first_call: int
     second_call: int
-    fullgraph_error: bool
+    reused: bool
 
 
 @dataclass
@@ -58,11 +62,20 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class CompiledProgram:
+    """A compiled function with the counter that saw every graph it compiled."""
+
+    fn: Callable[..., Any]
+    counter: CompileCounterWithBackend
+
+
+@dataclass(frozen=True)
 class CaseRun:
     eager: Observation
     reference: Observation
     compiled: Observation
     frames: Frames
+    program: CompiledProgram
 
 
 def load_function(case: Case) -> Callable[..., Any]:
@@ -104,30 +117,37 @@ def _timed(timings: Timings | None, phase: str, thunk: Callable[[], Any]) -> Any
             timings.add(phase, time.perf_counter() - t0)
 
 
-def run_case(case: Case, backend: str | None = None, timings: Timings | None = None) -> CaseRun:
-    """Eager, float64 reference and compiled runs of `case`, with Dynamo reset first."""
-    backend = backend or case.compile.backend
+def compile_program(case: Case, backend: str) -> CompiledProgram:
+    """Reset Dynamo, then wrap the case's function in `torch.compile` with a counter."""
     settings = case.compile
     compiler = resolve_backend(backend, settings.mode, settings.dynamic)
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend(compiler)  # type: ignore[arg-type]
+    fn = torch.compile(load_function(case), backend=counter, fullgraph=settings.fullgraph,
+                       dynamic=settings.dynamic)
+    return CompiledProgram(fn, counter)
+
+
+def run_case(case: Case, backend: str | None = None, timings: Timings | None = None,
+             warm: CompiledProgram | None = None) -> CaseRun:
+    """Eager, float64 reference and compiled runs of `case`.
+
+    Compiles afresh (Dynamo reset first) unless `warm` is given: a program compiled for a
+    case that differs from this one only in its seeds, which Dynamo's guards must accept.
+    """
+    backend = backend or case.compile.backend
     fn = load_function(case)
     start = current_state()
     eager = _timed(timings, "eager", lambda: observe(fn, materialize(case), start))
     reference = _timed(timings, "reference",
                        lambda: observe(fn, _upcast(materialize(case)), start))
-    torch._dynamo.reset()
-    counter = CompileCounterWithBackend(compiler)  # type: ignore[arg-type]
-    compiled_fn = torch.compile(fn, backend=counter, fullgraph=settings.fullgraph,
-                                dynamic=settings.dynamic)
-    compiled = _timed(timings, "compile+compiled",
-                      lambda: observe(compiled_fn, materialize(case), start))
-    first = counter.frame_count
+    program = warm or _timed(timings, "compile", lambda: compile_program(case, backend))
+    before = program.counter.frame_count
+    compiled = _timed(timings, "compile+compiled" if warm is None else "compiled",
+                      lambda: observe(program.fn, materialize(case), start))
+    first = program.counter.frame_count - before
     if compiled.error is None:
-        _timed(timings, "compiled", lambda: observe(compiled_fn, materialize(case), start))
-    frames = Frames(first_call=first, second_call=counter.frame_count - first,
-                    fullgraph_error=_is_graph_break_error(compiled.error))
-    return CaseRun(eager, reference, compiled, frames)
-
-
-def _is_graph_break_error(error: BaseException | None) -> bool:
-    from torch._dynamo.exc import Unsupported
-    return isinstance(error, Unsupported)
+        _timed(timings, "compiled", lambda: observe(program.fn, materialize(case), start))
+    frames = Frames(first_call=first, second_call=program.counter.frame_count - before - first,
+                    reused=warm is not None)
+    return CaseRun(eager, reference, compiled, frames, program)

@@ -28,10 +28,14 @@ def _grow(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
 
 
 @st.composite
-def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -> Case:
+def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
+                    dtypes: st.SearchStrategy[str] = float_dtypes(), valid_only: bool = False
+                    ) -> Case:
     g = draw(geometries())
-    dtype = draw(float_dtypes())
-    invalid = draw(st.sampled_from(INVALID)) if draw(st.integers(0, 9)) == 0 else None
+    dtype = draw(dtypes)
+    invalid = None
+    if not valid_only and draw(st.integers(0, 9)) == 0:
+        invalid = draw(st.sampled_from(INVALID))
     q_shape, k_shape, v_shape = g.q_shape, g.k_shape, g.v_shape
     k_dtype = dtype
     if invalid == "head-dim-mismatch":

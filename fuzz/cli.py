@@ -1,0 +1,153 @@
+"""The `sdpa-fuzz` command line: run, replay, repro, show.
+
+Exit status: 0 nothing new failed; 1 new failures (run) or entries not showing what they
+record (replay); 2 bad usage or a bad input file, with a message naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fuzz.backends import BackendError, resolve_backend
+from fuzz.case import DEVICES, CaseError
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage or a bad input; reported as one line and exit status 2."""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return value
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdpa-fuzz", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="generate cases until the budget is spent")
+    run.add_argument("--backend", default="inductor",
+                     help="registered torch.compile backend, or module:attr")
+    run.add_argument("--device", default="cpu", choices=DEVICES)
+    run.add_argument("--time-budget", type=_positive(float), default=60.0, metavar="S")
+    run.add_argument("--max-examples", type=_positive(int), default=10**9, metavar="N")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--workers", type=_positive(int), default=1, metavar="N")
+    run.add_argument("--corpus", type=Path, default=Path("fuzz-out"), metavar="DIR")
+    run.add_argument("--report", type=Path, metavar="FILE.json")
+    run.add_argument("--no-confirm", action="store_true",
+                     help="skip re-running each finding in a fresh process")
+    replay = sub.add_parser("replay", help="run corpus entries against their expectations")
+    replay.add_argument("paths", nargs="*", type=Path, default=[Path("corpus")])
+    replay.add_argument("--backend", help="override the backend each case records")
+    replay.add_argument("--device", choices=DEVICES)
+    for name, text in (("repro", "print the standalone repro script"),
+                       ("show", "print the case readably")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("case", type=Path)
+        p.add_argument("--backend", help="backend for the script (default: the case's)")
+    return parser
+
+
+def _check_backend(name: str | None) -> None:
+    if name is not None:
+        try:
+            resolve_backend(name)
+        except BackendError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fuzz.driver import Fuzzer, RunConfig
+
+    _check_backend(args.backend)
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here")
+    if args.workers != 1:
+        print(f"note: --workers {args.workers}: this build runs cases in one process",
+              file=sys.stderr)
+    config = RunConfig(backend=args.backend, device=args.device, time_budget=args.time_budget,
+                       max_examples=args.max_examples, seed=args.seed, corpus=args.corpus,
+                       report=args.report, confirm=not args.no_confirm,
+                       progress=sys.stderr.isatty())
+    stats = Fuzzer(config).run()
+    print(f"{stats.examples} cases in {stats.elapsed:.1f}s "
+          f"({stats.examples / max(stats.elapsed, 1e-9):.2f}/s), {len(stats.findings)} new "
+          f"failure(s), {len(stats.flaky)} flaky" + (" [interrupted]" if stats.interrupted
+                                                     else ""))
+    return EXIT_FAILURES if stats.findings else EXIT_OK
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from fuzz.corpus import corpus_files, load_entry
+    from fuzz.replay import replay_entry
+
+    _check_backend(args.backend)
+    files = corpus_files(args.paths)
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {missing[0]}")
+    entries = [load_entry(p) for p in files]  # refuse a bad file before running anything
+    bad = 0
+    for entry in entries:
+        result = replay_entry(entry, args.backend, args.device)
+        print(result.describe())
+        bad += not result.ok
+    print(f"{len(entries) - bad} ok, {bad} not as recorded")
+    return EXIT_FAILURES if bad else EXIT_OK
+
+
+def _cmd_repro(args: argparse.Namespace) -> int:
+    from fuzz.codegen import repro_script
+    from fuzz.corpus import load_entry
+    from fuzz.tolerance import table
+
+    case = load_entry(args.case).case
+    print(repro_script(case, args.backend or case.compile.backend, table()), end="")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from fuzz.codegen import function_source
+    from fuzz.corpus import load_entry
+
+    entry = load_entry(args.case)
+    case = entry.case
+    print(f"# {args.case}")
+    print(f"expect: {entry.expect.to_dict()}")
+    if entry.finding:
+        print(f"finding: {entry.finding.get('signature')} ({entry.finding.get('torch')}, "
+              f"{entry.finding.get('backend')}, {entry.finding.get('date')})")
+    print(f"device: {case.device}; compile: {case.compile}")
+    for name, spec in case.inputs:
+        print(f"input {name}: {spec}")
+    print(function_source(case), end="")
+    return EXIT_OK
+
+
+COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "repro": _cmd_repro, "show": _cmd_show}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, CaseError) as exc:
+        print(f"sdpa-fuzz: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

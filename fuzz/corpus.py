@@ -1,0 +1,166 @@
+"""The corpus: committed cases, each with what it must show, written atomically.
+
+An entry is a case file (the Case JSON plus `expect` and `finding`) and, beside it, the
+standalone repro script. Entries are written to a temporary file and renamed into place,
+so a killed run never leaves half a file, and two runs sharing a folder never clobber
+each other's work.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fuzz.case import Case, CaseError
+from fuzz.caseio import case_from_dict, case_to_dict
+from fuzz.codegen import repro_script
+from fuzz.tolerance import table
+
+OUTCOMES = ("pass", "known-failure", "flaky")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """`pass`, or `known-failure` of `signature` for torch versions in [torch_min, torch_below)."""
+
+    outcome: str = "pass"
+    signature: str | None = None
+    torch_min: str | None = None
+    torch_below: str | None = None
+    note: str = ""
+
+    def applies_to(self, version: str) -> bool:
+        v = version_tuple(version)
+        if self.torch_min and v < version_tuple(self.torch_min):
+            return False
+        return not (self.torch_below and v >= version_tuple(self.torch_below))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    case: Case
+    expect: Expectation
+    finding: dict[str, Any]
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'2.13.0+cpu' -> (2, 13, 0): enough order for torch release ranges."""
+    return tuple(int(x) for x in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def _expectation(raw: Any, source: str) -> Expectation:
+    if raw is None:
+        return Expectation()
+    if not isinstance(raw, dict) or raw.get("outcome") not in OUTCOMES:
+        raise CaseError(f"{source}: \"expect\" must be an object whose outcome is one of "
+                        f"{OUTCOMES}")
+    unknown = set(raw) - set(Expectation.__dataclass_fields__)
+    if unknown:
+        raise CaseError(f"{source}: unknown field(s) in \"expect\": {sorted(unknown)}")
+    expect = Expectation(**raw)
+    if expect.outcome == "known-failure" and not expect.signature:
+        raise CaseError(f"{source}: a known failure must name its signature")
+    return expect
+
+
+def load_entry(path: str | Path) -> Entry:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise CaseError(f"{path}: not valid JSON ({exc})") from None
+    case = case_from_dict(data, str(path))
+    finding = data.get("finding", {})
+    if not isinstance(finding, dict):
+        raise CaseError(f"{path}: \"finding\" must be an object")
+    return Entry(path, case, _expectation(data.get("expect"), str(path)), finding)
+
+
+def corpus_files(paths: list[str | Path]) -> list[Path]:
+    """Case files under each path (a file, or a folder searched recursively), sorted.
+
+    The quarantine of flaky cases and Hypothesis's database are not corpus entries.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*.json")
+                            if not {"quarantine", ".hypothesis", ".pending"} & set(f.parts))
+        else:
+            found.append(p)
+    return found
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def slug(signature: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", signature).strip("-")[:60]
+
+
+def entry_name(case: Case, signature: str) -> str:
+    digest = hashlib.sha256(json.dumps(case_to_dict(case), sort_keys=True).encode()).hexdigest()
+    return f"{slug(signature)}-{digest[:10]}"
+
+
+def environment(backend: str, device: str) -> dict[str, str]:
+    return {"torch": torch.__version__, "backend": backend, "device": device,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_entry(folder: Path, case: Case, expect: Expectation, finding: dict[str, Any],
+                backend: str) -> Path:
+    """Write the case file and its repro script; the script first, so that a case file on
+    disk always has its script."""
+    name = entry_name(case, finding.get("signature", expect.outcome))
+    case_path = folder / f"{name}.json"
+    atomic_write(case_path.with_suffix(".py"), repro_script(case, backend, table()))
+    document = {**case_to_dict(case), "expect": expect.to_dict(), "finding": finding}
+    atomic_write(case_path, json.dumps(document, indent=1) + "\n")
+    return case_path
+
+
+def known_signatures(folder: Path) -> set[str]:
+    """Signatures already in the corpus, so a run does not report them again."""
+    found = set()
+    for path in corpus_files([folder]) if folder.exists() else []:
+        try:
+            entry = load_entry(path)
+        except CaseError:
+            continue
+        if entry.finding.get("signature"):
+            found.add(entry.finding["signature"])
+    quarantine = folder / "quarantine"
+    for path in quarantine.glob("*.json") if quarantine.exists() else []:
+        try:
+            found.add(json.loads(path.read_text())["finding"]["signature"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found

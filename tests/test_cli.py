@@ -1,0 +1,108 @@
+"""The command line, run as a user runs it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fuzz.case import SCHEMA_VERSION
+from fuzz.corpus import load_entry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sdpa_fuzz(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fuzz.cli", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
+    """One short run against a fault backend, shared by the tests that read its output."""
+    out = tmp_path_factory.mktemp("run")
+    report = out / "report.json"
+    result = sdpa_fuzz("run", "--backend", "tests.faults:negative_scale", "--time-budget",
+                       "120", "--max-examples", "400", "--corpus", str(out / "corpus"),
+                       "--report", str(report))
+    return result, out / "corpus", json.loads(report.read_text())
+
+
+def test_run_finds_a_fault_and_writes_it_before_reporting(fault_run) -> None:
+    result, corpus, report = fault_run
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report["failures"], report
+    for failure in report["failures"]:
+        entry = load_entry(failure["case"])
+        assert entry.expect.outcome == "known-failure"
+        assert entry.finding["signature"] == failure["signature"]
+        assert Path(failure["case"]).with_suffix(".py").exists()
+        assert (entry.case.program.body[0].scale or 0) < 0
+    assert {"examples", "elapsed_s", "failures", "checks", "time_share"} <= set(report)
+
+
+def test_repro_script_exits_1_while_the_divergence_holds(fault_run) -> None:
+    _, _, report = fault_run
+    script = Path(report["failures"][0]["case"]).with_suffix(".py")
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "DIVERGENCE" in result.stdout
+
+
+def test_repro_script_exits_0_when_compiled_matches(fault_run, tmp_path) -> None:
+    _, _, report = fault_run
+    repro = sdpa_fuzz("repro", report["failures"][0]["case"], "--backend", "eager")
+    assert repro.returncode == 0
+    script = tmp_path / "repro.py"
+    script.write_text(repro.stdout)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no divergence" in result.stdout
+
+
+def test_replay_holds_the_finding_to_its_expectation(fault_run) -> None:
+    _, corpus, _ = fault_run
+    assert sdpa_fuzz("replay", str(corpus), "--backend",
+                     "tests.faults:negative_scale").returncode == 0
+    # On a clean backend the known failure does not apply: the case must simply pass.
+    assert sdpa_fuzz("replay", str(corpus), "--backend", "eager").returncode == 0
+
+
+def test_show_prints_the_case(fault_run) -> None:
+    _, _, report = fault_run
+    shown = sdpa_fuzz("show", report["failures"][0]["case"])
+    assert shown.returncode == 0 and "def fn(" in shown.stdout and "scale=-" in shown.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--backend", "no_such_backend", "--time-budget", "1"], "unknown backend"),
+    (["run", "--backend", "no_such_module:fn", "--time-budget", "1"], "cannot import"),
+    (["run", "--time-budget", "-3"], "must be positive"),
+    (["run", "--bogus"], "unrecognized arguments"),
+    (["replay", "does/not/exist.json"], "no such file"),
+])
+def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
+    result = sdpa_fuzz(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"format": "sdpa-fuzz-case", "schema": SCHEMA_VERSION + 1, "case": {}}),
+     f"written by schema {SCHEMA_VERSION + 1}"),
+    (json.dumps({"hello": "world"}), "not an sdpa-fuzz case"),
+])
+@pytest.mark.parametrize("command", ["replay", "show", "repro"])
+def test_bad_case_files_exit_2_naming_the_file(tmp_path, command: str, content: str,
+                                               message: str) -> None:
+    bad = tmp_path / "bad_case.json"
+    bad.write_text(content)
+    result = sdpa_fuzz(command, str(bad))
+    assert result.returncode == 2
+    assert "bad_case.json" in result.stderr and message in result.stderr

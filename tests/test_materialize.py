@@ -1,0 +1,68 @@
+"""Inputs are bit-identical across processes, and each layout is the memory layout it names."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.case import Case
+from fuzz.caseio import case_to_json
+from fuzz.materialize import build_tensor, materialize
+from strategies import cases
+
+
+def digest(case: Case) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(materialize(case).items()):
+        h.update(name.encode())
+        h.update(str((t.shape, t.stride(), t.dtype)).encode())
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool
+                 else t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@settings(max_examples=3)
+@given(batch=st.lists(cases(), min_size=8, max_size=8))
+def test_inputs_are_bit_identical_in_a_fresh_process(batch: list[Case], tmp_path_factory
+                                                     ) -> None:
+    folder = tmp_path_factory.mktemp("cases")
+    for i, case in enumerate(batch):
+        (folder / f"{i}.json").write_text(case_to_json(case))
+    code = ("from fuzz.caseio import load_case; from tests.test_materialize import digest\n"
+            f"for i in range({len(batch)}): print(digest(load_case(f'{folder}/{{i}}.json')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == [digest(case) for case in batch]
+
+
+@pytest.mark.parametrize("layout, kwargs, check", [
+    ("contiguous", {}, lambda t: t.is_contiguous()),
+    ("transposed", {}, lambda t: t.stride(-2) == 1 and not t.is_contiguous()),
+    ("permuted", {"perm": (2, 0, 1)}, lambda t: t.stride(1) == 1 and t.stride(0) == 3),
+    ("offset", {}, lambda t: t.storage_offset() == 3 and t.is_contiguous()),
+    ("strided", {}, lambda t: t.stride(-1) == 2),
+    ("expanded", {"expand_dim": 0}, lambda t: t.stride(0) == 0),
+])
+def test_layouts(layout: str, kwargs: dict, check) -> None:
+    t = build_tensor((2, 3, 4), "float32", "normal", layout, 7, **kwargs)
+    assert t.shape == (2, 3, 4) and check(t)
+    assert torch.equal(t, build_tensor((2, 3, 4), "float32", "normal", "contiguous", 7)) \
+        or layout == "expanded"
+
+
+def test_value_kinds_and_masks() -> None:
+    assert build_tensor((2, 3, 4), "float32", "tiny", "contiguous", 1).abs().max() < 1e-2
+    assert build_tensor((2, 3, 4), "float32", "large", "contiguous", 1).abs().max() > 10
+    rep = build_tensor((2, 3, 4), "float32", "repeated", "contiguous", 1)
+    assert torch.equal(rep[:, 0], rep[:, 2])
+    rows = build_tensor((3, 5), "bool", "full_rows", "contiguous", 1)
+    assert not rows[0].any() and rows.dtype == torch.bool
+    neg = build_tensor((3, 5), "float16", "random", "contiguous", 1)
+    assert neg.dtype == torch.float16 and torch.isneginf(neg).any()
+    assert torch.isfinite(build_tensor((3, 5), "float32", "additive", "contiguous", 1)).all()
