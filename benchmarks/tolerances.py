@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.case import FLOAT_DTYPES
+from fuzz.caseio import case_to_dict
 from fuzz.execute import run_case
 from fuzz.oracle import judge
 from fuzz.tolerance import FUDGE
@@ -67,7 +68,10 @@ def main() -> None:
                 program = run.program
                 verdict = judge(variant, run)
                 ratios += [r for d, r in verdict.errors if d == dtype]
-                failures += [f.signature for f in verdict.failures]
+                if not verdict.ok:
+                    failures.append({"signature": verdict.signature,
+                                     "explanation": verdict.explain(),
+                                     "case": case_to_dict(variant)})
                 if run.compiled.error is not None:
                     break
         results[dtype] = {"ratios": ratios, "failures": failures}

@@ -53,7 +53,8 @@ def backend_expression(backend: str) -> tuple[str, str]:
     """(import lines, expression) that name the backend in a script."""
     if ":" in backend:
         module, attr = backend.split(":", 1)
-        return f"import {module}\n", f"{module}.{attr}"
+        return (f"import os\nsys.path.append(os.getcwd())  # a backend module in this folder\n"
+                f"import {module}\n", f"{module}.{attr}")
     return "", repr(backend)
 
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-FUDGE = {"float64": 8.0, "float32": 8.0, "bfloat16": 8.0, "float16": 8.0}
-FLOOR = {"float64": 1e-13, "float32": 2e-6, "bfloat16": 1.6e-2, "float16": 2e-3}
+EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "bfloat16": 2.0**-7, "float16": 2.0**-10}
+FUDGE = {"float64": 4.0, "float32": 4.0, "bfloat16": 4.0, "float16": 4.0}
+FLOOR = {"float64": 64 * EPS["float64"], "float32": 64 * EPS["float32"],
+         "bfloat16": EPS["bfloat16"], "float16": EPS["float16"]}
 TINY = 1e-300
 
 

@@ -26,7 +26,7 @@ def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict
     out = tmp_path_factory.mktemp("run")
     report = out / "report.json"
     result = sdpa_fuzz("run", "--backend", "tests.faults:negative_scale", "--time-budget",
-                       "120", "--max-examples", "400", "--corpus", str(out / "corpus"),
+                       "60", "--max-examples", "300", "--corpus", str(out / "corpus"),
                        "--report", str(report))
     return result, out / "corpus", json.loads(report.read_text())
 
