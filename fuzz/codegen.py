@@ -7,8 +7,11 @@ the input builder and a small, torch-only checker around it.
 
 from __future__ import annotations
 
+import inspect
+
 from fuzz.case import Attention, Case
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
+from fuzz.tolerance import score_conditioning
 
 HEADER = "import torch\nimport torch.nn.functional as F\n"
 
@@ -58,7 +61,7 @@ def backend_expression(backend: str) -> tuple[str, str]:
     return "", repr(backend)
 
 
-def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, float]]) -> str:
+def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ...]]) -> str:
     """A torch-only script that shows the divergence and exits 1 while it holds."""
     imports, backend_expr = backend_expression(backend)
     settings = case.compile
@@ -73,7 +76,11 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, fl
         imports + function_source(case),
         inputs_source(case),
         f"BACKEND = {backend_expr}",
-        f"TOLERANCES = {tolerances!r}  # dtype -> (fudge factor, relative floor)",
+        f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor)",
+        f"SCORES = {[(s.query, s.key, s.scale) for s in case.program.body]!r}"
+        "  # (query, key, scale) per attention call",
+        "",
+        inspect.getsource(score_conditioning),
         CHECKER_SOURCE.replace("COMPILE_KWARGS", compile_kwargs),
     ])
 
@@ -95,7 +102,7 @@ def run(f, inputs):
         return None, exc
 
 
-def compare(name, e, c, r, problems):
+def compare(name, e, c, r, kappa, problems):
     if not isinstance(e, torch.Tensor):
         if e != c:
             problems.append(f"{name}: eager {e!r} but compiled {c!r}")
@@ -116,8 +123,9 @@ def compare(name, e, c, r, problems):
     if ok.any():
         err_e = (e.double() - r)[ok].abs().max().item()
         err_c = (c.double() - r)[ok].abs().max().item()
-        fudge, floor = TOLERANCES[str(e.dtype).replace("torch.", "")]
-        allowed = fudge * max(err_e, floor * r[ok].abs().max().item(), 1e-300)
+        fudge, floor, score_floor = TOLERANCES[str(e.dtype).replace("torch.", "")]
+        relative = max(floor, score_floor * kappa)
+        allowed = fudge * max(err_e, relative * r[ok].abs().max().item(), 1e-300)
         print(f"{name}: error vs float64: eager {err_e:.3g}, compiled {err_c:.3g}, "
               f"allowed {allowed:.3g}")
         if err_c > allowed:
@@ -127,7 +135,10 @@ def compare(name, e, c, r, problems):
 def main():
     problems = []
     eager_out, eager_exc = run(fn, make_inputs())
-    ref_out, _ = run(fn, upcast(make_inputs()))
+    ref_inputs = upcast(make_inputs())
+    ref_out, _ = run(fn, ref_inputs)
+    kappa = max([1.0] + [score_conditioning(ref_inputs[q], ref_inputs[k], scale)
+                         for q, k, scale in SCORES if q in ref_inputs and k in ref_inputs])
     compiled_fn = torch.compile(fn, backend=BACKEND, COMPILE_KWARGS)
     compiled_out, compiled_exc = run(compiled_fn, make_inputs())
     if eager_exc is not None or compiled_exc is not None:
@@ -138,7 +149,7 @@ def main():
         problems.append(f"eager returned {len(eager_out)} values, compiled {len(compiled_out)}")
     else:
         for i, (e, c, r) in enumerate(zip(eager_out, compiled_out, ref_out)):
-            compare(f"output[{i}]", e, c, r, problems)
+            compare(f"output[{i}]", e, c, r, kappa, problems)
     for p in problems:
         print("DIVERGENCE:", p)
     print("diverges" if problems else "no divergence")

@@ -63,6 +63,7 @@ class RunConfig:
     report: Path | None = None
     confirm: bool = True
     progress: bool = False
+    stop_after: int | None = None  # findings; None runs to the budget
 
 
 @dataclass
@@ -183,6 +184,8 @@ class Fuzzer:
                     for finding in _findings(exc):
                         self.record(finding.case, finding.verdict, _signature_of(finding))
                 round_no += 1
+                if self.config.stop_after and len(self.stats.findings) >= self.config.stop_after:
+                    break
         except KeyboardInterrupt:
             self.stats.interrupted = True
         finally:

@@ -15,7 +15,7 @@ import torch
 from fuzz.case import Case
 from fuzz.execute import CaseRun, Observation
 from fuzz.frames import predict_frames
-from fuzz.tolerance import ErrorMeasure, measure
+from fuzz.tolerance import ErrorMeasure, measure, score_conditioning
 
 CHECKS = ("outcome", "structure", "metadata", "stride", "nan-inf", "values", "identity",
           "mutation", "backend-state", "frames", "recompile")
@@ -93,8 +93,8 @@ def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
     return tuple((d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1)
 
 
-def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool
-                   ) -> tuple[list[Failure], ErrorMeasure | None]:
+def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
+                   conditioning: float = 1.0) -> tuple[list[Failure], ErrorMeasure | None]:
     """Metadata, stride policy, NaN/Inf positions, then values against the reference."""
     cond = _dtype(e)
     meta_e, meta_c = (tuple(e.shape), e.dtype, e.device), (tuple(c.shape), c.dtype, c.device)
@@ -121,12 +121,24 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
                             f"{int((pe != pc).sum())} differ"))
     if not isinstance(r, torch.Tensor) or r.shape != e.shape:
         return failures, None
-    m = measure(e, c, r)
+    m = measure(e, c, r, conditioning)
     if m is not None and not m.passes:
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
-                        f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor))"))
+                        f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor "
+                        f"x score conditioning {conditioning:.3g}))"))
     return failures, m
+
+
+def case_conditioning(case: Case, reference: Observation) -> float:
+    """The worst score conditioning over the program's attention calls, from the float64
+    inputs; 1 where it cannot be computed (an invalid call raises in eager anyway)."""
+    worst = 1.0
+    for stmt in case.program.body:
+        q, k = reference.inputs.get(stmt.query), reference.inputs.get(stmt.key)
+        if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor):
+            worst = max(worst, score_conditioning(q, k, stmt.scale))
+    return worst
 
 
 def _input_name(obs: Observation, leaf: Any) -> str | None:
@@ -153,10 +165,11 @@ def judge(case: Case, run: CaseRun) -> Verdict:
             return Verdict(tuple(failures), tuple(checked), ())
         checked += ["metadata", "stride", "identity"] + (["nan-inf", "values"] if numeric else [])
         ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
+        kappa = case_conditioning(case, ref)
         for i, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
             where = _leaf_name(case, eager, i)
             failures += _compare_leaf(where, e, c, ref_leaves[i] if i < len(ref_leaves)
-                                      else None, numeric, ratios)
+                                      else None, numeric, ratios, kappa)
             failures += _check_identity(where, eager, compiled, e, c)
         checked.append("mutation")
         for name in case.input_names:
@@ -190,12 +203,12 @@ def _leaf_name(case: Case, obs: Observation, i: int) -> str:
 
 
 def _compare_leaf(where: str, e: Any, c: Any, r: Any, numeric: bool,
-                  ratios: list[tuple[str, float]]) -> list[Failure]:
+                  ratios: list[tuple[str, float]], conditioning: float) -> list[Failure]:
     if type(e) is not type(c):
         return [Failure("structure", where, "type", f"{where}: eager returned a "
                         f"{type(e).__name__}, compiled a {type(c).__name__}")]
     if isinstance(e, torch.Tensor):
-        fails, m = compare_tensor(where, e, c, r, numeric)
+        fails, m = compare_tensor(where, e, c, r, numeric, conditioning)
         if m is not None:
             ratios.append((_dtype(e), m.ratio))
         return fails

@@ -1,0 +1,56 @@
+"""Detection power: run the fuzz driver against each fault-injection backend and print
+which faults it finds, how fast, and how small the shrunk case is.
+
+    python benchmarks/detection.py [--budget 120] [--faults a,b]
+
+A fault counts as found when a confirmed finding's shrunk case still satisfies the fault's
+condition (tests/faults.py: CONDITIONS). Speed work must not lower these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fuzz.corpus import load_entry  # noqa: E402
+from fuzz.driver import Fuzzer, RunConfig  # noqa: E402
+from tests import faults  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds per fault")
+    parser.add_argument("--faults", default=",".join(sorted(faults.CONDITIONS)))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"{'fault':28} {'found':>5} {'first_s':>8} {'cases':>6} {'inputs':>6} "
+          f"{'json_B':>7}  signature")
+    found = 0
+    for fault in args.faults.split(","):
+        with tempfile.TemporaryDirectory() as corpus:
+            config = RunConfig(backend=f"tests.faults:{fault}", time_budget=args.budget,
+                               seed=args.seed, corpus=Path(corpus), stop_after=1)
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                stats = Fuzzer(config).run()
+            hit = stats.findings[0] if stats.findings else None
+            if hit is None:
+                print(f"{fault:28} {'no':>5} {'-':>8} {stats.examples:6d}")
+                continue
+            case_path = Path(hit["case"])
+            entry = load_entry(case_path)
+            ok = faults.CONDITIONS[fault](entry.case)
+            found += ok
+            print(f"{fault:28} {'yes' if ok else 'NOCND':>5} {hit['found_at_s']:8.1f} "
+                  f"{stats.examples:6d} {len(entry.case.inputs):6d} "
+                  f"{case_path.stat().st_size:7d}  {hit['signature']}", flush=True)
+    print(f"found {found} of {len(args.faults.split(','))} faults")
+
+
+if __name__ == "__main__":
+    main()
