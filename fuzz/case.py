@@ -68,6 +68,8 @@ class TensorSpec:
         _require(not (self.dtype == "bool" and self.values == "additive"),
                  f"{where}: a bool mask cannot be additive")
         _require(self.layout in LAYOUTS, f"{where}: layout {self.layout!r} not in {LAYOUTS}")
+        _require(len(self.shape) >= 2 or self.values not in ("repeated", "full_rows"),
+                 f"{where}: {self.values!r} values need two dims")
         if self.layout == "permuted":
             _require(sorted(self.perm) == list(range(len(self.shape))),
                      f"{where}: perm {self.perm} is not a permutation of the dims")
@@ -85,6 +87,33 @@ class TensorSpec:
                  f"{where}: a bool tensor cannot require grad")
 
 
+BACKENDS = ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "OVERRIDEABLE")
+FLAGS = ("flash", "mem_efficient", "math", "cudnn")
+MUTATIONS = ("add_", "mul_", "copy_", "iadd", "setitem")
+BREAK_PLACES = ("top", "helper", "helper2", "loop")
+PARAM_ATTRS = ("query", "key", "value", "attn_mask", "dropout", "is_causal", "enable_gqa")
+KERNEL_STYLES = ("with", "decorator")
+
+
+class Scope:
+    """What each name holds while a program is checked: 'tensor', 'params' or 'value'."""
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.kinds = dict(kinds)
+
+    def need(self, name: str | None, kind: str, user: str) -> None:
+        if name is None:
+            return
+        _require(name in self.kinds, f"{user} reads {name!r}, which is not defined before it")
+        _require(self.kinds[name] == kind, f"{user} needs {name!r} to be a {kind}, "
+                 f"but it is a {self.kinds[name]}")
+
+    def define(self, name: str, kind: str) -> None:
+        _require(name.isidentifier(), f"{name!r} is not an identifier")
+        _require(name not in self.kinds, f"{name!r} is assigned twice")
+        self.kinds[name] = kind
+
+
 @dataclass(frozen=True)
 class Attention:
     """`out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, ...)`."""
@@ -99,20 +128,189 @@ class Attention:
     scale: float | None = None
     enable_gqa: bool = False
 
-    def validate(self, names: set[str]) -> None:
-        for ref in (self.query, self.key, self.value) + ((self.mask,) if self.mask else ()):
-            _require(ref in names, f"attention reads {ref!r}, which is not defined before it")
+    def check(self, scope: Scope) -> None:
+        for ref in (self.query, self.key, self.value, self.mask):
+            scope.need(ref, "tensor", "attention")
         _require(0.0 <= self.dropout_p < 1.0, f"dropout_p {self.dropout_p} not in [0, 1)")
-        _require(self.scale is None or isinstance(self.scale, float),
-                 f"scale must be a float or null, got {self.scale!r}")
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.query, self.key, self.value) + ((self.mask,) if self.mask else ())
+        scope.define(self.out, "tensor")
 
 
-Statement = Attention
-STATEMENTS: dict[str, type] = {"attention": Attention}
+@dataclass(frozen=True)
+class Mutate:
+    """An in-place change of a tensor: `t.add_(v)`, `t.mul_(v)`, `t.copy_(t * v)`,
+    `t += v`, or `t[..., 0] = v`."""
+
+    target: str
+    method: str = "add_"
+    value: float = 1.0
+
+    def check(self, scope: Scope) -> None:
+        scope.need(self.target, "tensor", "a mutation")
+        _require(self.method in MUTATIONS, f"mutation {self.method!r} not in {MUTATIONS}")
+
+
+@dataclass(frozen=True)
+class BuildParams:
+    """`out = SDPAParams(query, key, value, mask, dropout, is_causal, enable_gqa)`, with
+    SDPAParams allowed in the graph as PyTorch's own test does."""
+
+    out: str
+    query: str = "q"
+    key: str = "k"
+    value: str = "v"
+    mask: str | None = None
+    dropout: float = 0.0
+    is_causal: bool = False
+    enable_gqa: bool = False
+
+    def check(self, scope: Scope) -> None:
+        for ref in (self.query, self.key, self.value, self.mask):
+            scope.need(ref, "tensor", "SDPAParams")
+        scope.define(self.out, "params")
+
+
+@dataclass(frozen=True)
+class ParamsAttr:
+    """`out = params.attr`."""
+
+    out: str
+    params: str
+    attr: str = "query"
+
+    def check(self, scope: Scope) -> None:
+        scope.need(self.params, "params", "an attribute read")
+        _require(self.attr in PARAM_ATTRS, f"attribute {self.attr!r} not in {PARAM_ATTRS}")
+        scope.define(self.out, "tensor" if self.attr in ("query", "key", "value")
+                     else "value")
+
+
+@dataclass(frozen=True)
+class Shift:
+    """`out = source + value`: a plain graph op on a tensor."""
+
+    out: str
+    source: str
+    value: float = 1.0
+
+    def check(self, scope: Scope) -> None:
+        scope.need(self.source, "tensor", "an addition")
+        scope.define(self.out, "tensor")
+
+
+@dataclass(frozen=True)
+class GraphBreak:
+    """`torch._dynamo.graph_break()` at top level, in a helper one or two calls deep, or in
+    a `for` loop."""
+
+    place: str = "top"
+
+    def check(self, scope: Scope) -> None:
+        _require(self.place in BREAK_PLACES, f"graph break place {self.place!r} not in "
+                 f"{BREAK_PLACES}")
+
+
+@dataclass(frozen=True)
+class ReadBackends:
+    """`out = _cur_sdpa_kernel_backends(with_priority=...)`: the enabled set, as seen inside."""
+
+    out: str
+    with_priority: bool = False
+
+    def check(self, scope: Scope) -> None:
+        scope.define(self.out, "value")
+
+
+@dataclass(frozen=True)
+class ReadFlag:
+    """`out = torch.backends.cuda.<flag>_sdp_enabled()`."""
+
+    out: str
+    flag: str = "math"
+
+    def check(self, scope: Scope) -> None:
+        _require(self.flag in FLAGS, f"flag {self.flag!r} not in {FLAGS}")
+        scope.define(self.out, "value")
+
+
+@dataclass(frozen=True)
+class SetFlag:
+    """`torch.backends.cuda.enable_<flag>_sdp(enabled)`."""
+
+    flag: str = "math"
+    enabled: bool = True
+
+    def check(self, scope: Scope) -> None:
+        _require(self.flag in FLAGS, f"flag {self.flag!r} not in {FLAGS}")
+
+
+@dataclass(frozen=True)
+class KernelBlock:
+    """`with sdpa_kernel([...], set_priority=...):` around `body`, or the same body as a
+    helper function decorated with `@sdpa_kernel(...)`."""
+
+    backends: tuple[str, ...]
+    body: tuple["Statement", ...]
+    set_priority: bool = False
+    style: str = "with"
+
+    def check(self, scope: Scope) -> None:
+        _require(len(self.backends) >= 1, "sdpa_kernel needs at least one backend")
+        _require(all(b in BACKENDS for b in self.backends),
+                 f"sdpa_kernel backends {self.backends} not all in {BACKENDS}")
+        _require(self.style in KERNEL_STYLES, f"style {self.style!r} not in {KERNEL_STYLES}")
+        _require(len(self.body) >= 1, "an sdpa_kernel block needs a body")
+        for stmt in self.body:
+            stmt.check(scope)
+
+
+Statement = (Attention | Mutate | BuildParams | ParamsAttr | Shift | GraphBreak | ReadBackends
+             | ReadFlag | SetFlag | KernelBlock)
+STATEMENTS: dict[str, type] = {
+    "attention": Attention, "mutate": Mutate, "sdpa_params": BuildParams,
+    "params_attr": ParamsAttr, "shift": Shift, "graph_break": GraphBreak,
+    "read_backends": ReadBackends, "read_flag": ReadFlag, "set_flag": SetFlag,
+    "sdpa_kernel": KernelBlock,
+}
+
+
+def walk(body: tuple[Statement, ...]):
+    """Every statement, nested ones included, in program order."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, KernelBlock):
+            yield from walk(stmt.body)
+
+
+@dataclass(frozen=True)
+class ParamsInput:
+    """An SDPAParams built outside the function from other inputs and passed in."""
+
+    query: str = "q"
+    key: str = "k"
+    value: str = "v"
+    mask: str | None = None
+    dropout: float = 0.0
+    is_causal: bool = False
+    enable_gqa: bool = False
+
+    def validate(self, name: str, tensors: set[str]) -> None:
+        for ref in (self.query, self.key, self.value, self.mask):
+            _require(ref is None or ref in tensors,
+                     f"input {name!r}: SDPAParams field {ref!r} is not a tensor input")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """The `sdpa_kernel` context a call of the function is made from (None: no context)."""
+
+    backends: tuple[str, ...] | None = None
+    set_priority: bool = False
+
+    def validate(self) -> None:
+        if self.backends is not None:
+            _require(len(self.backends) >= 1 and all(b in BACKENDS for b in self.backends),
+                     f"call context backends {self.backends} must be a non-empty subset of "
+                     f"{BACKENDS}")
 
 
 @dataclass(frozen=True)
@@ -122,20 +320,19 @@ class Program:
     body: tuple[Statement, ...]
     returns: tuple[str, ...]
 
-    def validate(self, inputs: tuple[str, ...]) -> None:
+    def validate(self, inputs: dict[str, str]) -> None:
         _require(len(self.body) >= 1, "a program needs at least one statement")
-        names = set(inputs)
+        scope = Scope(inputs)
         for stmt in self.body:
-            stmt.validate(names)
-            _require(stmt.out not in names, f"{stmt.out!r} is assigned twice")
-            names.add(stmt.out)
+            stmt.check(scope)
         _require(len(self.returns) >= 1, "a program must return something")
         for name in self.returns:
-            _require(name in names, f"the program returns {name!r}, which it never defines")
+            _require(name in scope.kinds, f"the program returns {name!r}, which it never "
+                     "defines")
 
     @property
     def has_dropout(self) -> bool:
-        return any(s.dropout_p > 0 for s in self.body)
+        return any(isinstance(s, Attention) and s.dropout_p > 0 for s in walk(self.body))
 
 
 @dataclass(frozen=True)
@@ -158,10 +355,11 @@ class CompileSpec:
 class Case:
     """A whole fuzz case: named inputs, the program, and how to compile it."""
 
-    inputs: tuple[tuple[str, TensorSpec], ...]
+    inputs: tuple[tuple[str, TensorSpec | ParamsInput], ...]
     program: Program
     compile: CompileSpec = field(default_factory=CompileSpec)
     device: str = "cpu"
+    calls: tuple[CallContext, ...] = (CallContext(),)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -170,21 +368,28 @@ class Case:
     def input_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.inputs)
 
-    def spec(self, name: str) -> TensorSpec:
+    def spec(self, name: str) -> TensorSpec | ParamsInput:
         return dict(self.inputs)[name]
 
     def reseeded(self, salt: int) -> "Case":
         """The same case with fresh input values: a compiled program for one serves both."""
         return replace(self, inputs=tuple(
-            (name, replace(spec, seed=(spec.seed + salt * 0x9E3779B1) % 2**63))
-            for name, spec in self.inputs))
+            (name, replace(spec, seed=(spec.seed + salt * 0x9E3779B1) % 2**63)
+             if isinstance(spec, TensorSpec) else spec) for name, spec in self.inputs))
 
     def validate(self) -> None:
         _require(self.device in DEVICES, f"device {self.device!r} not in {DEVICES}")
         names = self.input_names
         _require(len(set(names)) == len(names), f"input names repeat: {names}")
+        tensors = {n for n, spec in self.inputs if isinstance(spec, TensorSpec)}
         for name, spec in self.inputs:
             _require(name.isidentifier(), f"input name {name!r} is not an identifier")
-            spec.validate(name)
-        self.program.validate(names)
+            if isinstance(spec, TensorSpec):
+                spec.validate(name)
+            else:
+                spec.validate(name, tensors)
+        self.program.validate({n: "tensor" if n in tensors else "params" for n in names})
         self.compile.validate()
+        _require(1 <= len(self.calls) <= 8, "a case makes 1 to 8 calls")
+        for call in self.calls:
+            call.validate()

@@ -14,8 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from fuzz.case import (SCHEMA_VERSION, STATEMENTS, Case, CaseError, CompileSpec, Program,
-                       TensorSpec)
+from fuzz.case import (SCHEMA_VERSION, STATEMENTS, CallContext, Case, CaseError, CompileSpec,
+                       ParamsInput, Program, TensorSpec)
 
 FORMAT = "sdpa-fuzz-case"
 
@@ -96,7 +96,7 @@ def _decode_dataclass(cls: type, value: Any, where: str) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise CaseError(f"{where}: missing field {name!r}")
             continue
-        if cls is Program and name == "body":
+        if name == "body":
             kwargs[name] = _decode_statements(value[name], f"{where}.body")
         else:
             kwargs[name] = _decode_value(hints[name], value[name], f"{where}.{name}")
@@ -153,8 +153,9 @@ def _decode_case(body: dict, source: str) -> Case:
     pairs = body.pop("inputs")
     decoded_inputs = []
     for name, spec in pairs:
-        decoded_inputs.append((name, _decode_dataclass(TensorSpec, spec, f"inputs.{name}")))
-    allowed = {"program", "compile", "device"}
+        kind = TensorSpec if isinstance(spec, dict) and "shape" in spec else ParamsInput
+        decoded_inputs.append((name, _decode_dataclass(kind, spec, f"inputs.{name}")))
+    allowed = {"program", "compile", "device", "calls"}
     unknown = set(body) - allowed
     if unknown:
         raise CaseError(f"case: unknown field(s) {sorted(unknown)}")
@@ -163,8 +164,9 @@ def _decode_case(body: dict, source: str) -> Case:
     program = _decode_dataclass(Program, body["program"], "program")
     compile_spec = _decode_dataclass(CompileSpec, body.get("compile", {}), "compile")
     device = _decode_value(str, body.get("device", "cpu"), "device")
+    calls = _decode_value(tuple[CallContext, ...], body.get("calls", [{}]), "calls")
     return Case(inputs=tuple(decoded_inputs), program=program, compile=compile_spec,
-                device=device)
+                device=device, calls=calls)
 
 
 def case_from_json(text: str, source: str = "<case>") -> Case:

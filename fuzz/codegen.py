@@ -9,11 +9,31 @@ from __future__ import annotations
 
 import inspect
 
-from fuzz.case import Attention, Case
+from fuzz.case import (Attention, BuildParams, Case, GraphBreak, KernelBlock, Mutate,
+                       ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift, Statement,
+                       TensorSpec)
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
 from fuzz.tolerance import score_conditioning
 
 HEADER = "import torch\nimport torch.nn.functional as F\n"
+KERNEL_IMPORT = "from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kernel\n"
+PARAMS_LINE = ("# Traceable the way PyTorch's own test makes it (test/dynamo/test_sdpa.py).\n"
+               "SDPAParams = torch._dynamo.allow_in_graph(torch.backends.cuda.SDPAParams)\n")
+BREAK_HELPERS = {
+    "helper": "def _break_1():\n    torch._dynamo.graph_break()\n",
+    "helper2": "def _break_2():\n    _break_1()\n",
+}
+FLAG_GETTERS = {"flash": "flash_sdp_enabled", "mem_efficient": "mem_efficient_sdp_enabled",
+                "math": "math_sdp_enabled", "cudnn": "cudnn_sdp_enabled"}
+
+
+def backend_list(backends: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"SDPBackend.{b}" for b in backends) + "]"
+
+
+def kernel_call(backends: tuple[str, ...], set_priority: bool) -> str:
+    return f"sdpa_kernel({backend_list(backends)}" + (", set_priority=True)" if set_priority
+                                                      else ")")
 
 
 def _attention(stmt: Attention) -> str:
@@ -31,25 +51,116 @@ def _attention(stmt: Attention) -> str:
     return f"{stmt.out} = F.scaled_dot_product_attention({', '.join(args)})"
 
 
-def _statement_lines(stmt) -> list[str]:
-    return [_attention(stmt)]
+def _mutate(stmt: Mutate) -> str:
+    t, v = stmt.target, repr(stmt.value)
+    return {"add_": f"{t}.add_({v})", "mul_": f"{t}.mul_({v})",
+            "copy_": f"{t}.copy_({t} * {v})", "iadd": f"{t} += {v}",
+            "setitem": f"{t}[..., 0] = {v}"}[stmt.method]
+
+
+def _params(p: BuildParams | ParamsInput, ref=lambda name: name) -> str:
+    mask = ref(p.mask) if p.mask is not None else "None"
+    return (f"SDPAParams({ref(p.query)}, {ref(p.key)}, {ref(p.value)}, {mask}, "
+            f"{p.dropout!r}, {p.is_causal!r}, {p.enable_gqa!r})")
+
+
+class _Emitter:
+    """Turns statements into lines of `fn`, collecting the module-level helpers they use."""
+
+    def __init__(self, inputs: tuple[str, ...]) -> None:
+        self.helpers: list[str] = []
+        self.uses_kernel = False
+        self.uses_params = False
+        self.defined = list(inputs)
+
+    def block(self, body: tuple[Statement, ...]) -> list[str]:
+        return [line for stmt in body for line in self.statement(stmt)]
+
+    def statement(self, stmt: Statement) -> list[str]:
+        if isinstance(stmt, Attention):
+            lines = [_attention(stmt)]
+        elif isinstance(stmt, Mutate):
+            lines = [_mutate(stmt)]
+        elif isinstance(stmt, BuildParams):
+            self.uses_params = True
+            lines = [f"{stmt.out} = {_params(stmt)}"]
+        elif isinstance(stmt, ParamsAttr):
+            lines = [f"{stmt.out} = {stmt.params}.{stmt.attr}"]
+        elif isinstance(stmt, Shift):
+            lines = [f"{stmt.out} = {stmt.source} + {stmt.value!r}"]
+        elif isinstance(stmt, GraphBreak):
+            lines = self._graph_break(stmt.place)
+        elif isinstance(stmt, ReadBackends):
+            self.uses_kernel = True
+            arg = "with_priority=True" if stmt.with_priority else ""
+            lines = [f"{stmt.out} = _cur_sdpa_kernel_backends({arg})"]
+        elif isinstance(stmt, ReadFlag):
+            lines = [f"{stmt.out} = torch.backends.cuda.{FLAG_GETTERS[stmt.flag]}()"]
+        elif isinstance(stmt, SetFlag):
+            lines = [f"torch.backends.cuda.enable_{stmt.flag}_sdp({stmt.enabled!r})"]
+        else:
+            return self._kernel_block(stmt)
+        if getattr(stmt, "out", None):
+            self.defined.append(stmt.out)
+        return lines
+
+    def _graph_break(self, place: str) -> list[str]:
+        if place == "top":
+            return ["torch._dynamo.graph_break()"]
+        if place == "loop":
+            return ["for _ in range(2):", "    torch._dynamo.graph_break()"]
+        for needed in ("helper", "helper2")[: 1 + (place == "helper2")]:
+            if BREAK_HELPERS[needed] not in self.helpers:
+                self.helpers.append(BREAK_HELPERS[needed])
+        return ["_break_1()" if place == "helper" else "_break_2()"]
+
+    def _kernel_block(self, stmt: KernelBlock) -> list[str]:
+        self.uses_kernel = True
+        ctx = kernel_call(stmt.backends, stmt.set_priority)
+        if stmt.style == "with":
+            return [f"with {ctx}:"] + ["    " + line for line in self.block(stmt.body)]
+        params = list(self.defined)
+        body = self.block(stmt.body)
+        made = [name for name in self.defined if name not in params]
+        name = f"_kernel_{len(self.helpers)}"
+        ret = ["return " + ", ".join(made) + ("," if len(made) == 1 else "")] if made else []
+        self.helpers.append(f"@{ctx}\ndef {name}({', '.join(params)}):\n" +
+                            "".join(f"    {line}\n" for line in body + ret))
+        call = f"{name}({', '.join(params)})"
+        return [f"{', '.join(made)}{',' if len(made) == 1 else ''} = {call}" if made else call]
 
 
 def function_source(case: Case) -> str:
     """The module that defines `fn`, the function under test."""
-    lines = [HEADER, "", f"def fn({', '.join(case.input_names)}):"]
-    for stmt in case.program.body:
-        lines.extend("    " + line for line in _statement_lines(stmt))
+    emitter = _Emitter(case.input_names)
+    body = emitter.block(case.program.body)
     returns = case.program.returns
-    lines.append(f"    return {returns[0] if len(returns) == 1 else ', '.join(returns)}")
-    return "\n".join(lines) + "\n"
+    body.append(f"return {returns[0] if len(returns) == 1 else ', '.join(returns)}")
+    header = HEADER + (KERNEL_IMPORT if emitter.uses_kernel else "")
+    if emitter.uses_params:
+        header += "\n" + PARAMS_LINE
+    parts = [header] + emitter.helpers
+    parts.append(f"def fn({', '.join(case.input_names)}):\n" +
+                 "".join(f"    {line}\n" for line in body))
+    return "\n\n".join(parts)
 
 
 def inputs_source(case: Case) -> str:
-    """`build_tensor` and `make_inputs()`, which returns a fresh dict of the case's inputs."""
-    body = ",\n".join(f"        {name!r}: {build_call(spec, case.device)}"
-                      for name, spec in case.inputs)
-    return (f"{BUILD_TENSOR_SOURCE}\n\ndef make_inputs():\n    return {{\n{body},\n    }}\n")
+    """`build_tensor` and `make_inputs(dtype=None)`, which returns a fresh dict of the case's
+    inputs; with a dtype, its floating tensors are cast to it before any SDPAParams is built."""
+    tensors = ",\n".join(f"        {name!r}: {build_call(spec, case.device)}"
+                         for name, spec in case.inputs if isinstance(spec, TensorSpec))
+    params = "".join(f"    t[{name!r}] = torch.backends.cuda.{_params(spec, ref)}\n"
+                     for name, spec in case.inputs if isinstance(spec, ParamsInput))
+    return (f"import torch\n\n\n{BUILD_TENSOR_SOURCE}\n\ndef make_inputs(dtype=None):\n    t = {{\n{tensors},\n    }}\n"
+            "    if dtype is not None:\n"
+            "        t = {n: x.detach().to(dtype) if x.is_floating_point() else x\n"
+            "             for n, x in t.items()}\n"
+            f"{params}    return t\n")
+
+
+def ref(name: str) -> str:
+    return f"t[{name!r}]"
 
 
 def backend_expression(backend: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ Everything the oracle needs is captured here as an `Observation` per run; nothin
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import logging
 import time
@@ -16,10 +17,12 @@ import torch._dynamo
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch.utils._pytree import tree_flatten
 
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
 from fuzz.backends import resolve_backend
-from fuzz.case import Case
+from fuzz.case import CallContext, Case
 from fuzz.codegen import function_source
-from fuzz.materialize import materialize
+from fuzz.materialize import input_factory
 from fuzz.sdpa_state import BackendState, current_state, restore_state
 
 # Fake-tensor tracing logs every error it meets at ERROR level; the oracle reports the ones
@@ -29,7 +32,11 @@ logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
 
 @dataclass(frozen=True)
 class Observation:
-    """One run of the function: its flat outputs (or the exception) and the world after it."""
+    """One call of the function: its flat outputs (or the exception) and the world after it.
+
+    `state_after` is read right after the call, still inside the call's outer context, so
+    that a leak is not hidden by the outer context restoring its own state.
+    """
 
     leaves: tuple[Any, ...] | None
     structure: str | None
@@ -40,14 +47,15 @@ class Observation:
 
 @dataclass(frozen=True)
 class Frames:
-    """Dynamo's own accounting for the compiled function, read from a counting backend.
+    """Dynamo's own accounting, read from a counting backend: graphs compiled by each call,
+    then by one more call that repeats the first (same context, equal inputs).
 
     `reused` says the compiled function was already warm from a case that differs only
-    in its seeds, so its first call must compile nothing at all.
+    in its seeds, so its calls must compile nothing at all.
     """
 
-    first_call: int
-    second_call: int
+    per_call: tuple[int, ...]
+    repeat: int
     reused: bool
 
 
@@ -71,9 +79,11 @@ class CompiledProgram:
 
 @dataclass(frozen=True)
 class CaseRun:
-    eager: Observation
-    reference: Observation
-    compiled: Observation
+    """Per call: eager, float64 reference and compiled observations."""
+
+    eager: tuple[Observation, ...]
+    reference: tuple[Observation, ...]
+    compiled: tuple[Observation, ...]
     frames: Frames
     program: CompiledProgram
 
@@ -88,22 +98,26 @@ def load_function(case: Case) -> Callable[..., Any]:
     return namespace["fn"]
 
 
-def _upcast(inputs: dict[str, Any]) -> dict[str, Any]:
-    return {name: t.detach().to(torch.float64) if t.is_floating_point() else t
-            for name, t in inputs.items()}
+def _outer(context: CallContext) -> contextlib.AbstractContextManager:
+    if context.backends is None:
+        return contextlib.nullcontext()
+    backends = [getattr(SDPBackend, b) for b in context.backends]
+    return sdpa_kernel(backends, set_priority=context.set_priority)
 
 
-def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState) -> Observation:
-    """Call `fn` once from the `start` backend state; restore that state afterwards."""
+def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
+            context: CallContext = CallContext()) -> Observation:
+    """Call `fn` once inside `context`, from the `start` backend state; restore it after."""
     restore_state(start)
-    try:
-        result = fn(**inputs)
-    except Exception as exc:  # the outcome itself is observed
-        leaves, structure, error = None, None, exc
-    else:
-        flat, spec = tree_flatten(result)
-        leaves, structure, error = tuple(flat), str(spec), None
-    after = current_state()
+    with _outer(context):
+        try:
+            result = fn(**inputs)
+        except Exception as exc:  # the outcome itself is observed
+            leaves, structure, error = None, None, exc
+        else:
+            flat, spec = tree_flatten(result)
+            leaves, structure, error = tuple(flat), str(spec), None
+        after = current_state()
     restore_state(start)
     return Observation(leaves, structure, error, inputs, after)
 
@@ -130,24 +144,30 @@ def compile_program(case: Case, backend: str) -> CompiledProgram:
 
 def run_case(case: Case, backend: str | None = None, timings: Timings | None = None,
              warm: CompiledProgram | None = None) -> CaseRun:
-    """Eager, float64 reference and compiled runs of `case`.
+    """Every call of `case` eagerly, in float64 and compiled, then the first call again.
 
     Compiles afresh (Dynamo reset first) unless `warm` is given: a program compiled for a
     case that differs from this one only in its seeds, which Dynamo's guards must accept.
     """
     backend = backend or case.compile.backend
     fn = load_function(case)
+    make_inputs = input_factory(case)
     start = current_state()
-    eager = _timed(timings, "eager", lambda: observe(fn, materialize(case), start))
-    reference = _timed(timings, "reference",
-                       lambda: observe(fn, _upcast(materialize(case)), start))
-    program = warm or _timed(timings, "compile", lambda: compile_program(case, backend))
+    eager, reference, compiled, per_call = [], [], [], []
+    program = warm or compile_program(case, backend)
+    for context in case.calls:
+        eager.append(_timed(timings, "eager", lambda: observe(fn, make_inputs(), start, context)))
+        reference.append(_timed(timings, "reference", lambda: observe(
+            fn, make_inputs(torch.float64), start, context)))
+        before, t0 = program.counter.frame_count, time.perf_counter()
+        compiled.append(observe(program.fn, make_inputs(), start, context))
+        per_call.append(program.counter.frame_count - before)
+        if timings is not None:  # a call that compiled anything is charged to compilation
+            timings.add("compile" if per_call[-1] else "compiled", time.perf_counter() - t0)
     before = program.counter.frame_count
-    compiled = _timed(timings, "compile+compiled" if warm is None else "compiled",
-                      lambda: observe(program.fn, materialize(case), start))
-    first = program.counter.frame_count - before
-    if compiled.error is None:
-        _timed(timings, "compiled", lambda: observe(program.fn, materialize(case), start))
-    frames = Frames(first_call=first, second_call=program.counter.frame_count - before - first,
+    if compiled[0].error is None:
+        _timed(timings, "compiled", lambda: observe(program.fn, make_inputs(), start,
+                                                     case.calls[0]))
+    frames = Frames(per_call=tuple(per_call), repeat=program.counter.frame_count - before,
                     reused=warm is not None)
-    return CaseRun(eager, reference, compiled, frames, program)
+    return CaseRun(tuple(eager), tuple(reference), tuple(compiled), frames, program)

@@ -82,8 +82,11 @@ def build_call(spec: TensorSpec, device: str) -> str:
     return f"build_tensor({', '.join(args)})"
 
 
-def materialize(case: Case) -> dict:
-    """A fresh set of the case's inputs, by name."""
-    return {name: build_tensor(spec.shape, spec.dtype, spec.values, spec.layout, spec.seed,
-                               spec.perm, spec.expand_dim, spec.requires_grad, case.device)
-            for name, spec in case.inputs}
+def input_factory(case: Case):
+    """`make_inputs(dtype=None)` for the case, compiled from the very source a repro script
+    carries, so that the fuzzer and the script cannot build different inputs."""
+    from fuzz.codegen import inputs_source
+
+    namespace: dict = {}
+    exec(compile(inputs_source(case), "<sdpa-fuzz inputs>", "exec"), namespace)
+    return namespace["make_inputs"]

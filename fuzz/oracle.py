@@ -7,19 +7,17 @@ condition it happened under, which together form its signature.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import torch
+from torch._dynamo.exc import Unsupported
+from torch.backends.cuda import SDPAParams
 
-from fuzz.case import Case
+from fuzz.case import Attention, Case, ParamsInput, TensorSpec, walk
 from fuzz.execute import CaseRun, Observation
-from fuzz.frames import predict_frames
+from fuzz.frames import must_break, predict_frames
 from fuzz.tolerance import ErrorMeasure, measure, score_conditioning
-
-CHECKS = ("outcome", "structure", "metadata", "stride", "nan-inf", "values", "identity",
-          "mutation", "backend-state", "frames", "recompile")
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -131,10 +129,12 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
 
 
 def case_conditioning(case: Case, reference: Observation) -> float:
-    """The worst score conditioning over the program's attention calls, from the float64
-    inputs; 1 where it cannot be computed (an invalid call raises in eager anyway)."""
+    """The worst score conditioning over the program's attention calls on its inputs, from
+    the float64 run; 1 where it cannot be computed (an invalid call raises in eager anyway)."""
     worst = 1.0
-    for stmt in case.program.body:
+    for stmt in walk(case.program.body):
+        if not isinstance(stmt, Attention):
+            continue
         q, k = reference.inputs.get(stmt.query), reference.inputs.get(stmt.key)
         if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor):
             worst = max(worst, score_conditioning(q, k, stmt.scale))
@@ -145,54 +145,97 @@ def _input_name(obs: Observation, leaf: Any) -> str | None:
     return next((n for n, t in obs.inputs.items() if t is leaf), None)
 
 
+def _is_graph_break(error: BaseException | None) -> bool:
+    return isinstance(error, Unsupported)
+
+
 def judge(case: Case, run: CaseRun) -> Verdict:
     """Every check of the compiled run against eager, the reference and the frame model."""
     failures: list[Failure] = []
-    checked: list[str] = ["outcome"]
+    checked: set[str] = set()
     ratios: list[tuple[str, float]] = []
-    eager, compiled, ref = run.eager, run.compiled, run.reference
+    breaks = must_break(case.program)
+    for i, (eager, ref, compiled) in enumerate(zip(run.eager, run.reference, run.compiled)):
+        prefix = f"call{i}." if i else ""
+        if case.compile.fullgraph and breaks:
+            checked.add("fullgraph")
+            if not _is_graph_break(compiled.error):
+                failures.append(Failure("fullgraph", f"{prefix}call", "breaking-program",
+                                f"the program breaks the graph, so fullgraph=True must raise "
+                                f"Unsupported; compiled "
+                                f"{'raised ' + _describe(compiled.error) if compiled.error else 'succeeded'}"))
+            continue
+        failures += _judge_call(case, eager, ref, compiled, prefix, checked, ratios)
+    failures += _check_frames(case, run, checked)
+    return Verdict(tuple(failures), tuple(sorted(checked)), tuple(ratios))
 
+
+def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Observation,
+                prefix: str, checked: set[str], ratios: list[tuple[str, float]]
+                ) -> list[Failure]:
+    checked.add("outcome")
     outcome = check_outcome(eager, compiled)
     if outcome is not None:
-        return Verdict((outcome,), tuple(checked), ())
+        return [replace(outcome, where=prefix + outcome.where)]
+    failures: list[Failure] = []
     if eager.error is None:
         numeric = not case.program.has_dropout
-        checked += ["structure"]
+        checked.add("structure")
         assert eager.leaves is not None and compiled.leaves is not None
         if eager.structure != compiled.structure or len(eager.leaves) != len(compiled.leaves):
-            failures.append(Failure("structure", "return", "pytree", f"eager returned "
-                            f"{eager.structure}, compiled {compiled.structure}"))
-            return Verdict(tuple(failures), tuple(checked), ())
-        checked += ["metadata", "stride", "identity"] + (["nan-inf", "values"] if numeric else [])
+            return [Failure("structure", prefix + "return", "pytree", f"eager returned "
+                            f"{eager.structure}, compiled {compiled.structure}")]
+        checked.update(("metadata", "stride", "identity", "mutation"))
+        if numeric:
+            checked.update(("nan-inf", "values"))
         ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
         kappa = case_conditioning(case, ref)
-        for i, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
-            where = _leaf_name(case, eager, i)
-            failures += _compare_leaf(where, e, c, ref_leaves[i] if i < len(ref_leaves)
-                                      else None, numeric, ratios, kappa)
+        for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
+            where = prefix + _leaf_name(case, eager, j)
+            r = ref_leaves[j] if j < len(ref_leaves) else None
             failures += _check_identity(where, eager, compiled, e, c)
-        checked.append("mutation")
-        for name in case.input_names:
-            fails, m = compare_tensor(f"input {name} after the call", eager.inputs[name],
-                                      compiled.inputs[name], ref.inputs.get(name), numeric)
+            failures += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa)
+        for name, spec in case.inputs:
+            if not isinstance(spec, TensorSpec):
+                continue
+            fails, _ = compare_tensor(f"{prefix}input {name} after the call", eager.inputs[name],
+                                      compiled.inputs[name], ref.inputs.get(name), numeric,
+                                      kappa)
             failures += [Failure("mutation", f.where, f.condition, f.detail) for f in fails]
-    checked.append("backend-state")
+    checked.add("backend-state")
     if eager.state_after != compiled.state_after:
-        failures.append(Failure("backend-state", "after-call", "global", "SDPA backend state "
-                        f"after the call: eager {eager.state_after.describe()}, compiled "
+        failures.append(Failure("backend-state", prefix + "after-call", "global",
+                        "SDPA backend state right after the call: eager "
+                        f"{eager.state_after.describe()}, compiled "
                         f"{compiled.state_after.describe()}"))
-    if compiled.error is None:
-        checked += ["frames", "recompile"]
-        expected = 0 if run.frames.reused else predict_frames(case.program)
-        if run.frames.first_call != expected:
-            failures.append(Failure("frames", "first-call", f"expected-{expected}",
-                            f"the counting backend compiled {run.frames.first_call} frame(s); "
-                            f"the frame model predicts {expected}"))
-        if run.frames.second_call:
-            failures.append(Failure("recompile", "second-call", "equal-inputs",
-                            f"a second call with equal inputs compiled "
-                            f"{run.frames.second_call} more frame(s)"))
-    return Verdict(tuple(failures), tuple(checked), tuple(ratios))
+    return failures
+
+
+def _check_frames(case: Case, run: CaseRun, checked: set[str]) -> list[Failure]:
+    """First call: the frame model's count. A later call from a context already seen, and
+    the repeat of the first call: nothing new. A reused compiled function: nothing at all."""
+    if run.compiled[0].error is not None:
+        return []
+    checked.update(("frames", "recompile"))
+    failures = []
+    frames = run.frames
+    params = frozenset(n for n, spec in case.inputs if isinstance(spec, ParamsInput))
+    expected = 0 if frames.reused else predict_frames(case.program, params)
+    if frames.per_call[0] != expected:
+        failures.append(Failure("frames", "first-call", f"expected-{expected}",
+                        f"the counting backend compiled {frames.per_call[0]} graph(s) on the "
+                        f"first call; the frame model predicts {expected}"
+                        + (" (warm from an equal case)" if frames.reused else "")))
+    for i, context in enumerate(case.calls[1:], start=1):
+        if context in case.calls[:i] and frames.per_call[i] and run.compiled[i].error is None:
+            failures.append(Failure("recompile", f"call{i}", "same-context",
+                            f"call {i} repeats an earlier call's context with equal inputs "
+                            f"but compiled {frames.per_call[i]} more graph(s)"))
+    if frames.repeat:
+        failures.append(Failure("recompile", "repeat", "equal-inputs",
+                        f"repeating the first call with equal inputs compiled {frames.repeat} "
+                        "more graph(s)"))
+    return failures
 
 
 def _leaf_name(case: Case, obs: Observation, i: int) -> str:
@@ -202,20 +245,44 @@ def _leaf_name(case: Case, obs: Observation, i: int) -> str:
     return f"output[{i}]"
 
 
-def _compare_leaf(where: str, e: Any, c: Any, r: Any, numeric: bool,
-                  ratios: list[tuple[str, float]], conditioning: float) -> list[Failure]:
+def _compare_leaf(where: str, eager: Observation, compiled: Observation, e: Any, c: Any,
+                  r: Any, numeric: bool, ratios: list[tuple[str, float]], kappa: float
+                  ) -> list[Failure]:
     if type(e) is not type(c):
         return [Failure("structure", where, "type", f"{where}: eager returned a "
                         f"{type(e).__name__}, compiled a {type(c).__name__}")]
     if isinstance(e, torch.Tensor):
-        fails, m = compare_tensor(where, e, c, r, numeric, conditioning)
+        fails, m = compare_tensor(where, e, c, r, numeric, kappa)
         if m is not None:
             ratios.append((_dtype(e), m.ratio))
         return fails
+    if isinstance(e, SDPAParams):
+        return _compare_params(where, eager, compiled, e, c, r, numeric, kappa)
     if e != c:
         return [Failure("values", where, type(e).__name__,
                         f"{where}: eager returned {e!r}, compiled {c!r}")]
     return []
+
+
+def _compare_params(where: str, eager: Observation, compiled: Observation, e: Any, c: Any,
+                    r: Any, numeric: bool, kappa: float) -> list[Failure]:
+    """An SDPAParams's tensor fields are the very objects eager's are (mapped to each run's
+    own inputs), or equal tensors where eager's are not inputs; other fields are equal."""
+    failures = []
+    for attr in ("query", "key", "value", "attn_mask"):
+        fe, fc = getattr(e, attr), getattr(c, attr)
+        failures += _check_identity(f"{where}.{attr}", eager, compiled, fe, fc)
+        if isinstance(fe, torch.Tensor) and isinstance(fc, torch.Tensor):
+            fr = getattr(r, attr, None) if r is not None else None
+            failures += compare_tensor(f"{where}.{attr}", fe, fc, fr, numeric, kappa)[0]
+        elif (fe is None) != (fc is None):
+            failures.append(Failure("structure", f"{where}.{attr}", "none",
+                                    f"{where}.{attr}: eager {fe!r}, compiled {fc!r}"))
+    for attr in ("dropout", "is_causal", "enable_gqa"):
+        if getattr(e, attr) != getattr(c, attr):
+            failures.append(Failure("values", f"{where}.{attr}", "params", f"{where}.{attr}: "
+                            f"eager {getattr(e, attr)!r}, compiled {getattr(c, attr)!r}"))
+    return failures
 
 
 def _check_identity(where: str, eager: Observation, compiled: Observation, e: Any, c: Any

@@ -1,0 +1,78 @@
+"""Each rule of the frame model, pinned to a tiny program whose count was observed on
+torch 2.13.0, and checked against Dynamo's own counter on the installed torch."""
+
+from __future__ import annotations
+
+import pytest
+
+from fuzz.case import (Attention, BuildParams, Case, CompileSpec, GraphBreak, KernelBlock,
+                       Mutate, ParamsAttr, ParamsInput, Program, ReadBackends, ReadFlag,
+                       SetFlag, Shift, TensorSpec)
+from fuzz.execute import run_case
+from fuzz.frames import must_break, predict_frames
+
+OP = Shift("y", "q")
+OP2 = Shift("z", "q", 2.0)
+MATH = ("MATH",)
+
+# rule, program body, returns, graphs observed on torch 2.13.0
+PINNED = [
+    ("1: one graph", (Attention("out"),), ("out",), 1),
+    ("1: break alone compiles nothing", (GraphBreak(),), ("q",), 0),
+    ("1: op then break", (OP, GraphBreak()), ("y",), 1),
+    ("1: break then op", (GraphBreak(), OP), ("y",), 1),
+    ("1: op break op", (OP, GraphBreak(), OP2), ("z",), 2),
+    ("1: mutation then break", (Mutate("q"), GraphBreak()), ("q",), 1),
+    ("2: break in a loop skips the frame", (OP, GraphBreak("loop"), OP2), ("z",), 0),
+    ("2: loop break alone", (GraphBreak("loop"),), ("q",), 0),
+    ("3: helper break splits the caller", (OP, GraphBreak("helper"), OP2), ("z",), 2),
+    ("3: two-deep helper break", (OP, GraphBreak("helper2"), OP2), ("z",), 2),
+    ("3: helper break alone", (GraphBreak("helper"),), ("q",), 0),
+    ("4: empty-ish kernel block", (KernelBlock(MATH, (ParamsAttr("a", "p"),)),), ("a",), 1),
+    ("4: kernel block around an op", (KernelBlock(MATH, (OP,)),), ("y",), 1),
+    ("4: break inside kernel block", (KernelBlock(MATH, (GraphBreak(),)),), ("q",), 2),
+    ("4: op break op inside block", (KernelBlock(MATH, (OP, GraphBreak(), OP2)),), ("z",), 2),
+    ("4: nested blocks with a break", (KernelBlock(("MATH", "FLASH_ATTENTION"), (
+        KernelBlock(MATH, (GraphBreak(),), set_priority=True),)), OP), ("y",), 2),
+    ("4: decorator without break", (KernelBlock(MATH, (OP,), True, "decorator"),), ("y",), 1),
+    ("5: read backends is traced", (ReadBackends("r"),), ("r",), 1),
+    ("5: read backends with priority breaks", (ReadBackends("r", True),), ("r",), 0),
+    ("5: flag getter breaks", (OP, ReadFlag("f", "flash")), ("y", "f"), 1),
+    ("5: flag setter is traced", (SetFlag("flash", False),), ("q",), 1),
+    ("6: build params", (BuildParams("z"),), ("z",), 1),
+    ("6: params attribute is a getattr node", (ParamsAttr("a", "p"), GraphBreak(),
+                                                Shift("b", "a")), ("b",), 2),
+    ("6: built params attribute", (BuildParams("z"), GraphBreak(), ParamsAttr("a", "z")),
+     ("a",), 2),
+    ("6: input params returned is rebuilt", (GraphBreak(),), ("p",), 1),
+    ("6: input params read after a break", (GraphBreak(), ParamsAttr("a", "p")), ("a",), 1),
+    ("6: params across a break", (BuildParams("z"), GraphBreak(), OP), ("z", "y"), 2),
+]
+
+
+def case_for(body, returns, fullgraph=False) -> Case:
+    tensors = [(n, TensorSpec((1, 3, 4), seed=i)) for i, n in enumerate("qkv")]
+    return Case(inputs=tuple(tensors) + (("p", ParamsInput()),),
+                program=Program(body, returns), compile=CompileSpec("eager", fullgraph=fullgraph))
+
+
+@pytest.mark.parametrize("rule, body, returns, observed", PINNED, ids=[p[0] for p in PINNED])
+def test_frame_rule(rule: str, body, returns, observed: int) -> None:
+    case = case_for(body, returns)
+    assert predict_frames(case.program, frozenset({"p"})) == observed
+    run = run_case(case, "eager")
+    assert run.compiled[0].error is None
+    assert run.frames.per_call[0] == observed, f"{rule}: Dynamo compiled {run.frames.per_call}"
+
+
+@pytest.mark.parametrize("rule, body, returns, observed", PINNED, ids=[p[0] for p in PINNED])
+def test_fullgraph_raises_exactly_when_the_program_breaks(rule, body, returns, observed) -> None:
+    run = run_case(case_for(body, returns, fullgraph=True), "eager")
+    raised = run.compiled[0].error is not None
+    assert raised == must_break(case_for(body, returns).program), rule
+
+
+def test_no_rule_means_no_prediction() -> None:
+    body = (KernelBlock(MATH, (OP, GraphBreak(), OP2), style="decorator"),)
+    with pytest.raises(ValueError, match="no rule"):
+        predict_frames(Program(body, ("z",)))
