@@ -11,7 +11,8 @@ import inspect
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, KernelBlock, Mutate,
                        ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift, Statement,
-                       TensorSpec)
+                       TensorSpec, walk)
+from fuzz.frames import must_break, predict_frames
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
 from fuzz.tolerance import score_conditioning
 
@@ -176,60 +177,109 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
     """A torch-only script that shows the divergence and exits 1 while it holds."""
     imports, backend_expr = backend_expression(backend)
     settings = case.compile
-    compile_kwargs = f"fullgraph={settings.fullgraph!r}, dynamic={settings.dynamic!r}"
+    compile_kwargs = {"fullgraph": settings.fullgraph, "dynamic": settings.dynamic}
     if settings.mode is not None:
-        compile_kwargs += f", mode={settings.mode!r}"
+        compile_kwargs["mode"] = settings.mode
+    params = frozenset(n for n, spec in case.inputs if isinstance(spec, ParamsInput))
+    scores = [(s.query, s.key, s.scale) for s in walk(case.program.body)
+              if isinstance(s, Attention)]
+    calls = [None if c.backends is None else (list(c.backends), c.set_priority)
+             for c in case.calls]
     return "\n".join([
-        '"""sdpa-fuzz repro: runs fn eagerly and compiled on identical inputs and compares '
-        'both with a float64 run.\n\nExit status 1 while the divergence holds, 0 once it is '
-        'gone."""',
+        '"""sdpa-fuzz repro: runs fn eagerly, compiled and in float64 on identical inputs, once\n'
+        'per outer sdpa_kernel context, and compares outputs, identities, inputs after the call,\n'
+        'the global SDPA backend state and Dynamo\'s frame count.\n\n'
+        'Exit status 1 while a divergence holds, 0 once it is gone."""',
         "import sys",
         imports + function_source(case),
         inputs_source(case),
         f"BACKEND = {backend_expr}",
+        f"COMPILE_KWARGS = {compile_kwargs!r}",
+        f"CALLS = {calls!r}  # outer sdpa_kernel (backends, set_priority) per call, or None",
+        f"EXPECTED_FRAMES = {predict_frames(case.program, params)!r}  # the frame model's count",
+        f"MUST_BREAK = {must_break(case.program)!r}  # so fullgraph=True must raise",
+        f"NUMERIC = {not case.program.has_dropout!r}  # False: dropout draws are random",
         f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor)",
-        f"SCORES = {[(s.query, s.key, s.scale) for s in case.program.body]!r}"
-        "  # (query, key, scale) per attention call",
+        f"SCORES = {scores!r}  # (query, key, scale) per attention call",
         "",
         inspect.getsource(score_conditioning),
-        CHECKER_SOURCE.replace("COMPILE_KWARGS", compile_kwargs),
+        CHECKER_SOURCE,
     ])
 
 
 CHECKER_SOURCE = '''
-def flat(out):
-    return list(out) if isinstance(out, (tuple, list)) else [out]
+from torch._dynamo.testing import CompileCounterWithBackend
+from torch.utils._pytree import tree_flatten
+
+FLAGS = ("flash", "mem_efficient", "math", "cudnn", "overrideable")
 
 
-def upcast(inputs):
-    return {n: t.detach().to(torch.float64) if t.is_floating_point() else t
-            for n, t in inputs.items()}
+def backend_state():
+    enabled = [f for f in FLAGS if getattr(torch._C, f"_get_{f}_sdp_enabled")()]
+    return enabled, list(torch._C._get_sdp_priority_order())
 
 
-def run(f, inputs):
-    try:
-        return flat(f(**inputs)), None
-    except Exception as exc:  # the outcome is part of what is compared
-        return None, exc
+def set_backend_state(state):
+    for f in FLAGS:
+        getattr(torch._C, f"_set_sdp_use_{f}")(f in state[0])
+    torch._C._set_sdp_priority_order(state[1])
+
+
+def call(f, inputs, context, start):
+    """(leaves, error, inputs, state right after the call inside its outer context)"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    import contextlib
+    set_backend_state(start)
+    outer = contextlib.nullcontext() if context is None else sdpa_kernel(
+        [getattr(SDPBackend, b) for b in context[0]], set_priority=context[1])
+    with outer:
+        try:
+            leaves, error = tree_flatten(f(**inputs))[0], None
+        except Exception as exc:  # the outcome is part of what is compared
+            leaves, error = None, exc
+        state = backend_state()
+    set_backend_state(start)
+    return leaves, error, inputs, state
+
+
+def same_error(e, c):
+    while c is not None:
+        if isinstance(c, type(e)):
+            return True
+        c = c.__cause__ or c.__context__
+    return False
+
+
+def input_name(inputs, x):
+    return next((n for n, t in inputs.items() if t is x), None)
 
 
 def compare(name, e, c, r, kappa, problems):
     if not isinstance(e, torch.Tensor):
-        if e != c:
-            problems.append(f"{name}: eager {e!r} but compiled {c!r}")
+        if type(e) is not type(c) or (not isinstance(e, torch.backends.cuda.SDPAParams)
+                                      and e != c):
+            problems.append(f"{name}: eager {e!r}, compiled {c!r}")
         return
     if (e.shape, e.dtype, e.device) != (c.shape, c.dtype, c.device):
         problems.append(f"{name}: eager {tuple(e.shape)} {e.dtype} {e.device}, "
                         f"compiled {tuple(c.shape)} {c.dtype} {c.device}")
         return
+    big = lambda t: [(d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1]
+    if big(e) != big(c):
+        problems.append(f"{name}: strides eager {e.stride()}, compiled {c.stride()}")
+    if not NUMERIC:
+        return
     if not e.is_floating_point():
         if not torch.equal(e, c):
             problems.append(f"{name}: values differ")
         return
-    e, c, r = e.detach(), c.detach(), r.detach().to(torch.float64)
+    e, c = e.detach(), c.detach()
     for what, test in (("NaN", torch.isnan), ("+inf", torch.isposinf), ("-inf", torch.isneginf)):
         if not torch.equal(test(e), test(c)):
             problems.append(f"{name}: {what} positions differ")
+    if not isinstance(r, torch.Tensor) or r.shape != e.shape:
+        return
+    r = r.detach().to(torch.float64)
     ok = torch.isfinite(e) & torch.isfinite(c) & torch.isfinite(r)
     if ok.any():
         err_e = (e.double() - r)[ok].abs().max().item()
@@ -243,34 +293,69 @@ def compare(name, e, c, r, kappa, problems):
             problems.append(f"{name}: compiled error {err_c:.3g} > allowed {allowed:.3g}")
 
 
+def check_call(i, eager, ref, compiled, problems):
+    (e_out, e_exc, e_in, e_state), (r_out, _, r_in, _), (c_out, c_exc, c_in, c_state) = \\
+        eager, ref, compiled
+    tag = f"call {i}: "
+    if COMPILE_KWARGS["fullgraph"] and MUST_BREAK:
+        from torch._dynamo.exc import Unsupported
+        if not (isinstance(c_exc, Unsupported) or (e_exc is not None and same_error(e_exc, c_exc))):
+            problems.append(tag + f"fullgraph=True must raise on a graph break; compiled {c_exc!r}")
+        return
+    if e_exc is not None or c_exc is not None:
+        if e_exc is None or c_exc is None or not same_error(e_exc, c_exc):
+            problems.append(tag + f"outcome: eager {e_exc!r}, compiled {c_exc!r}")
+        return
+    if len(e_out) != len(c_out):
+        problems.append(tag + f"eager returned {len(e_out)} values, compiled {len(c_out)}")
+        return
+    kappa = max([1.0] + [score_conditioning(r_in[q], r_in[k], scale) for q, k, scale in SCORES
+                         if isinstance(r_in.get(q), torch.Tensor)
+                         and isinstance(r_in.get(k), torch.Tensor)])
+    for j, (e, c, r) in enumerate(zip(e_out, c_out, r_out or [None] * len(e_out))):
+        if input_name(e_in, e) != input_name(c_in, c):
+            problems.append(tag + f"output[{j}] is input {input_name(e_in, e)} in eager but "
+                            f"{input_name(c_in, c)} in compiled")
+        compare(tag + f"output[{j}]", e, c, r, kappa, problems)
+        if isinstance(e, torch.backends.cuda.SDPAParams):
+            for attr in ("query", "key", "value", "attn_mask", "dropout", "is_causal",
+                         "enable_gqa"):
+                fe, fc = getattr(e, attr), getattr(c, attr)
+                if input_name(e_in, fe) != input_name(c_in, fc):
+                    problems.append(tag + f"output[{j}].{attr} is input {input_name(e_in, fe)} "
+                                    f"in eager but {input_name(c_in, fc)} in compiled")
+                compare(tag + f"output[{j}].{attr}", fe, fc, getattr(r, attr, None), kappa,
+                        problems)
+    for name, e in e_in.items():
+        if isinstance(e, torch.Tensor):
+            compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], kappa,
+                    problems)
+    if e_state != c_state:
+        problems.append(tag + f"SDPA backend state after the call: eager {e_state}, "
+                        f"compiled {c_state}")
+
+
 def main():
     problems = []
-    eager_out, eager_exc = run(fn, make_inputs())
-    ref_inputs = upcast(make_inputs())
-    ref_out, _ = run(fn, ref_inputs)
-    kappa = max([1.0] + [score_conditioning(ref_inputs[q], ref_inputs[k], scale)
-                         for q, k, scale in SCORES if q in ref_inputs and k in ref_inputs])
-    compiled_fn = torch.compile(fn, backend=BACKEND, COMPILE_KWARGS)
-    compiled_out, compiled_exc = run(compiled_fn, make_inputs())
-    if eager_exc is not None or compiled_exc is not None:
-        if eager_exc is None or compiled_exc is None or not any(
-                isinstance(x, type(eager_exc)) for x in chain(compiled_exc)):
-            problems.append(f"outcome: eager {eager_exc!r}, compiled {compiled_exc!r}")
-    elif len(eager_out) != len(compiled_out):
-        problems.append(f"eager returned {len(eager_out)} values, compiled {len(compiled_out)}")
-    else:
-        for i, (e, c, r) in enumerate(zip(eager_out, compiled_out, ref_out)):
-            compare(f"output[{i}]", e, c, r, kappa, problems)
+    start = backend_state()
+    counter = CompileCounterWithBackend(BACKEND)
+    compiled_fn = torch.compile(fn, backend=counter, **COMPILE_KWARGS)
+    first_frames = first_raised = None
+    for i, context in enumerate(CALLS):
+        eager = call(fn, make_inputs(), context, start)
+        ref = call(fn, make_inputs(torch.float64), context, start)
+        compiled = call(compiled_fn, make_inputs(), context, start)
+        if first_frames is None:
+            first_frames, first_raised = counter.frame_count, compiled[1] is not None
+        check_call(i, eager, ref, compiled, problems)
+    print(f"graphs compiled by the first call: {first_frames}; frame model: {EXPECTED_FRAMES}")
+    if first_frames != EXPECTED_FRAMES and not first_raised:
+        problems.append(f"frames: {first_frames} graphs, the frame model predicts "
+                        f"{EXPECTED_FRAMES}")
     for p in problems:
         print("DIVERGENCE:", p)
     print("diverges" if problems else "no divergence")
     return 1 if problems else 0
-
-
-def chain(exc):
-    while exc is not None:
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 if __name__ == "__main__":

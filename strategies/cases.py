@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from fuzz.case import FLOAT_DTYPES, Attention, Case, Program
+from fuzz.case import FLOAT_DTYPES, Attention, CallContext, Case, ParamsInput, Program
 from strategies.attention import dropout_ps, scales
 from strategies.compile_settings import compile_specs
 from strategies.geometry import geometries
 from strategies.masks import mask_specs
+from strategies.programs import Operands, call_sequences, programs
 from strategies.tensors import float_dtypes, tensor_specs
 
 INVALID = (None, "mask-and-causal", "head-dim-mismatch", "value-length-mismatch",
@@ -29,8 +30,10 @@ def _grow(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
 
 @st.composite
 def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
-                    dtypes: st.SearchStrategy[str] = float_dtypes(), valid_only: bool = False
-                    ) -> Case:
+                    dtypes: st.SearchStrategy[str] = float_dtypes(), valid_only: bool = False,
+                    rich: bool = False) -> Case:
+    """A case over q, k, v and maybe a mask; with `rich`, sometimes a whole program (and an
+    SDPAParams input) instead of a single SDPA call."""
     g = draw(geometries())
     dtype = draw(dtypes)
     invalid = None
@@ -65,10 +68,26 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
                                      "perm": mask.perm})
         inputs.append(("mask", mask))
     is_causal = invalid == "mask-and-causal" or (not use_mask and draw(st.booleans()))
-    call = Attention(out="out", mask="mask" if use_mask else None, dropout_p=draw(dropout_ps()),
-                     is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
-    return Case(inputs=tuple(inputs), program=Program(body=(call,), returns=("out",)),
-                compile=draw(compile_specs(backend)), device=device)
+    mask = "mask" if use_mask else None
+    if rich and draw(st.booleans()):
+        ops = Operands(mask=mask, is_causal=is_causal, enable_gqa=g.enable_gqa)
+        params = []
+        if draw(st.booleans()):
+            inputs.append(("params", ParamsInput(mask=draw(st.sampled_from((None, mask))),
+                                                 dropout=draw(st.sampled_from((0.0, 0.1))),
+                                                 is_causal=draw(st.booleans()),
+                                                 enable_gqa=draw(st.booleans()))))
+            params.append("params")
+        program = draw(programs([n for n, _ in inputs if n != "params"], params, ops))
+        calls = draw(call_sequences())
+    else:
+        call = Attention(out="out", mask=mask, dropout_p=draw(dropout_ps()),
+                         is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
+        program, calls = Program(body=(call,), returns=("out",)), (CallContext(),)
+    return Case(inputs=tuple(inputs), program=program, compile=draw(compile_specs(backend)),
+                device=device, calls=calls)
 
 
-cases = attention_cases
+def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
+    """Every kind of case: one SDPA call, or a program around SDPA called from contexts."""
+    return attention_cases(backend, device, rich=True)

@@ -1,0 +1,128 @@
+"""Programs: short statement sequences around SDPA, drawn over the names in scope.
+
+Each statement reads names already defined, of the kind it needs, so every drawn program
+is well formed and shrinks to a well-formed one. The first alternative everywhere is the
+plain one, so a shrunk program keeps only the statements its failure needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from fuzz.case import (BACKENDS, BREAK_PLACES, FLAGS, MUTATIONS, PARAM_ATTRS, Attention,
+                       BuildParams, CallContext, GraphBreak, KernelBlock, Mutate, ParamsAttr,
+                       Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement)
+from strategies.attention import dropout_ps, scales
+
+CONSTANTS = (1.0, 0.5, -2.0, 0.0, 3.0)
+
+
+@dataclass
+class Scope:
+    """Names defined so far, by kind, while a program is being drawn."""
+
+    tensors: list[str]
+    params: list[str]
+    values: list[str] = field(default_factory=list)
+    counter: int = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    @property
+    def all(self) -> list[str]:
+        return self.tensors + self.params + self.values
+
+
+@dataclass(frozen=True)
+class Operands:
+    """The tensors an SDPA call or SDPAParams reads, and the call's fixed flags."""
+
+    query: str = "q"
+    key: str = "k"
+    value: str = "v"
+    mask: str | None = None
+    is_causal: bool = False
+    enable_gqa: bool = False
+
+
+def backend_lists() -> st.SearchStrategy[tuple[str, ...]]:
+    return st.lists(st.sampled_from(BACKENDS), min_size=1, max_size=len(BACKENDS),
+                    unique=True).map(tuple)
+
+
+def call_contexts() -> st.SearchStrategy[CallContext]:
+    """No outer context first; then any backend list, with or without priority."""
+    return st.one_of(st.just(CallContext()),
+                     st.builds(CallContext, backend_lists(), st.booleans()))
+
+
+def call_sequences() -> st.SearchStrategy[tuple[CallContext, ...]]:
+    return st.lists(call_contexts(), min_size=1, max_size=3).map(tuple)
+
+
+@st.composite
+def statements(draw: st.DrawFn, scope: Scope, ops: Operands, depth: int,
+               may_break: bool) -> Statement:
+    kinds = ["attention", "mutate", "shift", "sdpa_params", "read_backends", "set_flag"]
+    if scope.params:
+        kinds.append("params_attr")
+    if may_break:
+        kinds += ["graph_break", "read_flag"]
+    if depth < 2:
+        kinds.append("sdpa_kernel")
+    kind = draw(st.sampled_from(kinds))
+    if kind == "attention":
+        out = scope.fresh("out")
+        stmt: Statement = Attention(out, ops.query, ops.key, ops.value, ops.mask,
+                                    draw(dropout_ps()), ops.is_causal, draw(scales()),
+                                    ops.enable_gqa)
+        scope.tensors.append(out)
+    elif kind == "mutate":
+        stmt = Mutate(draw(st.sampled_from(scope.tensors)), draw(st.sampled_from(MUTATIONS)),
+                      draw(st.sampled_from(CONSTANTS)))
+    elif kind == "shift":
+        stmt = Shift(scope.fresh("t"), draw(st.sampled_from(scope.tensors)),
+                     draw(st.sampled_from(CONSTANTS)))
+        scope.tensors.append(stmt.out)
+    elif kind == "sdpa_params":
+        stmt = BuildParams(scope.fresh("params"), ops.query, ops.key, ops.value,
+                           draw(st.sampled_from((None, ops.mask))), draw(st.sampled_from(
+                               (0.0, 0.1))), draw(st.booleans()), draw(st.booleans()))
+        scope.params.append(stmt.out)
+    elif kind == "params_attr":
+        attr = draw(st.sampled_from(PARAM_ATTRS))
+        stmt = ParamsAttr(scope.fresh("field"), draw(st.sampled_from(scope.params)), attr)
+        (scope.tensors if attr in ("query", "key", "value") else scope.values).append(stmt.out)
+    elif kind == "read_backends":
+        stmt = ReadBackends(scope.fresh("backends"), may_break and draw(st.booleans()))
+        scope.values.append(stmt.out)
+    elif kind == "read_flag":
+        stmt = ReadFlag(scope.fresh("flag"), draw(st.sampled_from(FLAGS)))
+        scope.values.append(stmt.out)
+    elif kind == "set_flag":
+        stmt = SetFlag(draw(st.sampled_from(FLAGS)), draw(st.booleans()))
+    elif kind == "graph_break":
+        stmt = GraphBreak(draw(st.sampled_from(BREAK_PLACES)))
+    else:
+        style = draw(st.sampled_from(("with", "decorator")))
+        # A break inside a decorated function has no frame rule, so none is drawn there.
+        inner_may_break = may_break and style == "with"
+        body = draw(st.lists(statements(scope, ops, depth + 1, inner_may_break),
+                             min_size=1, max_size=3))
+        stmt = KernelBlock(draw(backend_lists()), tuple(body), draw(st.booleans()), style)
+    return stmt
+
+
+@st.composite
+def programs(draw: st.DrawFn, tensors: list[str], params: list[str], ops: Operands
+             ) -> Program:
+    """Up to five statements, then a non-empty selection of everything in scope to return."""
+    scope = Scope(list(tensors), list(params))
+    body = draw(st.lists(statements(scope, ops, 0, True), min_size=1, max_size=5))
+    returns = draw(st.lists(st.sampled_from(scope.all), min_size=1, max_size=4, unique=True))
+    return Program(tuple(body), tuple(returns))
+
