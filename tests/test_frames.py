@@ -25,6 +25,18 @@ PINNED = [
     ("1: mutation then break", (Mutate("q"), GraphBreak()), ("q",), 1),
     ("2: break in a loop skips the frame", (OP, GraphBreak("loop"), OP2), ("z",), 0),
     ("2: loop break alone", (GraphBreak("loop"),), ("q",), 0),
+    ("2: graphs closed before stand", (OP, GraphBreak(), OP2, GraphBreak("loop"), Shift("w", "q")),
+     ("w",), 1),
+    ("2: second break in a resumed block skips", (KernelBlock(MATH, (
+        OP, GraphBreak(), OP2, GraphBreak())), Shift("w", "q")), ("w",), 1),
+    ("2: ... also a flag read after a break", (KernelBlock(MATH, (GraphBreak(), ReadFlag(
+        "f"))), OP), ("y",), 1),
+    ("2: ... also from a nested block", (KernelBlock(MATH, (KernelBlock(MATH, (
+        GraphBreak(),)), GraphBreak())), OP), ("y",), 1),
+    ("2: a break after the block is plain", (KernelBlock(MATH, (GraphBreak(),)), OP,
+                                             GraphBreak(), OP2), ("z",), 3),
+    ("2: ... also when the break is a flag read in a block", (Mutate("q"), KernelBlock(
+        MATH, (ReadFlag("f"),)), GraphBreak("loop")), ("q", "f"), 1),
     ("3: helper break splits the caller", (OP, GraphBreak("helper"), OP2), ("z",), 2),
     ("3: two-deep helper break", (OP, GraphBreak("helper2"), OP2), ("z",), 2),
     ("3: helper break alone", (GraphBreak("helper"),), ("q",), 0),
@@ -44,7 +56,8 @@ PINNED = [
                                                 Shift("b", "a")), ("b",), 2),
     ("6: built params attribute", (BuildParams("z"), GraphBreak(), ParamsAttr("a", "z")),
      ("a",), 2),
-    ("6: input params returned is rebuilt", (GraphBreak(),), ("p",), 1),
+    ("6: input params returned among others adds nothing", (GraphBreak(),), ("k", "p"), 0),
+    ("6: ... and after the priority read", (ReadBackends("r", True),), ("p", "r"), 0),
     ("6: input params read after a break", (GraphBreak(), ParamsAttr("a", "p")), ("a",), 1),
     ("6: params across a break", (BuildParams("z"), GraphBreak(), OP), ("z", "y"), 2),
 ]
@@ -72,7 +85,11 @@ def test_fullgraph_raises_exactly_when_the_program_breaks(rule, body, returns, o
     assert raised == must_break(case_for(body, returns).program), rule
 
 
-def test_no_rule_means_no_prediction() -> None:
-    body = (KernelBlock(MATH, (OP, GraphBreak(), OP2), style="decorator"),)
+@pytest.mark.parametrize("body, returns", [
+    ((KernelBlock(MATH, (OP, GraphBreak(), OP2), style="decorator"),), ("z",)),
+    ((GraphBreak(),), ("p",)),
+    ((BuildParams("z"), ReadFlag("f")), ("z",)),
+])
+def test_no_rule_means_no_prediction(body, returns) -> None:
     with pytest.raises(ValueError, match="no rule"):
-        predict_frames(Program(body, ("z",)))
+        predict_frames(Program(body, returns), frozenset({"p"}))
