@@ -21,14 +21,20 @@ from fuzz.tolerance import ErrorMeasure, measure, score_conditioning
 
 @dataclass(frozen=True)
 class Failure:
+    """One failed check. `call` is the index of the call it happened in: a failure first
+    seen in a later call (a different outer context, or a reused compiled function) has a
+    signature of its own, whichever later call it was."""
+
     check: str
     where: str
     condition: str
     detail: str
+    call: int = 0
 
     @property
     def signature(self) -> str:
-        return f"{self.check}:{self.where}:{self.condition}"
+        later = "@later-call" if self.call else ""
+        return f"{self.check}:{self.where}:{self.condition}{later}"
 
 
 @dataclass(frozen=True)
@@ -156,36 +162,36 @@ def judge(case: Case, run: CaseRun) -> Verdict:
     ratios: list[tuple[str, float]] = []
     breaks = must_break(case.program)
     for i, (eager, ref, compiled) in enumerate(zip(run.eager, run.reference, run.compiled)):
-        prefix = f"call{i}." if i else ""
         if case.compile.fullgraph and breaks:
             checked.add("fullgraph")
             # An error eager raises too may come first while tracing; that is no failure.
             same_error = eager.error is not None and check_outcome(eager, compiled) is None
             if not (_is_graph_break(compiled.error) or same_error):
-                failures.append(Failure("fullgraph", f"{prefix}call", "breaking-program",
+                failures.append(Failure("fullgraph", "call", "breaking-program",
                                 f"the program breaks the graph, so fullgraph=True must raise "
                                 f"Unsupported; compiled "
-                                f"{'raised ' + _describe(compiled.error) if compiled.error else 'succeeded'}"))
+                                f"{'raised ' + _describe(compiled.error) if compiled.error else 'succeeded'}",
+                                i))
             continue
-        failures += _judge_call(case, eager, ref, compiled, prefix, checked, ratios)
+        failures += [replace(f, call=i, detail=f"call {i}: {f.detail}" if i else f.detail)
+                     for f in _judge_call(case, eager, ref, compiled, checked, ratios)]
     failures += _check_frames(case, run, checked)
     return Verdict(tuple(failures), tuple(sorted(checked)), tuple(ratios))
 
 
 def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Observation,
-                prefix: str, checked: set[str], ratios: list[tuple[str, float]]
-                ) -> list[Failure]:
+                checked: set[str], ratios: list[tuple[str, float]]) -> list[Failure]:
     checked.add("outcome")
     outcome = check_outcome(eager, compiled)
     if outcome is not None:
-        return [replace(outcome, where=prefix + outcome.where)]
+        return [outcome]
     failures: list[Failure] = []
     if eager.error is None:
         numeric = not case.program.has_dropout
         checked.add("structure")
         assert eager.leaves is not None and compiled.leaves is not None
         if eager.structure != compiled.structure or len(eager.leaves) != len(compiled.leaves):
-            return [Failure("structure", prefix + "return", "pytree", f"eager returned "
+            return [Failure("structure", "return", "pytree", f"eager returned "
                             f"{eager.structure}, compiled {compiled.structure}")]
         checked.update(("metadata", "stride", "identity", "mutation"))
         if numeric:
@@ -193,20 +199,20 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
         ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
         kappa = case_conditioning(case, ref)
         for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
-            where = prefix + _leaf_name(case, eager, j)
+            where = _leaf_name(case, eager, j)
             r = ref_leaves[j] if j < len(ref_leaves) else None
             failures += _check_identity(where, eager, compiled, e, c)
             failures += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa)
         for name, spec in case.inputs:
             if not isinstance(spec, TensorSpec):
                 continue
-            fails, _ = compare_tensor(f"{prefix}input {name} after the call", eager.inputs[name],
+            fails, _ = compare_tensor(f"input {name} after the call", eager.inputs[name],
                                       compiled.inputs[name], ref.inputs.get(name), numeric,
                                       kappa)
             failures += [Failure("mutation", f.where, f.condition, f.detail) for f in fails]
     checked.add("backend-state")
     if eager.state_after != compiled.state_after:
-        failures.append(Failure("backend-state", prefix + "after-call", "global",
+        failures.append(Failure("backend-state", "after-call", "global",
                         "SDPA backend state right after the call: eager "
                         f"{eager.state_after.describe()}, compiled "
                         f"{compiled.state_after.describe()}"))
@@ -230,9 +236,9 @@ def _check_frames(case: Case, run: CaseRun, checked: set[str]) -> list[Failure]:
                         + (" (warm from an equal case)" if frames.reused else "")))
     for i, context in enumerate(case.calls[1:], start=1):
         if context in case.calls[:i] and frames.per_call[i] and run.compiled[i].error is None:
-            failures.append(Failure("recompile", f"call{i}", "same-context",
+            failures.append(Failure("recompile", "call", "same-context",
                             f"call {i} repeats an earlier call's context with equal inputs "
-                            f"but compiled {frames.per_call[i]} more graph(s)"))
+                            f"but compiled {frames.per_call[i]} more graph(s)", i))
     if frames.repeat:
         failures.append(Failure("recompile", "repeat", "equal-inputs",
                         f"repeating the first call with equal inputs compiled {frames.repeat} "

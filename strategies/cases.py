@@ -31,9 +31,10 @@ def _grow(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
 @st.composite
 def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
                     dtypes: st.SearchStrategy[str] = float_dtypes(), valid_only: bool = False,
-                    rich: bool = False) -> Case:
-    """A case over q, k, v and maybe a mask; with `rich`, sometimes a whole program (and an
-    SDPAParams input) instead of a single SDPA call."""
+                    form: str = "call") -> Case:
+    """A case over q, k, v and maybe a mask: a single SDPA call (`form="call"`), a whole
+    program around SDPA, maybe with an SDPAParams input and several calls from outer
+    contexts (`"program"`), or either (`"any"`)."""
     g = draw(geometries())
     dtype = draw(dtypes)
     invalid = None
@@ -69,7 +70,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         inputs.append(("mask", mask))
     is_causal = invalid == "mask-and-causal" or (not use_mask and draw(st.booleans()))
     mask = "mask" if use_mask else None
-    if rich and draw(st.booleans()):
+    if form == "program" or (form == "any" and draw(st.booleans())):
         ops = Operands(mask=mask, is_causal=is_causal, enable_gqa=g.enable_gqa)
         params = []
         if draw(st.booleans()):
@@ -90,4 +91,9 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
 
 def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
     """Every kind of case: one SDPA call, or a program around SDPA called from contexts."""
-    return attention_cases(backend, device, rich=True)
+    return attention_cases(backend, device, form="any")
+
+
+def program_cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
+    """Only programs: the Dynamo-level search space."""
+    return attention_cases(backend, device, form="program")

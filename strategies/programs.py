@@ -111,8 +111,12 @@ def statements(draw: st.DrawFn, scope: Scope, ops: Operands, depth: int,
         style = draw(st.sampled_from(("with", "decorator")))
         # A break inside a decorated function has no frame rule, so none is drawn there.
         inner_may_break = may_break and style == "with"
-        body = draw(st.lists(statements(scope, ops, depth + 1, inner_may_break),
-                             min_size=1, max_size=3))
+        # What the block sets is what code inside it sees: often read it straight away.
+        peek = [ReadBackends(scope.fresh("inside"), inner_may_break and draw(st.booleans()))
+                ] if draw(st.booleans()) else []
+        scope.values += [r.out for r in peek]
+        body = peek + draw(st.lists(statements(scope, ops, depth + 1, inner_may_break),
+                                    min_size=0 if peek else 1, max_size=3))
         stmt = KernelBlock(draw(backend_lists()), tuple(body), draw(st.booleans()), style)
     return stmt
 

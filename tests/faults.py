@@ -1,8 +1,10 @@
 """Fault-injection backends: each is the `eager` backend, wrong under exactly one condition.
 
-Every SDPA call in the captured graph is routed through the fault, which looks at the real
-arguments at run time and, only when its condition holds, computes something subtly wrong
-in the way a real compiler bug would. Use them as `--backend tests.faults:<name>`.
+Numeric faults route every SDPA call in the captured graph through a function that looks
+at the real arguments at run time and, only when its condition holds, computes something
+subtly wrong in the way a real compiler bug would. Dynamo-level faults lose mutations,
+patch SDPAParams reconstruction, or trace `sdpa_kernel` blocks without their exit.
+Use them as `--backend tests.faults:<name>`.
 
 `CONDITIONS` maps each fault to a predicate on a Case: the oracle's shrunk case for that
 fault must still satisfy it, which is how the tests show that a report names its cause.
@@ -17,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from fuzz.case import Case
+from fuzz.case import Attention, BuildParams, Case, KernelBlock, Mutate, TensorSpec, walk
 
 SDPA = F.scaled_dot_product_attention
 
@@ -151,27 +153,129 @@ bf16_low_precision = fault_backend(_bf16_low_precision)
 half_output_upcast = fault_backend(_half_output_upcast)
 
 
-def _attention(case: Case):
-    return case.program.body[0]
+def _clone_inputs(gm: torch.fx.GraphModule, example_inputs):
+    """Runs each graph on copies of its tensor inputs: in-place mutations are lost, and an
+    input the graph passes through comes back as a copy."""
+    def run(*args):
+        return gm.forward(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+    return run
 
 
-def _mask(case: Case):
-    name = _attention(case).mask
-    return case.spec(name) if name else None
+clone_inputs = _clone_inputs
+
+
+@torch._dynamo.disable
+def _swap_key_value(query, key, value, attn_mask, dropout, is_causal, enable_gqa):
+    from torch.backends.cuda import SDPAParams
+    return SDPAParams(query, value, key, attn_mask, dropout, is_causal, enable_gqa)
+
+
+def params_reconstruction_swapped(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend; compiles made with it get an SDPAParams reconstruction (the
+    bytecode that rebuilds a params object after the graph) that swaps key and value."""
+    return gm.forward
+
+
+def _compiling_with(tracer, backend: Callable) -> bool:
+    """Whether the compile that `tracer` (a codegen or a translator) belongs to was started
+    with `backend`, through Dynamo's and the counting backend's wrappers."""
+    fn = getattr(tracer, "tx", tracer).output.compiler_fn
+    for _ in range(8):
+        if fn is backend:
+            return True
+        fn = next((getattr(fn, a) for a in ("compiler_fn", "backend", "__wrapped__")
+                   if hasattr(fn, a)), None)
+        if fn is None:
+            return False
+    return False
+
+
+def _install_reconstruction_fault() -> None:
+    """Dynamo generates reconstruction bytecode before it calls the backend, so the fault
+    patches SDPAParamsVariable for the process and acts only on its own compiles."""
+    from torch._dynamo.bytecode_transformation import create_call_function
+    from torch._dynamo.variables.sdpa import SDPAParamsVariable
+
+    original = SDPAParamsVariable.reconstruct
+
+    def reconstruct(self, codegen) -> None:
+        if not _compiling_with(codegen, params_reconstruction_swapped):
+            return original(self, codegen)
+        codegen.add_push_null(lambda: codegen.load_import_from(__name__, "_swap_key_value"))
+        codegen.foreach(self.param_vars)
+        codegen.extend_output(create_call_function(len(self.param_vars), False))
+
+    SDPAParamsVariable.reconstruct = reconstruct
+
+
+_install_reconstruction_fault()
+
+
+def kernel_exit_dropped(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend; compiles made with it trace `sdpa_kernel` blocks without the node
+    that restores the previous backends on leaving the block."""
+    return gm.forward
+
+
+def _install_kernel_exit_fault() -> None:
+    from torch._dynamo.variables import ConstantVariable
+    from torch._dynamo.variables.ctx_manager import SDPAKernelVariable
+
+    original = SDPAKernelVariable.exit
+
+    def exit(self, tx, *args):
+        if not _compiling_with(tx, kernel_exit_dropped):
+            return original(self, tx, *args)
+        self.cleanup_assert()
+        return ConstantVariable.create(None)
+
+    SDPAKernelVariable.exit = exit
+
+
+_install_kernel_exit_fault()
+
+
+def _attentions(case: Case) -> list[Attention]:
+    return [s for s in walk(case.program.body) if isinstance(s, Attention)]
+
+
+def _tensor(case: Case, name: str | None) -> TensorSpec | None:
+    spec = case.spec(name) if name else None
+    return spec if isinstance(spec, TensorSpec) else None
+
+
+def _any(predicate: Callable[[Case, Attention], bool]) -> Callable[[Case], bool]:
+    return lambda case: any(predicate(case, a) for a in _attentions(case))
+
+
+def _dims(case: Case, a: Attention) -> tuple[int, int, int, int]:
+    """(Hq, Hk, L, S) of an attention call's inputs."""
+    q, k = _tensor(case, a.query), _tensor(case, a.key)
+    assert q is not None and k is not None
+    return q.shape[-3] if len(q.shape) > 2 else 1, k.shape[-3] if len(k.shape) > 2 else 1, \
+        q.shape[-2], k.shape[-2]
 
 
 CONDITIONS: dict[str, Callable[[Case], bool]] = {
-    "negative_scale": lambda c: (_attention(c).scale or 0.0) < 0,
-    "gqa_tiled": lambda c: _attention(c).enable_gqa and c.spec("k").shape[-3] > 1
-    and c.spec("q").shape[-3] > c.spec("k").shape[-3],
-    "causal_bottom_right": lambda c: _attention(c).is_causal
-    and c.spec("q").shape[-2] != c.spec("k").shape[-2],
-    "single_query_ignores_mask": lambda c: c.spec("q").shape[-2] == 1 and _mask(c) is not None,
-    "float_mask_as_bool": lambda c: _mask(c) is not None and _mask(c).dtype != "bool",
-    "masked_rows_nan": lambda c: _mask(c) is not None and _mask(c).dtype == "bool",
-    "odd_head_dim_scale": lambda c: _attention(c).scale is None and c.spec("q").shape[-1] % 2 == 1,
-    "transposed_query_misread": lambda c: c.spec("q").layout in ("transposed", "permuted",
-                                                                  "strided"),
-    "bf16_low_precision": lambda c: c.spec("q").dtype == "bfloat16",
-    "half_output_upcast": lambda c: c.spec("q").dtype == "float16",
+    "negative_scale": _any(lambda c, a: (a.scale or 0.0) < 0),
+    "gqa_tiled": _any(lambda c, a: a.enable_gqa and 1 < _dims(c, a)[1] < _dims(c, a)[0]),
+    "causal_bottom_right": _any(lambda c, a: a.is_causal and _dims(c, a)[2] != _dims(c, a)[3]),
+    "single_query_ignores_mask": _any(lambda c, a: _dims(c, a)[2] == 1 and a.mask is not None),
+    "float_mask_as_bool": _any(lambda c, a: a.mask is not None
+                               and _tensor(c, a.mask).dtype != "bool"),
+    "masked_rows_nan": _any(lambda c, a: a.mask is not None
+                            and _tensor(c, a.mask).dtype == "bool"),
+    "odd_head_dim_scale": _any(lambda c, a: a.scale is None
+                               and _tensor(c, a.query).shape[-1] % 2 == 1),
+    "transposed_query_misread": _any(lambda c, a: _tensor(c, a.query).layout in (
+        "transposed", "permuted", "strided")),
+    "bf16_low_precision": _any(lambda c, a: _tensor(c, a.query).dtype == "bfloat16"),
+    "half_output_upcast": _any(lambda c, a: _tensor(c, a.query).dtype == "float16"),
+    "clone_inputs": lambda c: any(isinstance(s, Mutate) for s in walk(c.program.body))
+    or bool(set(c.program.returns) & {n for n, s in c.inputs if isinstance(s, TensorSpec)}),
+    "params_reconstruction_swapped": lambda c: bool(
+        {s.out for s in walk(c.program.body) if isinstance(s, BuildParams)}
+        & set(c.program.returns)),
+    "kernel_exit_dropped": lambda c: any(isinstance(s, KernelBlock)
+                                         for s in walk(c.program.body)),
 }
