@@ -180,7 +180,6 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
     compile_kwargs = {"fullgraph": settings.fullgraph, "dynamic": settings.dynamic}
     if settings.mode is not None:
         compile_kwargs["mode"] = settings.mode
-    params = frozenset(n for n, spec in case.inputs if isinstance(spec, ParamsInput))
     scores = [(s.query, s.key, s.scale) for s in walk(case.program.body)
               if isinstance(s, Attention)]
     calls = [None if c.backends is None else (list(c.backends), c.set_priority)
@@ -196,7 +195,8 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         f"BACKEND = {backend_expr}",
         f"COMPILE_KWARGS = {compile_kwargs!r}",
         f"CALLS = {calls!r}  # outer sdpa_kernel (backends, set_priority) per call, or None",
-        f"EXPECTED_FRAMES = {predict_frames(case.program, params)!r}  # the frame model's count",
+        f"EXPECTED_FRAMES = {predict_frames(case.program, dict(case.inputs), settings.dynamic)!r}"
+        "  # the frame model's count",
         f"MUST_BREAK = {must_break(case.program)!r}  # so fullgraph=True must raise",
         f"NUMERIC = {not case.program.has_dropout!r}  # False: dropout draws are random",
         f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor)",

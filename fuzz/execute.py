@@ -9,13 +9,14 @@ import contextlib
 import linecache
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 import torch._dynamo
 from torch._dynamo.testing import CompileCounterWithBackend
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten_with_path
 
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -39,6 +40,7 @@ class Observation:
     """
 
     leaves: tuple[Any, ...] | None
+    paths: tuple[tuple[int, ...], ...] | None  # each leaf's index path in the result
     structure: str | None
     error: BaseException | None
     inputs: dict[str, Any]
@@ -109,17 +111,20 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
             context: CallContext = CallContext()) -> Observation:
     """Call `fn` once inside `context`, from the `start` backend state; restore it after."""
     restore_state(start)
-    with _outer(context):
+    with _outer(context), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kernel-choice and Dynamo advice: not compared
         try:
             result = fn(**inputs)
         except Exception as exc:  # the outcome itself is observed
-            leaves, structure, error = None, None, exc
+            leaves, paths, structure, error = None, None, None, exc
         else:
-            flat, spec = tree_flatten(result)
-            leaves, structure, error = tuple(flat), str(spec), None
+            flat, spec = tree_flatten_with_path(result)
+            leaves = tuple(leaf for _, leaf in flat)
+            paths = tuple(tuple(k.idx for k in path) for path, _ in flat)
+            structure, error = str(spec), None
         after = current_state()
     restore_state(start)
-    return Observation(leaves, structure, error, inputs, after)
+    return Observation(leaves, paths, structure, error, inputs, after)
 
 
 def _timed(timings: Timings | None, phase: str, thunk: Callable[[], Any]) -> Any:

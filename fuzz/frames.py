@@ -3,8 +3,9 @@
 A pure function of the program. Its rules, and the Dynamo behaviour behind each, are in
 docs/oracle.md; tests/test_frames.py pins every rule to a program observed on torch 2.13.
 
-The program is read as a sequence of events, `OP` (puts at least one node in the graph),
-`BREAK` (ends the graph) and `SKIP` (see rule 2), in execution order:
+The program is read as a sequence of steps in execution order, each with an event, `OP`
+(puts at least one node in the graph), `BREAK` (ends the graph) or `SKIP` (see rule 2),
+and the names it reads:
 
 1. Each maximal run of events between breaks is one graph if it holds an OP, none if not:
    Dynamo does not call the backend for a graph with no calls in it.
@@ -32,51 +33,124 @@ The program is read as a sequence of events, `OP` (puts at least one node in the
    returned as the only value has no rule (observed: an input one is rebuilt in a graph
    after `graph_break()` but not after the priority read, and a built one carried across
    a break is rebuilt), so the strategies never generate it.
+7. After a break the rest of the function is a resume function, and Dynamo compiles a
+   frame only if a tensor is among its arguments or its code names a torch module
+   (`has_tensor_in_frame`). A resume function's arguments are the values live at the
+   break (read later, defined before); its code is the original function's, so it names
+   `torch` where any statement of `fn` does (`F.` is `torch.nn.functional`). When neither
+   holds, the rest of the function runs eagerly: no more graphs.
+8. No rule for an SDPAParams input under `dynamic=True`: its float `dropout` becomes a
+   symbolic float, AOTAutograd's `_tensorify_python_scalars` pass rejects it and Dynamo
+   restarts the analysis with it specialised, so an AOTAutograd-based backend is called
+   twice for the frame (once with a graph it throws away) and a plain one once. The
+   count depends on what the backend is made of, which a `module:attr` backend does not
+   say, so the strategies never draw this combination.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fuzz.case import (Attention, BuildParams, GraphBreak, KernelBlock, Mutate, ParamsAttr,
-                       Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement, walk)
+                       ParamsInput, Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement,
+                       walk)
 
 OP, BREAK, SKIP = "op", "break", "skip"
+TENSOR_ATTRS = ("query", "key", "value")
 
 
-def events(body: tuple[Statement, ...], open_blocks: list[bool] | None = None) -> list[str]:
-    """The program's OP, BREAK and SKIP events in execution order (rules 2 to 6).
+@dataclass(frozen=True)
+class Step:
+    event: str | None  # OP, BREAK, SKIP, or None for a step that adds nothing
+    reads: frozenset[str] = frozenset()
+    defines: str | None = None
 
-    `open_blocks` holds, for each enclosing `sdpa_kernel` block, whether a break inside it
-    has already been resumed (rule 2).
-    """
-    blocks = [] if open_blocks is None else open_blocks
-    out: list[str] = []
 
-    def breaking(in_loop: bool = False) -> str:
-        if in_loop or any(blocks):
+def _reads(stmt: Statement) -> frozenset[str]:
+    names = {
+        Attention: lambda s: (s.query, s.key, s.value, s.mask),
+        BuildParams: lambda s: (s.query, s.key, s.value, s.mask),
+        Mutate: lambda s: (s.target,),
+        ParamsAttr: lambda s: (s.params,),
+        Shift: lambda s: (s.source,),
+    }.get(type(stmt), lambda s: ())(stmt)
+    return frozenset(n for n in names if n is not None)
+
+
+def _names_torch(stmt: Statement) -> bool:
+    """Whether the statement's line in `fn` names a torch module (`torch.`, or `F.`)."""
+    return isinstance(stmt, (Attention, ReadFlag, SetFlag)) or (
+        isinstance(stmt, GraphBreak) and stmt.place in ("top", "loop"))
+
+
+class _Walker:
+    """Flattens a program into steps, tracking rule 2's resumed blocks."""
+
+    def __init__(self, inputs: tuple[str, ...]) -> None:
+        self.steps: list[Step] = []
+        self.blocks: list[bool] = []  # per open sdpa_kernel block: resumed after a break?
+        self.defined = list(inputs)
+        self.names_torch = False
+
+    def breaking(self, in_loop: bool = False) -> str:
+        if in_loop or any(self.blocks):
             return SKIP
-        blocks[:] = [True] * len(blocks)
+        self.blocks[:] = [True] * len(self.blocks)
         return BREAK
 
-    for stmt in body:
-        if isinstance(stmt, (Attention, Mutate, BuildParams, ParamsAttr, Shift, SetFlag)):
-            out.append(OP)
-        elif isinstance(stmt, GraphBreak):
-            out.append(breaking(in_loop=stmt.place == "loop"))
-        elif isinstance(stmt, ReadBackends):
-            out.append(breaking() if stmt.with_priority else OP)
-        elif isinstance(stmt, ReadFlag):
-            out.append(breaking())
-        elif isinstance(stmt, KernelBlock):
-            blocks.append(False)
-            inner = events(stmt.body, blocks)
-            blocks.pop()
-            if stmt.style == "decorator" and any(e != OP for e in inner):
+    def body(self, body: tuple[Statement, ...]) -> None:
+        for stmt in body:
+            self.names_torch |= _names_torch(stmt)
+            out = getattr(stmt, "out", None)
+            if isinstance(stmt, KernelBlock):
+                self.block(stmt)
+                continue
+            if isinstance(stmt, (Attention, Mutate, BuildParams, ParamsAttr, Shift, SetFlag)):
+                event = OP
+            elif isinstance(stmt, GraphBreak):
+                event = self.breaking(in_loop=stmt.place == "loop")
+            elif isinstance(stmt, ReadBackends):
+                event = self.breaking() if stmt.with_priority else OP
+            elif isinstance(stmt, ReadFlag):
+                event = self.breaking()
+            else:
+                raise TypeError(f"the frame model has no rule for {type(stmt).__name__}")
+            self.steps.append(Step(event, _reads(stmt), out))
+            if out:
+                self.defined.append(out)
+
+    def block(self, stmt: KernelBlock) -> None:
+        if stmt.style == "decorator":
+            inner = _Walker(())
+            inner.body(stmt.body)
+            if any(s.event not in (OP, None) for s in inner.steps):
                 raise ValueError("the frame model has no rule for a graph break inside an "
                                  "@sdpa_kernel-decorated function")
-            out += [OP] + inner + [OP]
-        else:
-            raise TypeError(f"the frame model has no rule for {type(stmt).__name__}")
-    return out
+            made = [s.defines for s in inner.steps if s.defines]
+            # fn calls the decorated helper with every name defined so far.
+            self.steps.append(Step(OP, frozenset(self.defined)))
+            self.steps += [Step(None, frozenset(), name) for name in made]
+            self.defined += made
+            return
+        self.steps.append(Step(OP))
+        self.blocks.append(False)
+        self.body(stmt.body)
+        self.blocks.pop()
+        self.steps.append(Step(OP))
+
+
+def steps(program: Program, inputs: tuple[str, ...] = ()) -> tuple[list[Step], bool]:
+    """The program's steps, then a last step that reads what it returns; and whether `fn`
+    names a torch module (rule 7)."""
+    walker = _Walker(inputs)
+    walker.body(program.body)
+    return walker.steps + [Step(None, frozenset(program.returns))], walker.names_torch
+
+
+def events(body: tuple[Statement, ...]) -> list[str]:
+    walker = _Walker(())
+    walker.body(body)
+    return [s.event for s in walker.steps if s.event is not None]
 
 
 def params_names(program: Program, params_inputs: frozenset[str]) -> set[str]:
@@ -84,25 +158,52 @@ def params_names(program: Program, params_inputs: frozenset[str]) -> set[str]:
     return set(params_inputs) | {s.out for s in walk(program.body) if isinstance(s, BuildParams)}
 
 
+def tensor_names(program: Program, inputs: dict) -> set[str]:
+    """Names that hold a tensor: tensor inputs, and what attention, shifts and tensor
+    attribute reads of an SDPAParams (or its mask, where it has one) produce."""
+    masks = {n: spec.mask for n, spec in inputs.items() if isinstance(spec, ParamsInput)}
+    masks.update({s.out: s.mask for s in walk(program.body) if isinstance(s, BuildParams)})
+    names = {n for n, spec in inputs.items() if not isinstance(spec, ParamsInput)}
+    for s in walk(program.body):
+        if isinstance(s, (Attention, Shift)):
+            names.add(s.out)
+        elif isinstance(s, ParamsAttr) and (s.attr in TENSOR_ATTRS or (
+                s.attr == "attn_mask" and masks.get(s.params) is not None)):
+            names.add(s.out)
+    return names
+
+
 def must_break(program: Program) -> bool:
     """Whether Dynamo must break the graph, so that `fullgraph=True` must raise."""
     return any(e != OP for e in events(program.body))
 
 
-def predict_frames(program: Program, params_inputs: frozenset[str] = frozenset()) -> int:
-    """Graphs compiled by the first call (rules 1, 2 and 6)."""
+def predict_frames(program: Program, inputs: dict | None = None,
+                   dynamic: bool | None = None) -> int:
+    """Graphs compiled by the first call. `inputs` maps input names to their specs;
+    `dynamic` is the `torch.compile` setting."""
+    inputs = inputs or {}
+    params_inputs = frozenset(n for n, s in inputs.items() if isinstance(s, ParamsInput))
+    if dynamic is True and params_inputs:
+        raise ValueError("the frame model has no rule for an SDPAParams input under "
+                         "dynamic=True")
     alone = program.returns[0] if len(program.returns) == 1 else None
     if alone in params_inputs or (alone in params_names(program, params_inputs)
                                   and must_break(program)):
         raise ValueError("the frame model has no rule for returning an SDPAParams alone")
-    seq = events(program.body)
-    if SKIP in seq:
-        seq = seq[: seq.index(SKIP)]
-        seq = seq[: len(seq) - seq[::-1].index(BREAK)] if BREAK in seq else []
-    graphs, has_op = 0, False
-    for event in seq + [BREAK]:
-        if event == OP:
+    seq, names_torch = steps(program, tuple(inputs))
+    tensors = tensor_names(program, inputs)
+    graphs, has_op, defined = 0, False, set(inputs)
+    for i, step in enumerate(seq):
+        if step.event == OP:
             has_op = True
-        elif has_op:
-            graphs, has_op = graphs + 1, False
-    return graphs
+        elif step.event == SKIP:
+            return graphs  # rule 2: the frame this segment belongs to is skipped
+        elif step.event == BREAK:
+            graphs, has_op = graphs + has_op, False
+            live = set().union(*(s.reads for s in seq[i + 1:])) & defined
+            if not names_torch and not live & tensors:
+                return graphs  # rule 7: the resume function is not compiled
+        if step.defines:
+            defined.add(step.defines)
+    return graphs + has_op

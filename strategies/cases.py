@@ -85,7 +85,9 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         call = Attention(out="out", mask=mask, dropout_p=draw(dropout_ps()),
                          is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
         program, calls = Program(body=(call,), returns=("out",)), (CallContext(),)
-    return Case(inputs=tuple(inputs), program=program, compile=draw(compile_specs(backend)),
+    has_params = any(isinstance(spec, ParamsInput) for _, spec in inputs)
+    return Case(inputs=tuple(inputs), program=program,
+                compile=draw(compile_specs(backend, allow_dynamic=not has_params)),
                 device=device, calls=calls)
 
 

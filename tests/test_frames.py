@@ -52,6 +52,13 @@ PINNED = [
     ("5: flag getter breaks", (OP, ReadFlag("f", "flash")), ("y", "f"), 1),
     ("5: flag setter is traced", (SetFlag("flash", False),), ("q",), 1),
     ("6: build params", (BuildParams("z"),), ("z",), 1),
+    ("7: no tensor live and no torch named: resume not compiled", (KernelBlock(MATH, (
+        ReadBackends("r", True),)),), ("r",), 1),
+    ("7: ... the same with a second read after the block", (KernelBlock(MATH, (
+        ReadBackends("r", True),)), ReadBackends("s", True)), ("r",), 1),
+    ("7: a live tensor compiles it", (KernelBlock(MATH, (ReadBackends("r", True),)),),
+     ("r", "q"), 2),
+    ("7: naming torch compiles it", (KernelBlock(MATH, (ReadFlag("f"),)),), ("f",), 2),
     ("6: params attribute is a getattr node", (ParamsAttr("a", "p"), GraphBreak(),
                                                 Shift("b", "a")), ("b",), 2),
     ("6: built params attribute", (BuildParams("z"), GraphBreak(), ParamsAttr("a", "z")),
@@ -72,7 +79,7 @@ def case_for(body, returns, fullgraph=False) -> Case:
 @pytest.mark.parametrize("rule, body, returns, observed", PINNED, ids=[p[0] for p in PINNED])
 def test_frame_rule(rule: str, body, returns, observed: int) -> None:
     case = case_for(body, returns)
-    assert predict_frames(case.program, frozenset({"p"})) == observed
+    assert predict_frames(case.program, dict(case.inputs)) == observed
     run = run_case(case, "eager")
     assert run.compiled[0].error is None
     assert run.frames.per_call[0] == observed, f"{rule}: Dynamo compiled {run.frames.per_call}"
@@ -92,4 +99,10 @@ def test_fullgraph_raises_exactly_when_the_program_breaks(rule, body, returns, o
 ])
 def test_no_rule_means_no_prediction(body, returns) -> None:
     with pytest.raises(ValueError, match="no rule"):
-        predict_frames(Program(body, returns), frozenset({"p"}))
+        predict_frames(Program(body, returns), dict(case_for(body, returns).inputs))
+
+
+def test_no_rule_for_params_input_under_dynamic() -> None:
+    program = Program((ParamsAttr("a", "p"),), ("q",))
+    with pytest.raises(ValueError, match="no rule"):
+        predict_frames(program, dict(case_for(program.body, program.returns).inputs), True)
