@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive(int), default=1, metavar="N")
     run.add_argument("--corpus", type=Path, default=Path("fuzz-out"), metavar="DIR")
     run.add_argument("--report", type=Path, metavar="FILE.json")
+    run.add_argument("--known", type=Path, action="append", default=[], metavar="DIR",
+                     help="another corpus whose signatures are not reported again "
+                          "(repeatable), e.g. the committed corpus/")
     run.add_argument("--no-confirm", action="store_true",
                      help="skip re-running each finding in a fresh process")
     replay = sub.add_parser("replay", help="run corpus entries against their expectations")
@@ -81,6 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(backend=args.backend, device=args.device, time_budget=args.time_budget,
                        max_examples=args.max_examples, seed=args.seed, corpus=args.corpus,
                        report=args.report, confirm=not args.no_confirm,
+                       known=tuple(args.known),
                        progress=sys.stderr.isatty())
     stats = Fuzzer(config).run()
     print(f"{stats.examples} cases in {stats.elapsed:.1f}s "

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from hypothesis import HealthCheck, given, seed, settings
@@ -63,7 +63,8 @@ class RunConfig:
     report: Path | None = None
     confirm: bool = True
     progress: bool = False
-    stop_after: int | None = None  # findings; None runs to the budget
+    known: tuple[Path, ...] = ()  # other corpora whose signatures are not reported again
+    stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
 
 
 @dataclass
@@ -99,7 +100,9 @@ class Fuzzer:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.stats = RunStats()
-        self.known = known_signatures(config.corpus)
+        self.known = known_signatures(config.corpus).union(
+            *(known_signatures(folder) for folder in config.known))
+        self.stop = False
         self.best: dict[str, tuple[Case, Verdict]] = {}
         self.database = DirectoryBasedExampleDatabase(str(config.corpus / ".hypothesis"))
         self._last_progress = 0.0
@@ -153,6 +156,8 @@ class Fuzzer:
         item = {"signature": signature, "case": str(final), "found_at_s": finding["found_at_s"],
                 "explanation": verdict.explain()}
         (self.stats.findings if confirmed else self.stats.flaky).append(item)
+        if confirmed and self.config.stop_when is not None and self.config.stop_when(case):
+            self.stop = True
         label = "FOUND" if confirmed else "FLAKY (quarantined)"
         print(f"\n{label} {signature}\n  {final}\n  " +
               verdict.explain().replace("\n", "\n  "), flush=True)
@@ -184,7 +189,7 @@ class Fuzzer:
                     for finding in _findings(exc):
                         self.record(finding.case, finding.verdict, _signature_of(finding))
                 round_no += 1
-                if self.config.stop_after and len(self.stats.findings) >= self.config.stop_after:
+                if self.stop:
                     break
         except KeyboardInterrupt:
             self.stats.interrupted = True

@@ -14,7 +14,7 @@ import torch
 from torch._dynamo.exc import Unsupported
 from torch.backends.cuda import SDPAParams
 
-from fuzz.case import Attention, Case, TensorSpec, walk
+from fuzz.case import STATEMENTS, Attention, Case, TensorSpec, walk
 from fuzz.execute import CaseRun, Observation
 from fuzz.frames import must_break, predict_frames
 from fuzz.tolerance import ErrorMeasure, measure, score_conditioning
@@ -201,15 +201,17 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
         for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
             where = _leaf_name(case, eager, j)
             r = ref_leaves[j] if j < len(ref_leaves) else None
-            failures += _check_identity(where, eager, compiled, e, c)
-            failures += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa)
+            found = _check_identity(where, eager, compiled, e, c)
+            found += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa)
+            site = _site(case, where)
+            failures += [replace(f, where=site + f.where[len(where):]) for f in found]
         for name, spec in case.inputs:
             if not isinstance(spec, TensorSpec):
                 continue
             fails, _ = compare_tensor(f"input {name} after the call", eager.inputs[name],
                                       compiled.inputs[name], ref.inputs.get(name), numeric,
                                       kappa)
-            failures += [Failure("mutation", f.where, f.condition, f.detail) for f in fails]
+            failures += [Failure("mutation", "input", f.condition, f.detail) for f in fails]
     checked.add("backend-state")
     if eager.state_after != compiled.state_after:
         failures.append(Failure("backend-state", "after-call", "global",
@@ -249,6 +251,18 @@ def _check_frames(case: Case, run: CaseRun, checked: set[str]) -> list[Failure]:
                         f"repeating the first call with equal inputs compiled {frames.repeat} "
                         "more graph(s)"))
     return failures
+
+
+def _site(case: Case, leaf_name: str) -> str:
+    """Where a leaf comes from, stably across programs: the kind of statement that made
+    the returned value (`attention`, `read_backends`, ...) or `input`, not its name, so
+    that one bug seen through differently named values has one signature."""
+    name = leaf_name.split("[")[0]
+    if name in case.input_names:
+        return "input"
+    origin = {s.out: op for s in walk(case.program.body) if getattr(s, "out", None)
+              for op, cls in STATEMENTS.items() if type(s) is cls}
+    return origin.get(name, name)
 
 
 def _leaf_name(case: Case, obs: Observation, i: int) -> str:

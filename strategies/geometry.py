@@ -42,8 +42,9 @@ class Geometry:
 
 
 def seq_lens() -> st.SearchStrategy[int]:
-    """1 and small lengths mostly, longer ones sometimes (blocked kernels change at 32/64)."""
-    return st.one_of(st.integers(1, 8), st.integers(9, 80))
+    """Length 1 often (a decoding step: one query, or one key), small lengths mostly, longer
+    ones sometimes (blocked kernels change at 32/64)."""
+    return st.one_of(st.just(1), st.integers(1, 8), st.integers(9, 80))
 
 
 def head_dims() -> st.SearchStrategy[int]:
