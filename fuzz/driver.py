@@ -87,13 +87,21 @@ def _smaller(a: Case, b: Case | None) -> bool:
     return b is None or len(case_to_json(a)) < len(case_to_json(b))
 
 
-def _confirm(path: Path, backend: str) -> bool:
-    """Replay a pending entry in a fresh process: it must fail the same way again."""
-    cmd = [sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend]
-    try:
-        return subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
+def _confirm(path: Path, backend: str) -> str | None:
+    """Why a pending entry is not confirmed, or None: replayed in a fresh process it must
+    fail the same way again, and its standalone repro script must show a divergence (a
+    finding only the harness sees is the harness's bug, not torch's)."""
+    checks = (([sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend],
+               0, "did not reproduce in a fresh process"),
+              ([sys.executable, str(path.with_suffix(".py"))], 1,
+               "its standalone repro script shows no divergence"))
+    for cmd, expected, reason in checks:
+        try:
+            if subprocess.run(cmd, capture_output=True, timeout=600).returncode != expected:
+                return reason
+        except subprocess.TimeoutExpired:
+            return reason + " (timed out)"
+    return None
 
 
 class Fuzzer:
@@ -146,10 +154,11 @@ class Fuzzer:
         case = replace(case, compile=replace(case.compile, backend=self.config.backend))
         corpus = self.config.corpus
         pending = write_entry(corpus / ".pending", case, expect, finding, self.config.backend)
-        confirmed = not self.config.confirm or _confirm(pending, self.config.backend)
+        doubt = _confirm(pending, self.config.backend) if self.config.confirm else None
+        confirmed = doubt is None
         folder = corpus if confirmed else corpus / "quarantine"
-        if not confirmed:
-            expect = replace(expect, outcome="flaky", note="did not reproduce in a fresh process")
+        if doubt is not None:
+            expect = replace(expect, outcome="flaky", note=doubt)
         final = write_entry(folder, case, expect, finding, self.config.backend)
         for p in (pending, pending.with_suffix(".py")):
             p.unlink(missing_ok=True)

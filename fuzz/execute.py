@@ -6,9 +6,12 @@ Everything the oracle needs is captured here as an `Observation` per run; nothin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import linecache
 import logging
+import sys
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -91,13 +94,19 @@ class CaseRun:
 
 
 def load_function(case: Case) -> Callable[..., Any]:
-    """Exec the generated source as a module, registered with linecache for tracebacks."""
+    """Exec the generated source as a real, importable module, as a user's code would be:
+    Dynamo imports a function's module by name when it rebuilds a decorated function after
+    a graph break. Registered with linecache for tracebacks."""
     source = function_source(case)
-    filename = f"<sdpa-fuzz {abs(hash(source)):x}>"
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    name = f"sdpa_fuzz_case_{digest}"
+    filename = f"<{name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {"__name__": "sdpa_fuzz_case"}
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace["fn"]
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    sys.modules[name] = module
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module.fn
 
 
 def _outer(context: CallContext) -> contextlib.AbstractContextManager:

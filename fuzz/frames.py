@@ -17,6 +17,8 @@ and the names it reads:
    context again).
 3. A break inside a helper function (one or two calls deep) splits the caller's graph at
    the call; the helpers' own frames add graphs only for ops in them, and ours have none.
+   Where a frame runs eagerly (rules 2 and 7), the functions it calls are still frames
+   Dynamo compiles: each call of an `@sdpa_kernel`-decorated helper there is one graph.
 4. `sdpa_kernel` is traced: entering and leaving it each put a node in the graph, and a
    break inside it is resumed inside the context, so both sides of the break hold an OP.
    Used as a decorator without a break inside, it is the same. A break inside a decorated
@@ -64,6 +66,7 @@ class Step:
     event: str | None  # OP, BREAK, SKIP, or None for a step that adds nothing
     reads: frozenset[str] = frozenset()
     defines: str | None = None
+    own_frame: bool = False  # a call of a function Dynamo compiles when run eagerly
 
 
 def _reads(stmt: Statement) -> frozenset[str]:
@@ -128,7 +131,7 @@ class _Walker:
                                  "@sdpa_kernel-decorated function")
             made = [s.defines for s in inner.steps if s.defines]
             # fn calls the decorated helper with every name defined so far.
-            self.steps.append(Step(OP, frozenset(self.defined)))
+            self.steps.append(Step(OP, frozenset(self.defined), own_frame=True))
             self.steps += [Step(None, frozenset(), name) for name in made]
             self.defined += made
             return
@@ -198,12 +201,20 @@ def predict_frames(program: Program, inputs: dict | None = None,
         if step.event == OP:
             has_op = True
         elif step.event == SKIP:
-            return graphs  # rule 2: the frame this segment belongs to is skipped
+            # rule 2: the frame this segment belongs to runs eagerly from its start
+            start = max((j for j in range(i) if seq[j].event == BREAK), default=-1)
+            return graphs + _own_frames(seq[start + 1:])
         elif step.event == BREAK:
             graphs, has_op = graphs + has_op, False
             live = set().union(*(s.reads for s in seq[i + 1:])) & defined
             if not names_torch and not live & tensors:
-                return graphs  # rule 7: the resume function is not compiled
+                return graphs + _own_frames(seq[i + 1:])  # rule 7: resume runs eagerly
         if step.defines:
             defined.add(step.defines)
     return graphs + has_op
+
+
+def _own_frames(rest: list[Step]) -> int:
+    """Rule 3 in code that runs eagerly: each call of an `@sdpa_kernel`-decorated helper
+    is a frame Dynamo compiles on its own, and its body always holds an OP."""
+    return sum(s.own_frame for s in rest)

@@ -33,6 +33,13 @@ PINNED = [
         "f"))), OP), ("y",), 1),
     ("2: ... also from a nested block", (KernelBlock(MATH, (KernelBlock(MATH, (
         GraphBreak(),)), GraphBreak())), OP), ("y",), 1),
+    ("3: decorated helper after a loop break is its own frame", (
+        GraphBreak("loop"), KernelBlock(MATH, (OP,), style="decorator")), ("q",), 1),
+    ("3: ... also before the loop break, in the skipped frame", (
+        KernelBlock(MATH, (OP,), style="decorator"), GraphBreak("loop")), ("q",), 1),
+    ("3: ... and after a resume that is not compiled", (
+        KernelBlock(MATH, (ReadBackends("r", True),)),
+        KernelBlock(MATH, (ReadBackends("s"),), style="decorator")), ("r",), 2),
     ("2: a break after the block is plain", (KernelBlock(MATH, (GraphBreak(),)), OP,
                                              GraphBreak(), OP2), ("z",), 3),
     ("2: ... also when the break is a flag read in a block", (Mutate("q"), KernelBlock(

@@ -3,13 +3,18 @@ failure still fails the same way (a known failure that passes is a strict xfail)
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fuzz.case import CaseError
+from fuzz.codegen import repro_script
 from fuzz.corpus import corpus_files, load_entry
 from fuzz.replay import replay_entry
+from fuzz.tolerance import table
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = corpus_files([CORPUS])
@@ -27,3 +32,18 @@ def test_corpus_entry_shows_what_it_records(path: Path) -> None:
         pytest.fail(f"unreadable corpus entry: {exc}", pytrace=False)
     result = replay_entry(entry)
     assert result.ok, result.describe()
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_repro_script_agrees_with_the_entry(path: Path) -> None:
+    """The standalone script beside each entry exits 1 exactly for a known failure: what a
+    user pastes into a bug report shows what the fuzzer saw, and nothing when it passes."""
+    entry = load_entry(path)
+    script = path.with_suffix(".py")
+    assert script.read_text() == repro_script(entry.case, entry.case.compile.backend, table()), \
+        f"{script.name} is stale: regenerate it with `sdpa-fuzz repro {path.name}`"
+    result = subprocess.run([sys.executable, str(script)], cwd=path.parent.parent,
+                            capture_output=True, text=True, timeout=600)
+    failing = entry.expect.outcome == "known-failure" and entry.expect.applies_to(
+        torch.__version__)
+    assert result.returncode == (1 if failing else 0), result.stdout[-2000:] + result.stderr[-2000:]
