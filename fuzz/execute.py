@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import linecache
 import logging
 import sys
@@ -120,8 +121,10 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
             context: CallContext = CallContext()) -> Observation:
     """Call `fn` once inside `context`, from the `start` backend state; restore it after."""
     restore_state(start)
-    with _outer(context), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # kernel-choice and Dynamo advice: not compared
+    # Kernel-choice warnings, Dynamo's advice and torch.fx's printout of an error inside a
+    # graph are not compared; the outcome itself is.
+    with _outer(context), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
         try:
             result = fn(**inputs)
         except Exception as exc:  # the outcome itself is observed

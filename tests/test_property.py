@@ -5,29 +5,33 @@
 
 On failure Hypothesis prints the minimal case; this test adds its JSON and repro script.
 Signatures of the committed corpus's known failures (docs/findings.md) do not fail it:
-they are torch bugs already on record, and the search should look past them.
+they are torch bugs already on record, and the search should look past them. The six
+scenarios of PyTorch's test/dynamo/test_sdpa.py (corpus/seed-*.json) run first, as
+explicit examples.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from hypothesis import given, note
-from hypothesis import strategies as st
+from hypothesis import example, given, note
 
 from fuzz.caseio import case_to_json
 from fuzz.codegen import repro_script
-from fuzz.corpus import known_signatures
+from fuzz.corpus import known_signatures, load_entry
 from fuzz.execute import run_case
 from fuzz.oracle import judge
 from fuzz.tolerance import table
 from strategies import cases
 
-
-KNOWN = known_signatures(Path(__file__).resolve().parent.parent / "corpus")
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+KNOWN = known_signatures(CORPUS)
+SEEDS = [load_entry(path).case for path in sorted(CORPUS.glob("seed-*.json"))]
 
 
 def check(case, backend: str) -> None:
+    case = replace(case, compile=replace(case.compile, backend=backend))
     verdict = judge(case, run_case(case, backend))
     new = [f for f in verdict.failures if f.signature not in KNOWN]
     if new:
@@ -36,6 +40,17 @@ def check(case, backend: str) -> None:
     assert not new, verdict.explain()
 
 
-@given(data=st.data())
-def test_compiled_sdpa_matches_eager(backend: str, data: st.DataObject) -> None:
-    check(data.draw(cases(backend)), backend)
+def with_seed_examples(test):
+    for seed_case in SEEDS:
+        test = example(case=seed_case)(test)
+    return test
+
+
+@with_seed_examples
+@given(case=cases())
+def test_compiled_sdpa_matches_eager(backend: str, case) -> None:
+    check(case, backend)
+
+
+def test_the_seed_scenarios_are_examples() -> None:
+    assert len(SEEDS) == 6
