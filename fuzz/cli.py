@@ -7,6 +7,7 @@ record (replay); 2 bad usage or a bad input file, with a message naming it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,12 @@ def _positive(kind):
     return parse
 
 
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdpa-fuzz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,8 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--time-budget", type=_positive(float), default=60.0, metavar="S")
     run.add_argument("--max-examples", type=_positive(int), default=10**9, metavar="N")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--workers", type=_positive(int), default=1, metavar="N")
+    run.add_argument("--workers", type=_positive(int), default=os.cpu_count() or 1,
+                     metavar="N", help="worker processes (default: the core count)")
+    run.add_argument("--case-timeout", type=_positive(float), default=300.0, metavar="S",
+                     help="a case running longer is a timeout finding")
+    run.add_argument("--variants", type=_non_negative_int, metavar="N",
+                     help="seed variants run on each compiled program (default: adaptive)")
     run.add_argument("--corpus", type=Path, default=Path("fuzz-out"), metavar="DIR")
+    run.add_argument("--db", type=Path, metavar="DIR",
+                     help="Hypothesis example database (default: DIR/.hypothesis)")
     run.add_argument("--report", type=Path, metavar="FILE.json")
     run.add_argument("--known", type=Path, action="append", default=[], metavar="DIR",
                      help="another corpus whose signatures are not reported again "
@@ -54,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("paths", nargs="*", type=Path, default=[Path("corpus")])
     replay.add_argument("--backend", help="override the backend each case records")
     replay.add_argument("--device", choices=DEVICES)
+    replay.add_argument("--case-timeout", type=_positive(float), default=300.0, metavar="S")
     for name, text in (("repro", "print the standalone repro script"),
                        ("show", "print the case readably")):
         p = sub.add_parser(name, help=text)
@@ -78,25 +93,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         import torch
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here")
-    if args.workers != 1:
-        print(f"note: --workers {args.workers}: this build runs cases in one process",
-              file=sys.stderr)
+    for folder in args.known:
+        if not folder.is_dir():
+            raise UsageError(f"--known {folder}: no such folder")
     config = RunConfig(backend=args.backend, device=args.device, time_budget=args.time_budget,
                        max_examples=args.max_examples, seed=args.seed, corpus=args.corpus,
-                       report=args.report, confirm=not args.no_confirm,
-                       known=tuple(args.known),
+                       database=args.db, report=args.report, confirm=not args.no_confirm,
+                       workers=args.workers, case_timeout=args.case_timeout,
+                       variants=args.variants, known=tuple(args.known),
                        progress=sys.stderr.isatty())
     stats = Fuzzer(config).run()
-    print(f"{stats.examples} cases in {stats.elapsed:.1f}s "
-          f"({stats.examples / max(stats.elapsed, 1e-9):.2f}/s), {len(stats.findings)} new "
-          f"failure(s), {len(stats.flaky)} flaky" + (" [interrupted]" if stats.interrupted
-                                                     else ""))
-    return EXIT_FAILURES if stats.findings else EXIT_OK
+    print(f"{stats.examples} cases ({stats.programs} programs) in {stats.elapsed:.1f}s "
+          f"({stats.examples / max(stats.elapsed, 1e-9):.2f} cases/s, {args.workers} "
+          f"worker(s)), {len(stats.findings)} new failure(s), {len(stats.flaky)} flaky, "
+          f"{len(stats.unconfirmed)} unconfirmed, {stats.restarts} worker restart(s)"
+          + (" [interrupted]" if stats.interrupted else ""))
+    for item in stats.findings + stats.unconfirmed:
+        print(f"  {item['signature']}: {item['case']}")
+    return EXIT_FAILURES if stats.findings or stats.unconfirmed else EXIT_OK
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from fuzz.corpus import corpus_files, load_entry
     from fuzz.replay import replay_entry
+    from fuzz.worker import Worker
 
     _check_backend(args.backend)
     files = corpus_files(args.paths)
@@ -105,10 +125,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file or folder: {missing[0]}")
     entries = [load_entry(p) for p in files]  # refuse a bad file before running anything
     bad = 0
-    for entry in entries:
-        result = replay_entry(entry, args.backend, args.device)
-        print(result.describe())
-        bad += not result.ok
+    worker = Worker(args.case_timeout)
+    try:
+        for entry in entries:
+            result = replay_entry(entry, worker, args.backend, args.device)
+            print(result.describe(), flush=True)
+            bad += not result.ok
+    finally:
+        worker.close()
     print(f"{len(entries) - bad} ok, {bad} not as recorded")
     return EXIT_FAILURES if bad else EXIT_OK
 

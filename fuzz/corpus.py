@@ -26,6 +26,9 @@ from fuzz.codegen import repro_script
 from fuzz.tolerance import table
 
 OUTCOMES = ("pass", "known-failure", "flaky")
+# Folders of a corpus that hold no entries to replay: flaky findings, findings a stopped
+# run could not confirm, Hypothesis's database, entries being confirmed, claims.
+NOT_ENTRIES = {"quarantine", "unconfirmed", ".hypothesis", ".pending", ".claims"}
 
 
 @dataclass(frozen=True)
@@ -94,13 +97,12 @@ def load_entry(path: str | Path) -> Entry:
 def corpus_files(paths: list[str | Path]) -> list[Path]:
     """Case files under each path (a file, or a folder searched recursively), sorted.
 
-    The quarantine of flaky cases and Hypothesis's database are not corpus entries.
+    Files under NOT_ENTRIES folders are not corpus entries.
     """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*.json")
-                            if not {"quarantine", ".hypothesis", ".pending"} & set(f.parts))
+            found += sorted(f for f in p.rglob("*.json") if not NOT_ENTRIES & set(f.parts))
         else:
             found.append(p)
     return found
@@ -164,3 +166,46 @@ def known_signatures(folder: Path) -> set[str]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found
+
+
+def _claim_path(folder: Path, signature: str) -> Path:
+    digest = hashlib.sha256(signature.encode()).hexdigest()[:12]
+    return folder / ".claims" / f"{slug(signature)}-{digest}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(folder: Path, signature: str) -> bool:
+    """Claim the right to report `signature` into `folder`; False if a live process (a
+    concurrent run sharing the corpus) holds it. A claim left by a killed run is taken over.
+    """
+    path = _claim_path(folder, signature)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(folder: Path, signature: str) -> None:
+    _claim_path(folder, signature).unlink(missing_ok=True)

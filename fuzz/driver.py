@@ -1,9 +1,12 @@
-"""The fuzz loop: Hypothesis generates and shrinks, the oracle judges, the corpus remembers.
+"""The fuzz loop: Hypothesis generates and shrinks, workers run, the oracle judges, the
+corpus remembers.
 
-Hypothesis stops at the first failure it has shrunk. The driver saves that failure, adds
-its signature to the known set (so it no longer fails) and starts Hypothesis again, until
-the budget is spent. Each signature gets its own exception type, so Hypothesis shrinks
-each bug on its own instead of sliding from one into another.
+Each search thread runs its own Hypothesis loop (Hypothesis is thread-safe) over its own
+worker process. Hypothesis stops at the first failure it has shrunk; the driver confirms
+and saves it, adds its signature to the known set (so it no longer fails) and starts
+Hypothesis again, until the budget is spent. Each signature gets its own exception type,
+so Hypothesis shrinks each bug on its own instead of sliding from one into another, and
+a signature one thread is shrinking is not chased by another.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -23,10 +27,15 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fuzz.case import Case
 from fuzz.caseio import case_to_json
-from fuzz.corpus import Expectation, atomic_write, environment, known_signatures, write_entry
-from fuzz.execute import Timings, run_case
-from fuzz.oracle import Verdict, judge
+from fuzz.corpus import (Expectation, atomic_write, claim, environment, known_signatures,
+                         release, write_entry)
+from fuzz.execute import Timings
+from fuzz.oracle import Verdict
+from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import cases
+
+MAX_VARIANTS = 16
+VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
 
 
 class BudgetSpent(BaseException):
@@ -44,12 +53,15 @@ class Finding(Exception):
 
 
 _FINDING_TYPES: dict[str, type[Finding]] = {}
+_TYPES_LOCK = threading.Lock()
 
 
 def finding_type(signature: str) -> type[Finding]:
-    if signature not in _FINDING_TYPES:
-        _FINDING_TYPES[signature] = type(f"Finding[{signature}]", (Finding,), {})
-    return _FINDING_TYPES[signature]
+    with _TYPES_LOCK:
+        if signature not in _FINDING_TYPES:
+            _FINDING_TYPES[signature] = type(f"Finding[{signature}]", (Finding,),
+                                             {"signature": signature})
+        return _FINDING_TYPES[signature]
 
 
 @dataclass(frozen=True)
@@ -60,9 +72,13 @@ class RunConfig:
     max_examples: int = 10**9
     seed: int = 0
     corpus: Path = Path("corpus")
+    database: Path | None = None  # default: <corpus>/.hypothesis
     report: Path | None = None
     confirm: bool = True
     progress: bool = False
+    workers: int = 1
+    case_timeout: float = 300.0
+    variants: int | None = None  # seed variants per compiled program; None: adaptive
     known: tuple[Path, ...] = ()  # other corpora whose signatures are not reported again
     stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
 
@@ -71,11 +87,14 @@ class RunConfig:
 class RunStats:
     started: float = field(default_factory=time.monotonic)
     examples: int = 0
+    programs: int = 0
     checks: Counter = field(default_factory=Counter)
     failed_checks: Counter = field(default_factory=Counter)
     timings: Timings = field(default_factory=Timings)
     findings: list[dict[str, Any]] = field(default_factory=list)
     flaky: list[dict[str, Any]] = field(default_factory=list)
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    restarts: int = 0
     interrupted: bool = False
 
     @property
@@ -87,142 +106,302 @@ def _smaller(a: Case, b: Case | None) -> bool:
     return b is None or len(case_to_json(a)) < len(case_to_json(b))
 
 
-def _confirm(path: Path, backend: str) -> str | None:
+def _process_signal(signature: str) -> int | None:
+    """The exit status a crash signature stands for: -signal, or the exit code."""
+    import signal
+    condition = signature.split(":")[2]
+    if condition.startswith("exit-"):
+        return int(condition[5:]) if condition[5:].lstrip("-").isdigit() else None
+    try:
+        return -signal.Signals[condition].value
+    except KeyError:
+        return None
+
+
+def _wait(cmd: list[str], timeout: float, stopping: Callable[[], bool]) -> int | None:
+    """Run `cmd` quietly: its exit status, None if it timed out. Raises Interrupted (and
+    kills it) if the run stops meanwhile."""
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if stopping() or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            if stopping():
+                raise Interrupted
+            return None
+        time.sleep(0.1)
+    return process.returncode
+
+
+def confirm(path: Path, signature: str, backend: str, case_timeout: float,
+            stopping: Callable[[], bool] = lambda: False) -> str | None:
     """Why a pending entry is not confirmed, or None: replayed in a fresh process it must
-    fail the same way again, and its standalone repro script must show a divergence (a
-    finding only the harness sees is the harness's bug, not torch's)."""
-    checks = (([sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend],
-               0, "did not reproduce in a fresh process"),
-              ([sys.executable, str(path.with_suffix(".py"))], 1,
-               "its standalone repro script shows no divergence"))
-    for cmd, expected, reason in checks:
-        try:
-            if subprocess.run(cmd, capture_output=True, timeout=600).returncode != expected:
-                return reason
-        except subprocess.TimeoutExpired:
-            return reason + " (timed out)"
+    fail the same way again, and its standalone repro script must show it too (exit 1 for
+    a divergence; the same signal for a crash; no end for a hang). A finding only the
+    harness sees is the harness's bug, not torch's."""
+    check = signature.split(":")[0]
+    replay = [sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend,
+              "--case-timeout", str(case_timeout)]
+    if _wait(replay, case_timeout + 600, stopping) != 0:
+        return "did not reproduce in a fresh process"
+    script = [sys.executable, str(path.with_suffix(".py"))]
+    if check == "timeout":
+        script_timeout = case_timeout + 60
+        return None if _wait(script, script_timeout, stopping) is None else \
+            f"its standalone repro script ended within {script_timeout:g} s"
+    status = _wait(script, case_timeout + 600, stopping)
+    expected = _process_signal(signature) if check == "crash" else 1
+    if status != expected:
+        return f"its standalone repro script exited {status}, not {expected}"
     return None
 
 
 class Fuzzer:
+    """One run: search threads over worker processes, sharing what is known and found."""
+
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.stats = RunStats()
-        self.known = known_signatures(config.corpus).union(
-            *(known_signatures(folder) for folder in config.known))
-        self.stop = False
-        self.best: dict[str, tuple[Case, Verdict]] = {}
-        self.database = DirectoryBasedExampleDatabase(str(config.corpus / ".hypothesis"))
-        self._last_progress = 0.0
+        self.known = self._corpus_signatures()
+        self.lock = threading.RLock()
+        self.stop = threading.Event()
+        self.interrupt = threading.Event()
+        self.best: dict[str, tuple[Case, Verdict]] = {}  # found, not yet recorded
+        self.owner: dict[str, int] = {}  # which search is shrinking a signature
+        self.database_path = config.database or config.corpus / ".hypothesis"
 
-    def check(self, case: Case) -> None:
-        """The property: a case passes unless it fails with a signature not yet known."""
-        if self.stats.elapsed > self.config.time_budget:
-            raise BudgetSpent
-        self.stats.examples += 1
-        verdict = judge(case, run_case(case, self.config.backend, self.stats.timings))
-        self.stats.checks.update(verdict.checked)
-        self.stats.failed_checks.update(f.check for f in verdict.failures)
-        self._progress()
-        new = [f for f in verdict.failures if f.signature not in self.known]
-        if new:
-            signature = new[0].signature
-            if _smaller(case, self.best.get(signature, (None,))[0]):
-                self.best[signature] = (case, verdict)
-            raise finding_type(signature)(case, verdict)
+    def _corpus_signatures(self) -> set[str]:
+        return known_signatures(self.config.corpus).union(
+            *(known_signatures(folder) for folder in self.config.known))
 
-    def _progress(self) -> None:
-        if not self.config.progress or time.monotonic() - self._last_progress < 1.0:
-            return
-        self._last_progress = time.monotonic()
-        s = self.stats
-        sys.stderr.write(f"\r{s.examples} cases, {s.examples / max(s.elapsed, 1e-9):.1f}/s, "
-                         f"{len(s.findings)} findings, {s.elapsed:.0f}s of "
-                         f"{self.config.time_budget:.0f}s   ")
-        sys.stderr.flush()
+    def stopping(self) -> bool:
+        return self.stop.is_set()
+
+    def over_budget(self) -> bool:
+        return (self.stats.elapsed > self.config.time_budget
+                or self.stats.examples >= self.config.max_examples)
+
+    def account(self, results: list[CaseResult], seconds: float) -> None:
+        with self.lock:
+            s = self.stats
+            s.examples += len(results)
+            s.programs += 1
+            for r in results:
+                s.checks.update(r.verdict.checked)
+                s.failed_checks.update(f.check for f in r.verdict.failures)
+                for phase, t in r.phases.items():
+                    s.timings.add(phase, t)
+            s.timings.add("transport", seconds - sum(t for r in results
+                                                     for t in r.phases.values()))
+
+    def first_new(self, results: list[CaseResult], search: int) -> tuple[str, CaseResult] | None:
+        """The first failure of a signature that is neither known nor being shrunk by
+        another search; remembers the smallest case seen for it."""
+        with self.lock:
+            for r in results:
+                for failure in r.verdict.failures:
+                    sig = failure.signature
+                    if sig in self.known or self.owner.setdefault(sig, search) != search:
+                        continue
+                    if _smaller(r.case, self.best.get(sig, (None,))[0]):
+                        self.best[sig] = (r.case, r.verdict)
+                    return sig, r
+        return None
 
     def record(self, case: Case, verdict: Verdict, signature: str) -> None:
         """Confirm in a fresh process, then write to the corpus (or quarantine) and only
-        then report."""
-        self.known.add(signature)
-        self.best.pop(signature, None)
-        finding = {"signature": signature, "explanation": verdict.explain(),
-                   "found_at_s": round(self.stats.elapsed, 2),
-                   **environment(self.config.backend, case.device)}
+        then report. A signature already in the corpus (another run may have saved it
+        meanwhile) or claimed by a concurrent run is dropped."""
+        with self.lock:
+            self.best.pop(signature, None)
+            if signature in self.known:
+                return
+            self.known.add(signature)
+        if signature in self._corpus_signatures() or not claim(self.config.corpus, signature):
+            return
+        try:
+            self._confirm_and_write(case, verdict, signature)
+        finally:
+            release(self.config.corpus, signature)
+
+    def _confirm_and_write(self, case: Case, verdict: Verdict, signature: str) -> None:
+        config, corpus = self.config, self.config.corpus
+        with self.lock:
+            finding = {"signature": signature, "explanation": verdict.explain(),
+                       "found_at_s": round(self.stats.elapsed, 2),
+                       "examples_at": self.stats.examples,
+                       **environment(config.backend, case.device)}
         expect = Expectation("known-failure", signature, torch_min=torch.__version__.split("+")[0],
                              note="found by sdpa-fuzz run; triage, then keep or promote")
-        case = replace(case, compile=replace(case.compile, backend=self.config.backend))
-        corpus = self.config.corpus
-        pending = write_entry(corpus / ".pending", case, expect, finding, self.config.backend)
-        doubt = _confirm(pending, self.config.backend) if self.config.confirm else None
-        confirmed = doubt is None
-        folder = corpus if confirmed else corpus / "quarantine"
+        case = replace(case, compile=replace(case.compile, backend=config.backend))
+        pending = write_entry(corpus / ".pending", case, expect, finding, config.backend)
+        folder, kind = corpus, "FOUND"
+        try:
+            doubt = (confirm(pending, signature, config.backend, config.case_timeout,
+                             self.interrupt.is_set) if config.confirm else None)
+        except Interrupted:
+            doubt, folder, kind = "the run was interrupted before it could confirm this", \
+                corpus / "unconfirmed", "UNCONFIRMED"
+        else:
+            if doubt is not None:
+                folder, kind = corpus / "quarantine", "FLAKY (quarantined)"
         if doubt is not None:
             expect = replace(expect, outcome="flaky", note=doubt)
-        final = write_entry(folder, case, expect, finding, self.config.backend)
+        final = write_entry(folder, case, expect, finding, config.backend)
         for p in (pending, pending.with_suffix(".py")):
             p.unlink(missing_ok=True)
         item = {"signature": signature, "case": str(final), "found_at_s": finding["found_at_s"],
-                "explanation": verdict.explain()}
-        (self.stats.findings if confirmed else self.stats.flaky).append(item)
-        if confirmed and self.config.stop_when is not None and self.config.stop_when(case):
-            self.stop = True
-        label = "FOUND" if confirmed else "FLAKY (quarantined)"
-        print(f"\n{label} {signature}\n  {final}\n  " +
-              verdict.explain().replace("\n", "\n  "), flush=True)
+                "examples_at": finding["examples_at"], "explanation": verdict.explain()}
+        with self.lock:
+            {"FOUND": self.stats.findings, "UNCONFIRMED": self.stats.unconfirmed}.get(
+                kind, self.stats.flaky).append(item)
+            print(f"\n{kind} {signature}\n  {final}\n  " +
+                  verdict.explain().replace("\n", "\n  "), flush=True)
+        if kind == "FOUND" and config.stop_when is not None and config.stop_when(case):
+            self.stop.set()
 
-    def _hypothesis_round(self, round_no: int) -> None:
-        remaining = self.config.max_examples - self.stats.examples
+    def run(self) -> RunStats:
+        searches = [Search(self, i) for i in range(self.config.workers)]
+        threads = [threading.Thread(target=s.run, name=f"search-{s.index}", daemon=True)
+                   for s in searches]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                threads[0].join(timeout=0.5) if threads[0].is_alive() else time.sleep(0.5)
+                self._progress()
+        except KeyboardInterrupt:
+            self.stats.interrupted = True
+            self.interrupt.set()
+            self.stop.set()
+            for t in threads:
+                t.join()
+        self.stats.restarts = sum(s.worker.restarts for s in searches)
+        for search in searches:
+            search.worker.close()
+        for signature, (case, verdict) in list(self.best.items()):
+            self.record(case, verdict, signature)  # found but not yet fully shrunk
+        errors = [s.error for s in searches if s.error is not None]
+        if self.config.progress:
+            sys.stderr.write("\n")
+        if self.config.report is not None:
+            atomic_write(self.config.report, json.dumps(self.report(), indent=1) + "\n")
+        if errors:
+            raise errors[0]
+        return self.stats
 
-        @settings(max_examples=max(1, min(remaining, 10**6)), deadline=None,
-                  database=self.database, print_blob=False, report_multiple_bugs=True,
+    def _progress(self) -> None:
+        if not self.config.progress:
+            return
+        s = self.stats
+        sys.stderr.write(f"\r{s.examples} cases ({s.programs} programs), "
+                         f"{s.examples / max(s.elapsed, 1e-9):.1f}/s, {len(s.findings)} "
+                         f"findings, {len(s.flaky)} flaky, {s.elapsed:.0f}s of "
+                         f"{self.config.time_budget:.0f}s   ")
+        sys.stderr.flush()
+
+    def report(self) -> dict[str, Any]:
+        s = self.stats
+        total = max(s.elapsed, 1e-9)
+        busy = total * self.config.workers  # each search thread's wall time
+        measured = sum(s.timings.phases.values())
+        shares = {k: round(v / busy, 4) for k, v in sorted(s.timings.phases.items())}
+        shares["other"] = round(max(0.0, busy - measured) / busy, 4)
+        return {"backend": self.config.backend, "device": self.config.device,
+                "torch": torch.__version__, "seed": self.config.seed,
+                "workers": self.config.workers, "examples": s.examples,
+                "programs": s.programs, "elapsed_s": round(s.elapsed, 2),
+                "cases_per_s": round(s.examples / total, 3),
+                "programs_per_s": round(s.programs / total, 3),
+                "worker_restarts": s.restarts, "interrupted": s.interrupted,
+                "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
+                "time_share": shares, "failures": s.findings, "flaky": s.flaky,
+                "unconfirmed": s.unconfirmed}
+
+
+class Search:
+    """One Hypothesis loop over one worker process."""
+
+    def __init__(self, fuzzer: Fuzzer, index: int) -> None:
+        self.fuzzer = fuzzer
+        self.index = index
+        self.worker = Worker(fuzzer.config.case_timeout)
+        self.database = DirectoryBasedExampleDatabase(str(fuzzer.database_path))
+        self.error: BaseException | None = None
+        self.compile_s = self.variant_s = None  # running means, for the adaptive policy
+        self.frozen_variants: int | None = None
+
+    def variants(self) -> int:
+        """How many seed variants to run on each compiled program. Adaptive until a
+        failure is found in the round, then fixed, so that Hypothesis's replays of a
+        failing case run the same variants."""
+        if self.fuzzer.config.variants is not None:
+            return self.fuzzer.config.variants
+        if self.frozen_variants is not None:
+            return self.frozen_variants
+        if self.compile_s is None or self.variant_s is None:
+            return 1
+        return max(1, min(MAX_VARIANTS, int(VARIANT_SHARE * self.compile_s / self.variant_s)))
+
+    def _learn(self, results: list[CaseResult]) -> None:
+        def mean(old, new):
+            return new if old is None else 0.8 * old + 0.2 * new
+        if results and results[0].phases:
+            self.compile_s = mean(self.compile_s, sum(results[0].phases.values()))
+        for r in results[1:]:
+            if r.phases:
+                self.variant_s = mean(self.variant_s, sum(r.phases.values()))
+
+    def check(self, case: Case) -> None:
+        """The property: a case (and its seed variants) passes unless it fails with a
+        signature not yet known."""
+        fuzzer = self.fuzzer
+        if fuzzer.stopping() or fuzzer.over_budget():
+            raise BudgetSpent
+        t0 = time.perf_counter()
+        batch = [case] + [case.reseeded(k) for k in range(1, self.variants() + 1)]
+        results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.stopping))
+        fuzzer.account(results, time.perf_counter() - t0)
+        self._learn(results)
+        new = fuzzer.first_new(results, self.index)
+        if new is not None:
+            self.frozen_variants = self.variants()
+            signature, result = new
+            raise finding_type(signature)(result.case, result.verdict)
+
+    def _round(self, round_no: int) -> None:
+        config = self.fuzzer.config
+
+        @settings(max_examples=10**6, deadline=None, database=self.database,
+                  print_blob=False, report_multiple_bugs=True,
                   suppress_health_check=list(HealthCheck))
-        @seed(self.config.seed * 1_000_003 + round_no)
-        @given(cases(self.config.backend, self.config.device))
+        @seed(config.seed * 1_000_003 + round_no * 1_009 + self.index)
+        @given(cases(config.backend, config.device))
         def sdpa_fuzz_property(case: Case) -> None:
             self.check(case)
 
         sdpa_fuzz_property()
 
-    def run(self) -> RunStats:
-        round_no = 0
+    def run(self) -> None:
+        fuzzer, round_no = self.fuzzer, 0
         try:
-            while (self.stats.examples < self.config.max_examples
-                   and self.stats.elapsed < self.config.time_budget):
+            while not (fuzzer.stopping() or fuzzer.over_budget()):
+                self.frozen_variants = None
                 try:
-                    self._hypothesis_round(round_no)
+                    self._round(round_no)
                     break
-                except BudgetSpent:
+                except (BudgetSpent, Interrupted):
                     break
                 except (Finding, BaseExceptionGroup) as exc:
                     for finding in _findings(exc):
-                        self.record(finding.case, finding.verdict, _signature_of(finding))
+                        fuzzer.record(finding.case, finding.verdict, finding.signature)
                 round_no += 1
-                if self.stop:
-                    break
-        except KeyboardInterrupt:
-            self.stats.interrupted = True
-        finally:
-            for signature, (case, verdict) in list(self.best.items()):
-                self.record(case, verdict, signature)  # found but not yet fully shrunk
-        if self.config.progress:
-            sys.stderr.write("\n")
-        if self.config.report is not None:
-            atomic_write(self.config.report, json.dumps(self.report(), indent=1) + "\n")
-        return self.stats
-
-    def report(self) -> dict[str, Any]:
-        s = self.stats
-        total = max(s.elapsed, 1e-9)
-        measured = sum(s.timings.phases.values())
-        shares = {k: round(v / total, 4) for k, v in s.timings.phases.items()}
-        shares["other"] = round(max(0.0, total - measured) / total, 4)
-        return {"backend": self.config.backend, "device": self.config.device,
-                "torch": torch.__version__, "seed": self.config.seed,
-                "examples": s.examples, "elapsed_s": round(s.elapsed, 2),
-                "cases_per_s": round(s.examples / total, 3), "interrupted": s.interrupted,
-                "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
-                "time_share": shares, "failures": s.findings, "flaky": s.flaky}
+        except Interrupted:
+            pass
+        except BaseException as exc:  # a harness bug: stop the whole run, and say so
+            self.error = exc
+            fuzzer.stop.set()
 
 
 def _findings(exc: BaseException) -> list[Finding]:
@@ -233,8 +412,3 @@ def _findings(exc: BaseException) -> list[Finding]:
         if len(found) == len(exc.exceptions):
             return found
     raise exc
-
-
-def _signature_of(finding: Finding) -> str:
-    return next(sig for sig, t in _FINDING_TYPES.items() if type(finding) is t)
-

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from fuzz.corpus import Entry
-from fuzz.execute import run_case
-from fuzz.oracle import Verdict, judge
+from fuzz.oracle import Verdict
+from fuzz.worker import Worker
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,14 @@ class ReplayResult:
         return head
 
 
-def replay_entry(entry: Entry, backend: str | None = None, device: str | None = None
-                 ) -> ReplayResult:
-    """Run the entry's case and hold it to its expectation. A known failure is expected
-    only on the backend it was found with and in its torch range; elsewhere, a pass."""
+def replay_entry(entry: Entry, worker: Worker, backend: str | None = None,
+                 device: str | None = None) -> ReplayResult:
+    """Run the entry's case in `worker` (so a recorded crash or hang is observed, not
+    suffered) and hold it to its expectation. A known failure is expected only on the
+    backend it was found with and in its torch range; elsewhere, a pass."""
     case = entry.case if device is None else replace(entry.case, device=device)
     backend = backend or case.compile.backend
-    verdict = judge(case, run_case(case, backend))
+    verdict = list(worker.judge(backend, [case]))[0].verdict
     expect = entry.expect
     failing = (expect.outcome == "known-failure" and expect.applies_to(torch.__version__)
                and backend == entry.case.compile.backend)

@@ -15,6 +15,7 @@ from fuzz.codegen import repro_script
 from fuzz.corpus import corpus_files, load_entry
 from fuzz.replay import replay_entry
 from fuzz.tolerance import table
+from fuzz.worker import Worker
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = corpus_files([CORPUS])
@@ -24,13 +25,22 @@ def test_the_corpus_is_not_empty() -> None:
     assert FILES, f"no corpus entries under {CORPUS}"
 
 
+@pytest.fixture(scope="module")
+def worker():
+    """One worker process for the whole replay, as `sdpa-fuzz replay` uses: an entry that
+    records a crash or a hang is observed there without taking pytest down."""
+    w = Worker(case_timeout=300)
+    yield w
+    w.close()
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_corpus_entry_shows_what_it_records(path: Path) -> None:
+def test_corpus_entry_shows_what_it_records(path: Path, worker: Worker) -> None:
     try:
         entry = load_entry(path)
     except CaseError as exc:
         pytest.fail(f"unreadable corpus entry: {exc}", pytrace=False)
-    result = replay_entry(entry)
+    result = replay_entry(entry, worker)
     assert result.ok, result.describe()
 
 

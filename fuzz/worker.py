@@ -1,0 +1,213 @@
+"""Cases run in worker processes, so that a crash or a hang in the code under test costs a
+worker, never the driver.
+
+Workers are forked from a server that has already imported torch and the harness, so a
+replacement for a dead worker is ready in a fraction of a second instead of the seconds an
+`import torch` takes; that is what makes shrinking a crash affordable. A worker reports
+after every case, so a crash or a hang is charged to the exact case that was running.
+
+A request is one case plus seed variants of it: cases that differ only in their input
+values, run on the program compiled for the first (the compile is the expensive part, and
+Dynamo's guards must accept the variants without compiling again; the oracle checks that).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from fuzz.case import Case
+from fuzz.oracle import Failure, Verdict
+
+PRELOAD = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "fuzz.execute",
+           "fuzz.oracle"]
+POLL_S = 0.1
+LOG_TAIL = 1500
+
+
+class HarnessError(RuntimeError):
+    """The harness itself failed on a case: a bug in sdpa-fuzz, not in what it tests."""
+
+
+class Interrupted(BaseException):
+    """The run is stopping; the case in progress was abandoned, not judged."""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case as a worker judged it, with the seconds it spent in each phase."""
+
+    case: Case
+    verdict: Verdict
+    phases: dict[str, float]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _serve(conn: Any, log_path: str) -> None:
+    """The worker's loop: judge each case of each request, reporting after every case.
+
+    Output of the code under test goes to the log, which is cleared before each case so
+    that a crash report carries that case's own last words (faulthandler's traceback).
+    """
+    from fuzz.execute import Timings, run_case
+    from fuzz.oracle import judge
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
+    log = open(log_path, "w+b", buffering=0)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    faulthandler.enable(file=log)
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        backend, cases = request
+        program = None
+        for case in cases:
+            os.ftruncate(log.fileno(), 0)
+            log.seek(0)
+            timings = Timings()
+            try:
+                run = run_case(case, backend, timings, warm=program)
+                t0 = time.perf_counter()
+                verdict = judge(case, run)
+                timings.add("oracle", time.perf_counter() - t0)
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+                break
+            conn.send(("case", CaseResult(case, verdict, timings.phases)))
+            if any(o.error is not None for o in run.eager + run.compiled):
+                break  # seed variants of an erroring program test nothing new
+            program = run.program
+        conn.send(("done", None))
+
+
+def _process_failure(check: str, condition: str, detail: str) -> Verdict:
+    return Verdict(failures=(Failure(check, "worker", condition, detail),), checked=(check,),
+                   errors=())
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal-{-exitcode}"
+    return f"exit-{exitcode}"
+
+
+class Worker:
+    """A handle on one worker process, replaced whenever it dies or is killed."""
+
+    def __init__(self, case_timeout: float = 300.0) -> None:
+        self.case_timeout = case_timeout
+        self.restarts = 0
+        self._dir = tempfile.mkdtemp(prefix="sdpa-fuzz-worker-")
+        self._log = Path(self._dir) / "output.log"
+        self._process: Any = None
+        self._conn: Any = None
+
+    def _start(self) -> None:
+        ctx = _context()
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(child, str(self._log)), daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join()
+            self._conn.close()
+        self._process = self._conn = None
+
+    def close(self) -> None:
+        if self._process is not None:
+            try:
+                self._conn.send(None)
+                self._process.join(timeout=5)
+            except (OSError, BrokenPipeError):
+                pass
+            self._kill()
+        for path in Path(self._dir).glob("*"):
+            path.unlink()
+        os.rmdir(self._dir)
+
+    def _log_tail(self) -> str:
+        try:
+            text = self._log.read_bytes()[-LOG_TAIL:].decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+        return f"\nlast output of the worker:\n{text}" if text else ""
+
+    def judge(self, backend: str, cases: list[Case], stopping=lambda: False
+              ) -> Iterator[CaseResult]:
+        """Judge `cases` (a case, then seed variants of it) in the worker, yielding each
+        result as it comes. A crash or a hang ends the request with a `crash` or `timeout`
+        verdict for the case that was running; `stopping()` abandons it."""
+        if self._process is None:
+            self._start()
+        self._conn.send((backend, cases))
+        finished = False
+        try:
+            yield from self._results(cases, stopping)
+            finished = True
+        finally:
+            if not finished and self._process is not None:
+                self._kill()  # abandoned mid-request: its later messages must not linger
+
+    def _results(self, cases: list[Case], stopping) -> Iterator[CaseResult]:
+        index, last = 0, time.monotonic()
+        while True:
+            if stopping():
+                raise Interrupted
+            try:
+                ready = self._conn.poll(POLL_S)
+                message = self._conn.recv() if ready else None
+            except (EOFError, OSError):
+                message = None
+                self._process.join(timeout=5)
+            if message is None and not self._process.is_alive():
+                code = self._process.exitcode
+                yield self._lost(cases[index], _process_failure(
+                    "crash", _signal_name(code),
+                    f"the worker died ({_signal_name(code)}) while running this case"))
+                return
+            if message is None:
+                if time.monotonic() - last > self.case_timeout:
+                    yield self._lost(cases[index], _process_failure(
+                        "timeout", "hang", f"the case ran past the case timeout "
+                        f"({self.case_timeout:g} s) and its worker was killed"))
+                    return
+                continue
+            kind, payload = message
+            if kind == "done":
+                return
+            if kind == "error":
+                raise HarnessError(f"sdpa-fuzz failed on a case:\n{payload}")
+            yield payload
+            index, last = index + 1, time.monotonic()
+
+    def _lost(self, case: Case, verdict: Verdict) -> CaseResult:
+        """The worker is gone or going: kill it (a new one starts with the next request)
+        and charge the case it was running, with its last output."""
+        tail = self._log_tail()
+        self._kill()
+        self.restarts += 1
+        failure = verdict.failures[0]
+        detail = replace(failure, detail=failure.detail + tail)
+        return CaseResult(case, replace(verdict, failures=(detail,)), {})
