@@ -1,7 +1,7 @@
 """Detection power: run the fuzz driver against each fault-injection backend and print
 which faults it finds, how fast, and how small the shrunk case is.
 
-    python benchmarks/detection.py [--budget 120] [--faults a,b]
+    python benchmarks/detection.py [--budget 120] [--faults a,b] [--workers 2]
 
 A fault counts as found when a confirmed finding's shrunk case still satisfies the fault's
 condition (tests/faults.py: CONDITIONS). Signatures already in the committed corpus (the
@@ -25,23 +25,26 @@ from fuzz.driver import Fuzzer, RunConfig  # noqa: E402
 from tests import faults  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+FAULTS = {**faults.CONDITIONS, "crash_or_hang": lambda case: any(
+    condition(case) for condition in faults.PROCESS_CONDITIONS.values())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per fault")
-    parser.add_argument("--faults", default=",".join(sorted(faults.CONDITIONS)))
+    parser.add_argument("--faults", default=",".join(sorted(FAULTS)))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     print(f"{'fault':28} {'found':>5} {'at_s':>8} {'cases':>6} {'inputs':>6} "
           f"{'json_B':>7}  signature")
     found = 0
     for fault in args.faults.split(","):
         with tempfile.TemporaryDirectory() as corpus:
-            condition = faults.CONDITIONS[fault]
+            condition = FAULTS[fault]
             config = RunConfig(backend=f"tests.faults:{fault}", time_budget=args.budget,
                                seed=args.seed, corpus=Path(corpus), known=(CORPUS,),
-                               stop_when=condition)
+                               workers=args.workers, case_timeout=10, stop_when=condition)
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                 stats = Fuzzer(config).run()
             hits = [f for f in stats.findings if condition(load_entry(f["case"]).case)]

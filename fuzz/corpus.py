@@ -183,6 +183,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _holder(path: Path) -> int:
+    try:
+        return int(path.read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def prune_claims(folder: Path) -> None:
+    """Drop claims whose run is gone (killed before it could release them)."""
+    for path in (folder / ".claims").glob("*"):
+        holder = _holder(path)
+        if not (holder and _alive(holder)):
+            path.unlink(missing_ok=True)
+
+
 def claim(folder: Path, signature: str) -> bool:
     """Claim the right to report `signature` into `folder`; False if a live process (a
     concurrent run sharing the corpus) holds it. A claim left by a killed run is taken over.
@@ -193,10 +208,7 @@ def claim(folder: Path, signature: str) -> bool:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                holder = int(path.read_text() or 0)
-            except (OSError, ValueError):
-                holder = 0
+            holder = _holder(path)
             if holder and _alive(holder):
                 return False
             path.unlink(missing_ok=True)

@@ -28,7 +28,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from fuzz.case import Case
 from fuzz.caseio import case_to_json
 from fuzz.corpus import (Expectation, atomic_write, claim, environment, known_signatures,
-                         release, write_entry)
+                         prune_claims, release, write_entry)
 from fuzz.execute import Timings
 from fuzz.oracle import Verdict
 from fuzz.worker import CaseResult, Interrupted, Worker
@@ -90,6 +90,7 @@ class RunStats:
     programs: int = 0
     checks: Counter = field(default_factory=Counter)
     failed_checks: Counter = field(default_factory=Counter)
+    first_failed_at: dict[str, int] = field(default_factory=dict)  # check -> cases before
     timings: Timings = field(default_factory=Timings)
     findings: list[dict[str, Any]] = field(default_factory=list)
     flaky: list[dict[str, Any]] = field(default_factory=list)
@@ -120,17 +121,21 @@ def _process_signal(signature: str) -> int | None:
 
 def _wait(cmd: list[str], timeout: float, stopping: Callable[[], bool]) -> int | None:
     """Run `cmd` quietly: its exit status, None if it timed out. Raises Interrupted (and
-    kills it) if the run stops meanwhile."""
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kills it) if the run stops meanwhile. It runs in a session of its own, so that a
+    Ctrl-C meant for the run reaches it only through the run, never as a failure of its
+    own that would pass for a finding that does not reproduce."""
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.monotonic() + timeout
-    while process.poll() is None:
-        if stopping() or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            if stopping():
-                raise Interrupted
-            return None
+    while process.poll() is None and not stopping() and time.monotonic() < deadline:
         time.sleep(0.1)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+        if not stopping():
+            return None
+    if stopping():
+        raise Interrupted
     return process.returncode
 
 
@@ -147,7 +152,7 @@ def confirm(path: Path, signature: str, backend: str, case_timeout: float,
         return "did not reproduce in a fresh process"
     script = [sys.executable, str(path.with_suffix(".py"))]
     if check == "timeout":
-        script_timeout = case_timeout + 60
+        script_timeout = case_timeout + 20  # its own start-up, then the hang
         return None if _wait(script, script_timeout, stopping) is None else \
             f"its standalone repro script ended within {script_timeout:g} s"
     status = _wait(script, case_timeout + 600, stopping)
@@ -162,6 +167,7 @@ class Fuzzer:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
+        prune_claims(config.corpus)
         self.stats = RunStats()
         self.known = self._corpus_signatures()
         self.lock = threading.RLock()
@@ -185,11 +191,13 @@ class Fuzzer:
     def account(self, results: list[CaseResult], seconds: float) -> None:
         with self.lock:
             s = self.stats
-            s.examples += len(results)
             s.programs += 1
             for r in results:
                 s.checks.update(r.verdict.checked)
-                s.failed_checks.update(f.check for f in r.verdict.failures)
+                for f in r.verdict.failures:
+                    s.failed_checks[f.check] += 1
+                    s.first_failed_at.setdefault(f.check, s.examples)
+                s.examples += 1
                 for phase, t in r.phases.items():
                     s.timings.add(phase, t)
             s.timings.add("transport", seconds - sum(t for r in results
@@ -316,8 +324,50 @@ class Fuzzer:
                 "programs_per_s": round(s.programs / total, 3),
                 "worker_restarts": s.restarts, "interrupted": s.interrupted,
                 "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
+                "first_failed_at": s.first_failed_at,
                 "time_share": shares, "failures": s.findings, "flaky": s.flaky,
                 "unconfirmed": s.unconfirmed}
+
+
+@dataclass
+class VariantPolicy:
+    """How many seed variants of each case to run on its compiled program: enough to
+    spend about VARIANT_SHARE of the compile time on them (many for Inductor, whose
+    compile costs seconds; few for Dynamo alone). Fixed by `fixed`, or frozen once a round
+    has found a failure, so that Hypothesis's replays of a failing case run the same
+    variants."""
+
+    fixed: int | None = None
+    compile_s: float | None = None  # running means of the seconds a first case and a
+    variant_s: float | None = None  # variant take in the worker
+    frozen: int | None = None
+
+    def count(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        if self.frozen is not None:
+            return self.frozen
+        if self.compile_s is None or self.variant_s is None:
+            return 1
+        return max(1, min(MAX_VARIANTS, int(VARIANT_SHARE * self.compile_s / self.variant_s)))
+
+    def batch(self, case: Case) -> list[Case]:
+        return [case] + [case.reseeded(k) for k in range(1, self.count() + 1)]
+
+    def learn(self, results: list[CaseResult]) -> None:
+        def mean(old: float | None, new: float) -> float:
+            return new if old is None else 0.8 * old + 0.2 * new
+        if results and results[0].phases:
+            self.compile_s = mean(self.compile_s, sum(results[0].phases.values()))
+        for r in results[1:]:
+            if r.phases:
+                self.variant_s = mean(self.variant_s, sum(r.phases.values()))
+
+    def freeze(self) -> None:
+        self.frozen = self.count()
+
+    def thaw(self) -> None:
+        self.frozen = None
 
 
 class Search:
@@ -329,29 +379,7 @@ class Search:
         self.worker = Worker(fuzzer.config.case_timeout)
         self.database = DirectoryBasedExampleDatabase(str(fuzzer.database_path))
         self.error: BaseException | None = None
-        self.compile_s = self.variant_s = None  # running means, for the adaptive policy
-        self.frozen_variants: int | None = None
-
-    def variants(self) -> int:
-        """How many seed variants to run on each compiled program. Adaptive until a
-        failure is found in the round, then fixed, so that Hypothesis's replays of a
-        failing case run the same variants."""
-        if self.fuzzer.config.variants is not None:
-            return self.fuzzer.config.variants
-        if self.frozen_variants is not None:
-            return self.frozen_variants
-        if self.compile_s is None or self.variant_s is None:
-            return 1
-        return max(1, min(MAX_VARIANTS, int(VARIANT_SHARE * self.compile_s / self.variant_s)))
-
-    def _learn(self, results: list[CaseResult]) -> None:
-        def mean(old, new):
-            return new if old is None else 0.8 * old + 0.2 * new
-        if results and results[0].phases:
-            self.compile_s = mean(self.compile_s, sum(results[0].phases.values()))
-        for r in results[1:]:
-            if r.phases:
-                self.variant_s = mean(self.variant_s, sum(r.phases.values()))
+        self.variants = VariantPolicy(fuzzer.config.variants)
 
     def check(self, case: Case) -> None:
         """The property: a case (and its seed variants) passes unless it fails with a
@@ -360,13 +388,13 @@ class Search:
         if fuzzer.stopping() or fuzzer.over_budget():
             raise BudgetSpent
         t0 = time.perf_counter()
-        batch = [case] + [case.reseeded(k) for k in range(1, self.variants() + 1)]
+        batch = self.variants.batch(case)
         results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.stopping))
         fuzzer.account(results, time.perf_counter() - t0)
-        self._learn(results)
+        self.variants.learn(results)
         new = fuzzer.first_new(results, self.index)
         if new is not None:
-            self.frozen_variants = self.variants()
+            self.variants.freeze()
             signature, result = new
             raise finding_type(signature)(result.case, result.verdict)
 
@@ -387,7 +415,7 @@ class Search:
         fuzzer, round_no = self.fuzzer, 0
         try:
             while not (fuzzer.stopping() or fuzzer.over_budget()):
-                self.frozen_variants = None
+                self.variants.thaw()
                 try:
                     self._round(round_no)
                     break

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -31,6 +32,10 @@ PRELOAD = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "fuzz.execute
            "fuzz.oracle"]
 POLL_S = 0.1
 LOG_TAIL = 1500
+# multiprocessing polls every child of the process whenever one starts, and a forkserver
+# child's exit status can be read only once: two threads racing for it turn a SIGSEGV
+# into "exit 255". All process handling goes through this lock.
+_PROCESSES = threading.Lock()
 
 
 class HarnessError(RuntimeError):
@@ -124,14 +129,22 @@ class Worker:
         ctx = _context()
         parent, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(child, str(self._log)), daemon=True)
-        self._process.start()
+        with _PROCESSES:
+            self._process.start()
         child.close()
         self._conn = parent
 
+    def _exitcode(self, wait: float = 0.0) -> int | None:
+        """The worker's exit status, None while it runs (waiting up to `wait` seconds)."""
+        with _PROCESSES:
+            self._process.join(timeout=wait)
+            return self._process.exitcode
+
     def _kill(self) -> None:
         if self._process is not None:
-            self._process.kill()
-            self._process.join()
+            with _PROCESSES:
+                self._process.kill()
+                self._process.join()
             self._conn.close()
         self._process = self._conn = None
 
@@ -139,8 +152,8 @@ class Worker:
         if self._process is not None:
             try:
                 self._conn.send(None)
-                self._process.join(timeout=5)
-            except (OSError, BrokenPipeError):
+                self._exitcode(wait=5)
+            except OSError:
                 pass
             self._kill()
         for path in Path(self._dir).glob("*"):
@@ -178,11 +191,10 @@ class Worker:
             try:
                 ready = self._conn.poll(POLL_S)
                 message = self._conn.recv() if ready else None
-            except (EOFError, OSError):
-                message = None
-                self._process.join(timeout=5)
-            if message is None and not self._process.is_alive():
-                code = self._process.exitcode
+            except (EOFError, OSError):  # the worker closed its end: it is exiting
+                message, ready = None, True
+            code = self._exitcode(wait=5 if ready else 0) if message is None else None
+            if code is not None:
                 yield self._lost(cases[index], _process_failure(
                     "crash", _signal_name(code),
                     f"the worker died ({_signal_name(code)}) while running this case"))

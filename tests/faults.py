@@ -12,7 +12,9 @@ fault must still satisfy it, which is how the tests show that a report names its
 
 from __future__ import annotations
 
+import ctypes
 import math
+import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -235,6 +237,18 @@ def _install_kernel_exit_fault() -> None:
 _install_kernel_exit_fault()
 
 
+def crash_or_hang(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend, except that compiling a graph with a float16 input dereferences
+    NULL (SIGSEGV), and compiling a graph with a causal SDPA call never returns. Only the
+    worker processes of `sdpa-fuzz run` survive it."""
+    if any(isinstance(t, torch.Tensor) and t.dtype == torch.float16 for t in example_inputs):
+        ctypes.string_at(0)
+    if any(n.target is SDPA and n.kwargs.get("is_causal") for n in gm.graph.nodes):
+        while True:
+            time.sleep(1)
+    return gm.forward
+
+
 def _attentions(case: Case) -> list[Attention]:
     return [s for s in walk(case.program.body) if isinstance(s, Attention)]
 
@@ -278,4 +292,11 @@ CONDITIONS: dict[str, Callable[[Case], bool]] = {
         & set(c.program.returns)),
     "kernel_exit_dropped": lambda c: any(isinstance(s, KernelBlock)
                                          for s in walk(c.program.body)),
+}
+
+# What the shrunk case of each process-level finding of `crash_or_hang` must show.
+PROCESS_CONDITIONS: dict[str, Callable[[Case], bool]] = {
+    "crash": lambda c: any(isinstance(s, TensorSpec) and s.dtype == "float16"
+                           for _, s in c.inputs),
+    "timeout": _any(lambda c, a: a.is_causal),
 }

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from fuzz.case import SCHEMA_VERSION
-from fuzz.corpus import load_entry
+from fuzz.corpus import known_signatures, load_entry
 from tests import faults
 
 ROOT = Path(__file__).resolve().parent.parent
+# One xdist worker for the whole module, so that its module-scoped run happens once.
+pytestmark = pytest.mark.xdist_group("cli")
+FAULT = "tests.faults:bf16_low_precision"  # found within seconds
 
 
 def sdpa_fuzz(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -26,8 +34,8 @@ def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict
     """One short run against a fault backend, shared by the tests that read its output."""
     out = tmp_path_factory.mktemp("run")
     report = out / "report.json"
-    result = sdpa_fuzz("run", "--backend", "tests.faults:negative_scale", "--time-budget",
-                       "90", "--max-examples", "300", "--corpus", str(out / "corpus"),
+    result = sdpa_fuzz("run", "--backend", FAULT, "--time-budget",
+                       "40", "--corpus", str(out / "corpus"),
                        "--known", str(ROOT / "corpus"), "--report", str(report))
     return result, out / "corpus", json.loads(report.read_text())
 
@@ -36,7 +44,7 @@ def fault_finding(report: dict) -> str:
     """The reported case that shows the injected fault. The run may also report real torch
     divergences (docs/findings.md), which any backend shows."""
     hits = [f["case"] for f in report["failures"]
-            if faults.CONDITIONS["negative_scale"](load_entry(f["case"]).case)]
+            if faults.CONDITIONS["bf16_low_precision"](load_entry(f["case"]).case)]
     assert hits, [f["signature"] for f in report["failures"]]
     return hits[0]
 
@@ -51,6 +59,8 @@ def test_run_finds_a_fault_and_writes_it_before_reporting(fault_run) -> None:
         assert Path(failure["case"]).with_suffix(".py").exists()
         assert f"FOUND {failure['signature']}" in result.stdout
     fault_finding(report)
+    signatures = [f["signature"] for f in report["failures"] + report["flaky"]]
+    assert len(signatures) == len(set(signatures)), "a signature was reported twice"
     assert {"examples", "elapsed_s", "failures", "checks", "time_share"} <= set(report)
 
 
@@ -78,7 +88,7 @@ def test_repro_script_exits_0_when_compiled_matches(fault_run, tmp_path) -> None
 def test_replay_holds_the_finding_to_its_expectation(fault_run) -> None:
     _, _, report = fault_run
     case = fault_finding(report)
-    assert sdpa_fuzz("replay", case, "--backend", "tests.faults:negative_scale").returncode == 0
+    assert sdpa_fuzz("replay", case, "--backend", FAULT).returncode == 0
     # On a clean backend the known failure does not apply: the case must simply pass.
     assert sdpa_fuzz("replay", case, "--backend", "eager").returncode == 0
 
@@ -86,7 +96,7 @@ def test_replay_holds_the_finding_to_its_expectation(fault_run) -> None:
 def test_show_prints_the_case(fault_run) -> None:
     _, _, report = fault_run
     shown = sdpa_fuzz("show", fault_finding(report))
-    assert shown.returncode == 0 and "def fn(" in shown.stdout and "scale=-" in shown.stdout
+    assert shown.returncode == 0 and "def fn(" in shown.stdout and "bfloat16" in shown.stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -116,3 +126,38 @@ def test_bad_case_files_exit_2_naming_the_file(tmp_path, command: str, content: 
     result = sdpa_fuzz(command, str(bad))
     assert result.returncode == 2
     assert "bad_case.json" in result.stderr and message in result.stderr
+
+
+def test_sigkill_leaves_a_corpus_that_replays_and_a_rerun_resumes(fault_run, tmp_path) -> None:
+    """kill -9 of a run working on a corpus that holds findings, then a second run on it:
+    whole files only, a clean replay, and nothing the corpus holds reported again (the
+    database brings those cases back first, so a run that forgot them would report them
+    within seconds)."""
+    _, original, _ = fault_run
+    corpus = tmp_path / "corpus"
+    shutil.copytree(original, corpus)
+    known = known_signatures(corpus)
+    assert known
+    args = ["run", "--backend", FAULT, "--workers", "2", "--corpus", str(corpus),
+            "--known", str(ROOT / "corpus")]
+    run = subprocess.Popen([sys.executable, "-m", "fuzz.cli", *args, "--time-budget", "600"],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        time.sleep(15)
+        run.kill()  # SIGKILL the driver alone, whatever it is doing
+        run.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)  # what it left running
+    for path in corpus.rglob("*.json"):
+        if ".hypothesis" not in path.parts:
+            load_entry(path)  # whole files only
+    replay = sdpa_fuzz("replay", str(corpus))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+    report = tmp_path / "again.json"
+    rerun = sdpa_fuzz(*args, "--time-budget", "15", "--no-confirm", "--report", str(report))
+    assert rerun.returncode in (0, 1), rerun.stderr
+    again = [f["signature"] for f in json.loads(report.read_text())["failures"]]
+    assert not set(again) & known, again

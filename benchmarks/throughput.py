@@ -1,0 +1,123 @@
+"""Throughput: checked cases per second, sdpa-fuzz's execution path against the naive loop.
+
+    python benchmarks/throughput.py [--programs 12] [--backends eager,aot_eager,inductor]
+
+For each backend, the same generated programs run three ways in this one process tree:
+  naive      for each case: torch._dynamo.reset(), a fresh torch.compile, the full check
+             (eager, float64 reference, compiled, oracle), in this process;
+  fuzz x1    sdpa-fuzz's path: one warm worker process, each program compiled once and
+             checked on its seed variants too (driver.VariantPolicy), with every check;
+  fuzz xN    the same over N workers, as `sdpa-fuzz run --workers N` runs.
+It prints cases/s and programs/s, the ratio to the naive loop, and the share of wall time
+(worker time for the fuzz paths) spent outside eager execution, compilation, compiled
+execution and the float64 reference: generation is excluded from all three (the cases
+are drawn beforehand), and its cost per case is printed on its own. Ratios, not absolute
+times, are comparable across runs on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+
+from fuzz.case import Case  # noqa: E402
+from fuzz.driver import VariantPolicy  # noqa: E402
+from fuzz.execute import Timings, run_case  # noqa: E402
+from fuzz.oracle import judge  # noqa: E402
+from fuzz.worker import Worker  # noqa: E402
+from strategies import cases  # noqa: E402
+
+CORE = ("eager", "compile", "compiled", "reference")
+
+
+def draw(backend: str, n: int) -> tuple[list[Case], float]:
+    """`n` cases as the fuzzer draws them (derandomised), and seconds per case to draw."""
+    drawn: list[Case] = []
+
+    @settings(max_examples=n, derandomize=True, database=None, deadline=None,
+              phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
+    @given(cases(backend, "cpu"))
+    def collect(case: Case) -> None:
+        drawn.append(case)
+
+    t0 = time.perf_counter()
+    collect()
+    return drawn[:n], (time.perf_counter() - t0) / max(len(drawn), 1)
+
+
+def naive(backend: str, programs: list[Case]) -> dict[str, float]:
+    timings, failures = Timings(), 0
+    t0 = time.perf_counter()
+    for case in programs:
+        failures += not judge(case, run_case(case, backend, timings)).ok
+    wall = time.perf_counter() - t0
+    core = sum(timings.phases.get(p, 0.0) for p in CORE)
+    return {"cases": len(programs), "programs": len(programs), "wall": wall,
+            "outside": 1 - core / wall, "failures": failures}
+
+
+def fuzz_path(backend: str, programs: list[Case], workers: int) -> dict[str, float]:
+    """The programs split over `workers` warm workers, each fed by a thread as a search
+    thread feeds it; worker start-up is part of the wall time."""
+    totals = {"cases": 0, "core": 0.0, "failures": 0}
+    lock = threading.Lock()
+
+    def feed(share: list[Case]) -> None:
+        worker, policy = Worker(case_timeout=600), VariantPolicy()
+        try:
+            for case in share:
+                results = list(worker.judge(backend, policy.batch(case)))
+                policy.learn(results)
+                with lock:
+                    totals["cases"] += len(results)
+                    totals["failures"] += sum(not r.verdict.ok for r in results)
+                    totals["core"] += sum(r.phases.get(p, 0.0) for r in results for p in CORE)
+        finally:
+            worker.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=feed, args=(programs[i::workers],))
+               for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"cases": totals["cases"], "programs": len(programs), "wall": wall,
+            "outside": 1 - totals["core"] / (wall * workers), "failures": totals["failures"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--programs", type=int, default=12,
+                        help="generated programs per backend (the size flag; 4 is about a "
+                             "minute in all)")
+    parser.add_argument("--backends", default="eager,aot_eager,inductor")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    print(f"{'backend':10} {'path':9} {'cases':>6} {'progs':>6} {'cases/s':>8} "
+          f"{'progs/s':>8} {'ratio':>7} {'outside':>8} {'fails':>6}")
+    for backend in args.backends.split(","):
+        programs, gen_s = draw(backend, args.programs)
+        base = naive(backend, programs)
+        rows = [("naive", base), ("fuzz x1", fuzz_path(backend, programs, 1))]
+        if args.workers > 1:
+            rows.append((f"fuzz x{args.workers}", fuzz_path(backend, programs, args.workers)))
+        for name, r in rows:
+            rate = r["cases"] / r["wall"]
+            print(f"{backend:10} {name:9} {r['cases']:6d} {r['programs']:6d} {rate:8.2f} "
+                  f"{r['programs'] / r['wall']:8.2f} "
+                  f"{rate / (base['cases'] / base['wall']):7.2f} {r['outside']:8.1%} "
+                  f"{r['failures']:6d}", flush=True)
+        print(f"{backend:10} generation: {gen_s * 1000:.1f} ms per case (not in the walls)")
+
+
+if __name__ == "__main__":
+    main()

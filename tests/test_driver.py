@@ -1,0 +1,118 @@
+"""The fuzz driver under what a long run meets: a crashing and a hanging backend, and
+Ctrl-C. Real processes and real signals throughout. (kill -9 and a second run on the same
+corpus: tests/test_cli.py, which has a corpus with findings to hand.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fuzz.corpus import load_entry
+from tests import faults
+
+ROOT = Path(__file__).resolve().parent.parent
+# One xdist worker for the whole module, so that its module-scoped run happens once.
+pytestmark = pytest.mark.xdist_group("driver")
+
+
+def sdpa_fuzz(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fuzz.cli", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def start_run(corpus: Path, backend: str, budget: float, *extra: str) -> subprocess.Popen:
+    """A run in its own session, its output in a file beside the corpus."""
+    out = open(corpus.parent / f"{corpus.name}.out", "w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "fuzz.cli", "run", "--backend", backend, "--workers", "2",
+         "--time-budget", str(budget), "--corpus", str(corpus), "--known",
+         str(ROOT / "corpus"), "--report", str(corpus.parent / f"{corpus.name}.json"),
+         *extra], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def assert_consistent(corpus: Path) -> None:
+    """Every case file anywhere in the corpus parses and has its repro script; no entry is
+    left half-confirmed or claimed."""
+    for path in corpus.rglob("*.json"):
+        if ".hypothesis" in path.parts:
+            continue
+        load_entry(path)
+        assert path.with_suffix(".py").exists(), path
+    assert not list((corpus / ".claims").glob("*")) if (corpus / ".claims").exists() else True
+
+
+@pytest.fixture(scope="module")
+def crash_hang_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
+    out = tmp_path_factory.mktemp("crash")
+    report = out / "report.json"
+    result = sdpa_fuzz("run", "--backend", "tests.faults:crash_or_hang", "--workers", "2",
+                       "--time-budget", "60", "--case-timeout", "5", "--corpus",
+                       str(out / "corpus"), "--known", str(ROOT / "corpus"), "--report",
+                       str(report))
+    return result, out / "corpus", json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("check", ["crash", "timeout"])
+def test_crash_and_hang_are_shrunk_findings_and_the_run_goes_on(crash_hang_run, check) -> None:
+    result, corpus, report = crash_hang_run
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    hits = [f for f in report["failures"] if f["signature"].startswith(f"{check}:worker:")]
+    assert hits, [f["signature"] for f in report["failures"] + report["flaky"]]
+    case = load_entry(hits[0]["case"]).case
+    assert faults.PROCESS_CONDITIONS[check](case), hits[0]["case"]
+    assert len(case.program.body) <= 3, "not shrunk"
+    # Cases went on being judged after the first one that took its worker down.
+    assert report["examples"] > report["first_failed_at"][check]
+    assert report["worker_restarts"] >= report["failed_checks"][check]
+
+
+def test_crash_and_hang_entries_replay_without_taking_replay_down(crash_hang_run) -> None:
+    _, corpus, _ = crash_hang_run
+    assert_consistent(corpus)
+    replay = sdpa_fuzz("replay", str(corpus), "--case-timeout", "5")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "0 not as recorded" in replay.stdout
+
+
+FAULT = "tests.faults:bf16_low_precision"  # found within seconds
+
+
+def test_sigint_stops_with_a_summary_and_a_consistent_corpus(tmp_path) -> None:
+    """Ctrl-C while a finding is being confirmed: the run stops at once, keeps the finding
+    as unconfirmed, and says so."""
+    corpus = tmp_path / "corpus"
+    run = start_run(corpus, FAULT, 600)
+    output = tmp_path / "corpus.out"
+    try:
+        wait_for(lambda: list(corpus.glob(".pending/*.json")) or "FOUND" in output.read_text(),
+                 240, "a finding")
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert run.wait(timeout=60) in (0, 1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    text = output.read_text()
+    assert "[interrupted]" in text and "Traceback" not in text, text[-3000:]
+    report = json.loads((tmp_path / "corpus.json").read_text())
+    assert report["interrupted"] and report["failures"] + report["unconfirmed"]
+    assert_consistent(corpus)
+    assert not list((corpus / ".pending").glob("*.json"))
+    replay = sdpa_fuzz("replay", str(corpus))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
