@@ -61,12 +61,15 @@ def _context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def _serve(conn: Any, log_path: str) -> None:
+def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
     """The worker's loop: judge each case of each request, reporting after every case.
 
     Output of the code under test goes to the log, which is cleared before each case so
     that a crash report carries that case's own last words (faulthandler's traceback).
+    `env` is set before anything compiles (the forkserver's environment is the one it
+    started with).
     """
+    os.environ.update(env)
     from fuzz.execute import Timings, run_case
     from fuzz.oracle import judge
 
@@ -117,8 +120,10 @@ def _signal_name(exitcode: int | None) -> str:
 class Worker:
     """A handle on one worker process, replaced whenever it dies or is killed."""
 
-    def __init__(self, case_timeout: float = 300.0) -> None:
+    def __init__(self, case_timeout: float = 300.0, env: dict[str, str] | None = None
+                 ) -> None:
         self.case_timeout = case_timeout
+        self.env = dict(env or {})
         self.restarts = 0
         self._dir = tempfile.mkdtemp(prefix="sdpa-fuzz-worker-")
         self._log = Path(self._dir) / "output.log"
@@ -128,7 +133,8 @@ class Worker:
     def _start(self) -> None:
         ctx = _context()
         parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child, str(self._log)), daemon=True)
+        self._process = ctx.Process(target=_serve, args=(child, str(self._log), self.env),
+                                    daemon=True)
         with _PROCESSES:
             self._process.start()
         child.close()
