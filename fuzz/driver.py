@@ -91,6 +91,7 @@ class RunStats:
     checks: Counter = field(default_factory=Counter)
     failed_checks: Counter = field(default_factory=Counter)
     first_failed_at: dict[str, int] = field(default_factory=dict)  # check -> cases before
+    warm_only: Counter = field(default_factory=Counter)
     timings: Timings = field(default_factory=Timings)
     findings: list[dict[str, Any]] = field(default_factory=list)
     flaky: list[dict[str, Any]] = field(default_factory=list)
@@ -193,6 +194,7 @@ class Fuzzer:
             s = self.stats
             s.programs += 1
             for r in results:
+                s.warm_only.update(r.warm_only)
                 s.checks.update(r.verdict.checked)
                 for f in r.verdict.failures:
                     s.failed_checks[f.check] += 1
@@ -228,10 +230,13 @@ class Fuzzer:
             self.known.add(signature)
         if signature in self._corpus_signatures() or not claim(self.config.corpus, signature):
             return
+        t0 = time.perf_counter()
         try:
             self._confirm_and_write(case, verdict, signature)
         finally:
             release(self.config.corpus, signature)
+            with self.lock:
+                self.stats.timings.add("confirm", time.perf_counter() - t0)
 
     def _confirm_and_write(self, case: Case, verdict: Verdict, signature: str) -> None:
         config, corpus = self.config, self.config.corpus
@@ -315,7 +320,8 @@ class Fuzzer:
         busy = total * self.config.workers  # each search thread's wall time
         measured = sum(s.timings.phases.values())
         shares = {k: round(v / busy, 4) for k, v in sorted(s.timings.phases.items())}
-        shares["other"] = round(max(0.0, busy - measured) / busy, 4)
+        # The rest of each search thread's time is Hypothesis's own: drawing and shrinking.
+        shares["generation"] = round(max(0.0, busy - measured) / busy, 4)
         return {"backend": self.config.backend, "device": self.config.device,
                 "torch": torch.__version__, "seed": self.config.seed,
                 "workers": self.config.workers, "examples": s.examples,
@@ -324,7 +330,7 @@ class Fuzzer:
                 "programs_per_s": round(s.programs / total, 3),
                 "worker_restarts": s.restarts, "interrupted": s.interrupted,
                 "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
-                "first_failed_at": s.first_failed_at,
+                "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
                 "time_share": shares, "failures": s.findings, "flaky": s.flaky,
                 "unconfirmed": s.unconfirmed}
 

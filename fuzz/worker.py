@@ -32,6 +32,9 @@ PRELOAD = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "fuzz.execute
            "fuzz.oracle"]
 POLL_S = 0.1
 LOG_TAIL = 1500
+# A worker is replaced after this many requests: each program leaves its generated module
+# and Dynamo's bookkeeping behind, and an overnight run must not grow without bound.
+REQUESTS_PER_WORKER = 500
 # multiprocessing polls every child of the process whenever one starts, and a forkserver
 # child's exit status can be read only once: two threads racing for it turn a SIGSEGV
 # into "exit 255". All process handling goes through this lock.
@@ -48,11 +51,17 @@ class Interrupted(BaseException):
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One case as a worker judged it, with the seconds it spent in each phase."""
+    """One case as a worker judged it, with the seconds it spent in each phase.
+
+    `warm_only` names failures a seed variant showed on the reused program that the same
+    case compiled afresh does not show: those are not reported (a standalone case cannot
+    reproduce them; the case model's later calls cover reuse), only counted.
+    """
 
     case: Case
     verdict: Verdict
     phases: dict[str, float]
+    warm_only: tuple[str, ...] = ()
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -88,17 +97,29 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
             os.ftruncate(log.fileno(), 0)
             log.seek(0)
             timings = Timings()
-            try:
-                run = run_case(case, backend, timings, warm=program)
+
+            def judged(warm):
+                run = run_case(case, backend, timings, warm=warm)
                 t0 = time.perf_counter()
                 verdict = judge(case, run)
                 timings.add("oracle", time.perf_counter() - t0)
+                return run, verdict
+
+            try:
+                run, verdict = judged(program)
+                warm_only: tuple[str, ...] = ()
+                recompiled = program is not None and not verdict.ok
+                if recompiled:
+                    seen = {f.signature for f in verdict.failures}
+                    run, verdict = judged(None)  # what the standalone case shows
+                    warm_only = tuple(sorted(seen - {f.signature for f in verdict.failures}))
             except Exception:
                 conn.send(("error", traceback.format_exc()))
                 break
-            conn.send(("case", CaseResult(case, verdict, timings.phases)))
-            if any(o.error is not None for o in run.eager + run.compiled):
-                break  # seed variants of an erroring program test nothing new
+            conn.send(("case", CaseResult(case, verdict, timings.phases, warm_only)))
+            if recompiled or any(o.error is not None for o in run.eager + run.compiled):
+                break  # a fresh compile reset Dynamo, so the warm program is gone; and
+                # variants of an erroring program test nothing new
             program = run.program
         conn.send(("done", None))
 
@@ -125,6 +146,7 @@ class Worker:
         self.case_timeout = case_timeout
         self.env = dict(env or {})
         self.restarts = 0
+        self._served = 0
         self._dir = tempfile.mkdtemp(prefix="sdpa-fuzz-worker-")
         self._log = Path(self._dir) / "output.log"
         self._process: Any = None
@@ -154,7 +176,8 @@ class Worker:
             self._conn.close()
         self._process = self._conn = None
 
-    def close(self) -> None:
+    def _retire(self) -> None:
+        """Ask the worker to exit, and make sure it has."""
         if self._process is not None:
             try:
                 self._conn.send(None)
@@ -162,6 +185,10 @@ class Worker:
             except OSError:
                 pass
             self._kill()
+        self._served = 0
+
+    def close(self) -> None:
+        self._retire()
         for path in Path(self._dir).glob("*"):
             path.unlink()
         os.rmdir(self._dir)
@@ -178,8 +205,11 @@ class Worker:
         """Judge `cases` (a case, then seed variants of it) in the worker, yielding each
         result as it comes. A crash or a hang ends the request with a `crash` or `timeout`
         verdict for the case that was running; `stopping()` abandons it."""
+        if self._served >= REQUESTS_PER_WORKER:
+            self._retire()
         if self._process is None:
             self._start()
+        self._served += 1
         self._conn.send((backend, cases))
         finished = False
         try:
