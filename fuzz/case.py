@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: CallContext.reseed
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 MASK_DTYPES = FLOAT_DTYPES + ("bool",)
@@ -299,14 +299,32 @@ class ParamsInput:
                      f"input {name!r}: SDPAParams field {ref!r} is not a tensor input")
 
 
+MAX_CALLS = 8
+
+
+def reseed(seed: int, salt: int) -> int:
+    """An input's seed in seed variant `salt` (salt 0: the seed itself)."""
+    return (seed + salt * 0x9E3779B1) % 2**63
+
+
 @dataclass(frozen=True)
 class CallContext:
-    """The `sdpa_kernel` context a call of the function is made from (None: no context)."""
+    """The `sdpa_kernel` context a call of the function is made from (None: no context), and
+    the salt of its input values: a call with `reseed` k gets the inputs of the case's seed
+    variant k (same shapes, dtypes and layouts, other values), so that a compiled function
+    reused on new values is tested as a program that calls it twice would be."""
 
     backends: tuple[str, ...] | None = None
     set_priority: bool = False
+    reseed: int = 0
+
+    @property
+    def kernel(self) -> tuple[tuple[str, ...] | None, bool]:
+        """What Dynamo may guard on: the context, not the values."""
+        return self.backends, self.set_priority
 
     def validate(self) -> None:
+        _require(0 <= self.reseed < 2**16, f"call reseed {self.reseed} not in [0, 65536)")
         if self.backends is not None:
             _require(len(self.backends) >= 1 and all(b in BACKENDS for b in self.backends),
                      f"call context backends {self.backends} must be a non-empty subset of "
@@ -374,7 +392,7 @@ class Case:
     def reseeded(self, salt: int) -> "Case":
         """The same case with fresh input values: a compiled program for one serves both."""
         return replace(self, inputs=tuple(
-            (name, replace(spec, seed=(spec.seed + salt * 0x9E3779B1) % 2**63)
+            (name, replace(spec, seed=reseed(spec.seed, salt))
              if isinstance(spec, TensorSpec) else spec) for name, spec in self.inputs))
 
     def validate(self) -> None:
@@ -390,6 +408,6 @@ class Case:
                 spec.validate(name, tensors)
         self.program.validate({n: "tensor" if n in tensors else "params" for n in names})
         self.compile.validate()
-        _require(1 <= len(self.calls) <= 8, "a case makes 1 to 8 calls")
+        _require(1 <= len(self.calls) <= MAX_CALLS, f"a case makes 1 to {MAX_CALLS} calls")
         for call in self.calls:
             call.validate()

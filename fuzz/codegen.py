@@ -11,9 +11,11 @@ import inspect
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, KernelBlock, Mutate,
                        ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift, Statement,
-                       TensorSpec, walk)
+                       TensorSpec, reseed, walk)
 from fuzz.frames import must_break, predict_frames
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
+
+RESEED_SOURCE = inspect.getsource(reseed)
 from fuzz.tolerance import score_conditioning
 
 HEADER = "import torch\nimport torch.nn.functional as F\n"
@@ -147,13 +149,15 @@ def function_source(case: Case) -> str:
 
 
 def inputs_source(case: Case) -> str:
-    """`build_tensor` and `make_inputs(dtype=None)`, which returns a fresh dict of the case's
-    inputs; with a dtype, its floating tensors are cast to it before any SDPAParams is built."""
+    """`build_tensor` and `make_inputs(dtype=None, salt=0)`, which returns a fresh dict of
+    the case's inputs (of its seed variant `salt`); with a dtype, its floating tensors are
+    cast to it before any SDPAParams is built."""
     tensors = ",\n".join(f"        {name!r}: {build_call(spec, case.device)}"
                          for name, spec in case.inputs if isinstance(spec, TensorSpec))
     params = "".join(f"    t[{name!r}] = torch.backends.cuda.{_params(spec, ref)}\n"
                      for name, spec in case.inputs if isinstance(spec, ParamsInput))
-    return (f"import torch\n\n\n{BUILD_TENSOR_SOURCE}\n\ndef make_inputs(dtype=None):\n    t = {{\n{tensors},\n    }}\n"
+    return (f"import torch\n\n\n{BUILD_TENSOR_SOURCE}\n\n{RESEED_SOURCE}\n\n"
+            f"def make_inputs(dtype=None, salt=0):\n    t = {{\n{tensors},\n    }}\n"
             "    if dtype is not None:\n"
             "        t = {n: x.detach().to(dtype) if x.is_floating_point() else x\n"
             "             for n, x in t.items()}\n"
@@ -184,6 +188,7 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
               if isinstance(s, Attention)]
     calls = [None if c.backends is None else (list(c.backends), c.set_priority)
              for c in case.calls]
+    salts = [c.reseed for c in case.calls]
     return "\n".join([
         '"""sdpa-fuzz repro: runs fn eagerly, compiled and in float64 on identical inputs, once\n'
         'per outer sdpa_kernel context, and compares outputs, identities, inputs after the call,\n'
@@ -195,6 +200,7 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         f"BACKEND = {backend_expr}",
         f"COMPILE_KWARGS = {compile_kwargs!r}",
         f"CALLS = {calls!r}  # outer sdpa_kernel (backends, set_priority) per call, or None",
+        f"SALTS = {salts!r}  # per call: 0, or the seed variant whose input values it gets",
         f"EXPECTED_FRAMES = {_expected_frames(case)!r}  # the frame model's count",
         f"MUST_BREAK = {must_break(case.program)!r}  # so fullgraph=True must raise",
         f"NUMERIC = {not case.program.has_dropout!r}  # False: dropout draws are random",
@@ -347,16 +353,16 @@ def main():
     counter = CompileCounterWithBackend(BACKEND)
     compiled_fn = torch.compile(fn, backend=counter, **COMPILE_KWARGS)
     first_frames = first_raised = None
-    for i, context in enumerate(CALLS):
-        eager = call(fn, make_inputs(), context, start)
-        ref = call(fn, make_inputs(torch.float64), context, start)
-        compiled = call(compiled_fn, make_inputs(), context, start)
+    for i, (context, salt) in enumerate(zip(CALLS, SALTS)):
+        eager = call(fn, make_inputs(salt=salt), context, start)
+        ref = call(fn, make_inputs(torch.float64, salt), context, start)
+        compiled = call(compiled_fn, make_inputs(salt=salt), context, start)
         if first_frames is None:
             first_frames, first_raised = counter.frame_count, compiled[1] is not None
         check_call(i, eager, ref, compiled, problems)
     if not first_raised:
         before = counter.frame_count
-        call(compiled_fn, make_inputs(), CALLS[0], start)
+        call(compiled_fn, make_inputs(salt=SALTS[0]), CALLS[0], start)
         if counter.frame_count != before:
             problems.append("recompile: repeating the first call with equal inputs compiled "
                             f"{counter.frame_count - before} more graph(s)")

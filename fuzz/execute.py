@@ -173,18 +173,20 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
     eager, reference, compiled, per_call = [], [], [], []
     program = warm or compile_program(case, backend)
     for context in case.calls:
-        eager.append(_timed(timings, "eager", lambda: observe(fn, make_inputs(), start, context)))
+        salt = context.reseed
+        eager.append(_timed(timings, "eager", lambda: observe(
+            fn, make_inputs(salt=salt), start, context)))
         reference.append(_timed(timings, "reference", lambda: observe(
-            fn, make_inputs(torch.float64), start, context)))
+            fn, make_inputs(torch.float64, salt), start, context)))
         before, t0 = program.counter.frame_count, time.perf_counter()
-        compiled.append(observe(program.fn, make_inputs(), start, context))
+        compiled.append(observe(program.fn, make_inputs(salt=salt), start, context))
         per_call.append(program.counter.frame_count - before)
         if timings is not None:  # a call that compiled anything is charged to compilation
             timings.add("compile" if per_call[-1] else "compiled", time.perf_counter() - t0)
     before = program.counter.frame_count
     if compiled[0].error is None:
-        _timed(timings, "compiled", lambda: observe(program.fn, make_inputs(), start,
-                                                     case.calls[0]))
+        _timed(timings, "compiled", lambda: observe(
+            program.fn, make_inputs(salt=case.calls[0].reseed), start, case.calls[0]))
     frames = Frames(per_call=tuple(per_call), repeat=program.counter.frame_count - before,
                     reused=warm is not None)
     return CaseRun(tuple(eager), tuple(reference), tuple(compiled), frames, program)

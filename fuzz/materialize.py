@@ -68,9 +68,10 @@ BUILD_TENSOR_SOURCE = inspect.getsource(build_tensor)
 
 
 def build_call(spec: TensorSpec, device: str) -> str:
-    """The Python expression that builds `spec`, as it appears in generated source."""
+    """The Python expression that builds `spec` for seed variant `salt`, as it appears in
+    generated source."""
     args = [repr(spec.shape), repr(spec.dtype), repr(spec.values), repr(spec.layout),
-            repr(spec.seed)]
+            f"reseed({spec.seed!r}, salt)"]
     if spec.perm:
         args.append(f"perm={spec.perm!r}")
     if spec.layout == "expanded":
@@ -83,8 +84,8 @@ def build_call(spec: TensorSpec, device: str) -> str:
 
 
 def input_factory(case: Case):
-    """`make_inputs(dtype=None)` for the case, compiled from the very source a repro script
-    carries, so that the fuzzer and the script cannot build different inputs."""
+    """`make_inputs(dtype=None, salt=0)` for the case, compiled from the very source a
+    repro script carries, so that the fuzzer and the script cannot build different inputs."""
     from fuzz.codegen import inputs_source
 
     namespace: dict = {}

@@ -242,10 +242,11 @@ def _check_frames(case: Case, run: CaseRun, checked: set[str]) -> list[Failure]:
                         f"first call; the frame model predicts {expected}"
                         + (" (warm from an equal case)" if frames.reused else "")))
     for i, context in enumerate(case.calls[1:], start=1):
-        if context in case.calls[:i] and frames.per_call[i] and run.compiled[i].error is None:
+        seen = context.kernel in [c.kernel for c in case.calls[:i]]
+        if seen and frames.per_call[i] and run.compiled[i].error is None:
             failures.append(Failure("recompile", "call", "same-context",
-                            f"call {i} repeats an earlier call's context with equal inputs "
-                            f"but compiled {frames.per_call[i]} more graph(s)", i))
+                            f"call {i} repeats an earlier call's context with inputs of equal "
+                            f"shapes but compiled {frames.per_call[i]} more graph(s)", i))
     if frames.repeat:
         failures.append(Failure("recompile", "repeat", "equal-inputs",
                         f"repeating the first call with equal inputs compiled {frames.repeat} "

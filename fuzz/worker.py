@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from fuzz.case import Case
+from fuzz.case import MAX_CALLS, Case
 from fuzz.oracle import Failure, Verdict
 
 PRELOAD = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "fuzz.execute",
@@ -93,12 +93,12 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
             return
         backend, cases = request
         program = None
-        for case in cases:
+        for index, case in enumerate(cases):
             os.ftruncate(log.fileno(), 0)
             log.seek(0)
             timings = Timings()
 
-            def judged(warm):
+            def judged(case: Case, warm):
                 run = run_case(case, backend, timings, warm=warm)
                 t0 = time.perf_counter()
                 verdict = judge(case, run)
@@ -106,13 +106,12 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
                 return run, verdict
 
             try:
-                run, verdict = judged(program)
+                run, verdict = judged(case, program)
                 warm_only: tuple[str, ...] = ()
                 recompiled = program is not None and not verdict.ok
                 if recompiled:
-                    seen = {f.signature for f in verdict.failures}
-                    run, verdict = judged(None)  # what the standalone case shows
-                    warm_only = tuple(sorted(seen - {f.signature for f in verdict.failures}))
+                    case, run, verdict, warm_only = _standalone(case, cases[0], index, verdict,
+                                                                judged)
             except Exception:
                 conn.send(("error", traceback.format_exc()))
                 break
@@ -122,6 +121,26 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
                 # variants of an erroring program test nothing new
             program = run.program
         conn.send(("done", None))
+
+
+def _standalone(variant: Case, base: Case, salt: int, warm: Verdict, judged):
+    """A seed variant failed on the warm program: the standalone case that shows it. The
+    variant compiled afresh if that fails the same way; else the base case followed by
+    calls on the variant's values (what the warm run did, as one case); else nothing, and
+    the signatures only the warm run showed."""
+    seen = {f.signature for f in warm.failures}
+    run, verdict = judged(variant, None)
+    if seen <= {f.signature for f in verdict.failures}:
+        return variant, run, verdict, ()
+    sequel = replace(base, calls=base.calls + tuple(replace(c, reseed=salt)
+                                                    for c in base.calls))
+    if len(sequel.calls) <= MAX_CALLS:
+        run2, verdict2 = judged(sequel, None)
+        if not verdict2.ok:
+            shown = {f.signature.split("@")[0] for f in verdict2.failures}
+            return sequel, run2, verdict2, tuple(sorted(
+                s for s in seen if s.split("@")[0] not in shown))
+    return variant, run, verdict, tuple(sorted(seen - {f.signature for f in verdict.failures}))
 
 
 def _process_failure(check: str, condition: str, detail: str) -> Verdict:

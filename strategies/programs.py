@@ -55,9 +55,12 @@ def backend_lists() -> st.SearchStrategy[tuple[str, ...]]:
 
 
 def call_contexts() -> st.SearchStrategy[CallContext]:
-    """No outer context first; then any backend list, with or without priority."""
-    return st.one_of(st.just(CallContext()),
-                     st.builds(CallContext, backend_lists(), st.booleans()))
+    """No outer context first; then any backend list, with or without priority. Inputs of
+    the case's own values first, then of a seed variant: a call on new values of the same
+    shapes, which the compiled function must serve without compiling again."""
+    salts = st.one_of(st.just(0), st.integers(1, 3))
+    return st.one_of(st.builds(CallContext, st.none(), st.just(False), salts),
+                     st.builds(CallContext, backend_lists(), st.booleans(), salts))
 
 
 def call_sequences() -> st.SearchStrategy[tuple[CallContext, ...]]:

@@ -17,7 +17,8 @@ from strategies.cases import attention_cases, program_cases
 from tests import faults
 
 
-DYNAMO_FAULTS = {"clone_inputs", "params_reconstruction_swapped", "kernel_exit_dropped"}
+DYNAMO_FAULTS = {"clone_inputs", "params_reconstruction_swapped", "kernel_exit_dropped",
+                 "stale_outputs"}
 
 
 def shrunk_failure(backend: str, strategy):
