@@ -369,8 +369,11 @@ class VariantPolicy:
             if r.phases:
                 self.variant_s = mean(self.variant_s, sum(r.phases.values()))
 
-    def freeze(self) -> None:
-        self.frozen = self.count()
+    def freeze(self, count: int) -> None:
+        """Shrinking a failure seen on variant `count` (0: the case itself) needs that many
+        variants and no more: each shrink step then costs no more than it must. Never
+        lowered within a round, so every failure found in it still replays."""
+        self.frozen = max(self.frozen or 0, count)
 
     def thaw(self) -> None:
         self.frozen = None
@@ -400,8 +403,8 @@ class Search:
         self.variants.learn(results)
         new = fuzzer.first_new(results, self.index)
         if new is not None:
-            self.variants.freeze()
             signature, result = new
+            self.variants.freeze(results.index(result))
             raise finding_type(signature)(result.case, result.verdict)
 
     def _round(self, round_no: int) -> None:
