@@ -214,7 +214,10 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
             failures += [Failure("mutation", "input", f.condition, f.detail) for f in fails]
     checked.add("backend-state")
     if eager.state_after != compiled.state_after:
-        failures.append(Failure("backend-state", "after-call", "global",
+        # Which kernels are enabled, or only their order: two different kinds of leak.
+        kind = "enabled" if eager.state_after.enabled != compiled.state_after.enabled \
+            else "priority"
+        failures.append(Failure("backend-state", "after-call", kind,
                         "SDPA backend state right after the call: eager "
                         f"{eager.state_after.describe()}, compiled "
                         f"{compiled.state_after.describe()}"))
