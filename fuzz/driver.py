@@ -347,6 +347,7 @@ class VariantPolicy:
     compile_s: float | None = None  # running means of the seconds a first case and a
     variant_s: float | None = None  # variant take in the worker
     frozen: int | None = None
+    requests: int = 0
 
     def count(self) -> int:
         if self.fixed is not None:
@@ -363,6 +364,9 @@ class VariantPolicy:
     def learn(self, results: list[CaseResult]) -> None:
         def mean(old: float | None, new: float) -> float:
             return new if old is None else 0.8 * old + 0.2 * new
+        self.requests += 1
+        if self.requests == 1:
+            return  # a fresh worker's first case pays Dynamo's one-time start-up
         if results and results[0].phases:
             self.compile_s = mean(self.compile_s, sum(results[0].phases.values()))
         for r in results[1:]:
