@@ -198,6 +198,9 @@ def check_call(i, eager, ref, compiled, problems):
     (e_out, e_exc, e_in, e_state), (r_out, _, r_in, _), (c_out, c_exc, c_in, c_state) = \
         eager, ref, compiled
     tag = f"call {i}: "
+    if e_state != c_state:  # compared whatever the outcome: a raising call must clean up too
+        problems.append(tag + f"SDPA backend state after the call: eager {e_state}, "
+                        f"compiled {c_state}")
     if COMPILE_KWARGS["fullgraph"] and MUST_BREAK:
         from torch._dynamo.exc import Unsupported
         if not (isinstance(c_exc, Unsupported) or (e_exc is not None and same_error(e_exc, c_exc))):
@@ -231,9 +234,6 @@ def check_call(i, eager, ref, compiled, problems):
         if isinstance(e, torch.Tensor):
             compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], kappa,
                     problems)
-    if e_state != c_state:
-        problems.append(tag + f"SDPA backend state after the call: eager {e_state}, "
-                        f"compiled {c_state}")
 
 
 def main():
