@@ -35,6 +35,7 @@ from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import cases
 
 MAX_VARIANTS = 16
+STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
 
 
@@ -282,14 +283,15 @@ class Fuzzer:
             t.start()
         try:
             while any(t.is_alive() for t in threads):
-                threads[0].join(timeout=0.5) if threads[0].is_alive() else time.sleep(0.5)
+                time.sleep(0.5)  # not join(): Ctrl-C inside Thread.join can break the thread
                 self._progress()
         except KeyboardInterrupt:
             self.stats.interrupted = True
             self.interrupt.set()
             self.stop.set()
-            for t in threads:
-                t.join()
+            deadline = time.monotonic() + STOP_GRACE_S
+            for t in threads:  # a search stuck past the grace period is abandoned (daemon)
+                t.join(timeout=max(0.1, deadline - time.monotonic()))
         self.stats.restarts = sum(s.worker.restarts for s in searches)
         for search in searches:
             search.worker.close()
