@@ -110,7 +110,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
           + (" [interrupted]" if stats.interrupted else ""))
     for item in stats.findings + stats.unconfirmed:
         print(f"  {item['signature']}: {item['case']}")
-    return EXIT_FAILURES if stats.findings or stats.unconfirmed else EXIT_OK
+    status = EXIT_FAILURES if stats.findings or stats.unconfirmed else EXIT_OK
+    if stats.interrupted:  # everything is on disk and said; skip the interpreter's
+        sys.stdout.flush()  # exit-time joins of abandoned searches and their workers
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

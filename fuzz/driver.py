@@ -11,6 +11,7 @@ a signature one thread is shrinking is not chased by another.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import subprocess
 import sys
@@ -289,6 +290,8 @@ class Fuzzer:
             self.stats.interrupted = True
             self.interrupt.set()
             self.stop.set()
+            # If stopping hangs anyway, say where: every thread's stack, on stderr.
+            faulthandler.dump_traceback_later(STOP_GRACE_S + 15, exit=False)
             deadline = time.monotonic() + STOP_GRACE_S
             for t in threads:  # a search stuck past the grace period is abandoned (daemon)
                 t.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -302,6 +305,7 @@ class Fuzzer:
             sys.stderr.write("\n")
         if self.config.report is not None:
             atomic_write(self.config.report, json.dumps(self.report(), indent=1) + "\n")
+        faulthandler.cancel_dump_traceback_later()
         if errors:
             raise errors[0]
         return self.stats

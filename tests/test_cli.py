@@ -35,7 +35,7 @@ def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict
     out = tmp_path_factory.mktemp("run")
     report = out / "report.json"
     result = sdpa_fuzz("run", "--backend", FAULT, "--time-budget",
-                       "40", "--corpus", str(out / "corpus"),
+                       "60", "--corpus", str(out / "corpus"),
                        "--known", str(ROOT / "corpus"), "--report", str(report))
     return result, out / "corpus", json.loads(report.read_text())
 
