@@ -29,6 +29,12 @@ def sdpa_fuzz(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=timeout)
 
 
+def _default_sigint() -> None:
+    """A process that starts with SIGINT ignored (as pytest-xdist's workers pass it on)
+    never gets KeyboardInterrupt; the run must start as a terminal would start it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run(corpus: Path, backend: str, budget: float, *extra: str) -> subprocess.Popen:
     """A run in its own session, its output in a file beside the corpus."""
     out = open(corpus.parent / f"{corpus.name}.out", "w")
@@ -37,7 +43,7 @@ def start_run(corpus: Path, backend: str, budget: float, *extra: str) -> subproc
          "--time-budget", str(budget), "--corpus", str(corpus), "--known",
          str(ROOT / "corpus"), "--report", str(corpus.parent / f"{corpus.name}.json"),
          *extra], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_default_sigint)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
