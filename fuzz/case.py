@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 2  # 2: CallContext.reseed
+SCHEMA_VERSION = 3  # 2: CallContext.reseed; 3: HandAttention, integer masks
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
-MASK_DTYPES = FLOAT_DTYPES + ("bool",)
+INT_MASK_DTYPES = ("int64", "int32", "uint8")
+MASK_DTYPES = FLOAT_DTYPES + ("bool",) + INT_MASK_DTYPES
 VALUE_KINDS = ("normal", "tiny", "large", "repeated")
 MASK_VALUE_KINDS = ("random", "full_rows", "additive")
 LAYOUTS = ("contiguous", "transposed", "permuted", "offset", "strided", "expanded")
@@ -65,8 +66,8 @@ class TensorSpec:
         _require(self.values in kinds, f"{where}: values {self.values!r} not in {kinds}")
         dtypes = MASK_DTYPES if self.is_mask else FLOAT_DTYPES
         _require(self.dtype in dtypes, f"{where}: dtype {self.dtype!r} not in {dtypes}")
-        _require(not (self.dtype == "bool" and self.values == "additive"),
-                 f"{where}: a bool mask cannot be additive")
+        _require(not (self.dtype in ("bool",) + INT_MASK_DTYPES and self.values == "additive"),
+                 f"{where}: a {self.dtype} mask holds 0/1 keep flags; it cannot be additive")
         _require(self.layout in LAYOUTS, f"{where}: layout {self.layout!r} not in {LAYOUTS}")
         _require(len(self.shape) >= 2 or self.values not in ("repeated", "full_rows"),
                  f"{where}: {self.values!r} values need two dims")
@@ -83,8 +84,8 @@ class TensorSpec:
         _require(self.layout != "transposed" or len(self.shape) >= 2,
                  f"{where}: a transposed layout needs two dims")
         _require(0 <= self.seed < 2**63, f"{where}: seed must be in 0..2**63-1")
-        _require(not (self.requires_grad and self.dtype == "bool"),
-                 f"{where}: a bool tensor cannot require grad")
+        _require(not (self.requires_grad and self.dtype not in FLOAT_DTYPES),
+                 f"{where}: a {self.dtype} tensor cannot require grad")
 
 
 BACKENDS = ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "OVERRIDEABLE")
@@ -263,13 +264,130 @@ class KernelBlock:
             stmt.check(scope)
 
 
+HAND_LAYOUTS = ("bhse", "bshe", "flat")
+MATMULS = ("@", "matmul", "bmm")
+KEY_TRANSPOSES = ("transpose", "transpose_rev", "mT", "permute")
+SCALE_OPS = ("div", "mul", "query_div", "query_mul", "none")
+SCALE_TYPES = ("python", "size", "full", "tensor", "tensor_float64")
+HAND_ORDERS = ("scale_first", "mask_first")
+MASK_OPS = ("none", "add", "where", "masked_fill")
+MASK_COMPARISONS = ("none", "not", "eq0", "ne0", "gt0", "lt1")
+FILL_TYPES = ("python", "finfo_min", "tensor", "tensor_float32")
+CAUSAL = ("none", "tril", "triu")
+SOFTMAX_FNS = ("method", "torch", "functional")
+UPCASTS = ("none", "float", "dtype_kwarg")
+CAST_BACKS = ("none", "query", "type_as_value", "float16", "bfloat16")
+DROPOUTS = ("none", "eval", "zero", "train")
+
+
+@dataclass(frozen=True)
+class HandAttention:
+    """Attention written out by hand (matmul, scale, mask, softmax, dropout, matmul), in
+    the forms Inductor's `fuse_attention` pass rewrites into SDPA, and in forms it must not.
+
+    Every field's default is the canonical pattern (`softmax(q @ k.transpose(-2, -1) /
+    sqrt(E), -1) @ v`), so a shrunk case reads as the canonical pattern except for the
+    fields that differ (`deviations`). `layout`: `bhse` takes (B, H, L, E) inputs, `bshe`
+    takes inputs that `perm` turns into that (HuggingFace's (B, S, H, E) with (0, 2, 1, 3)),
+    `flat` takes 3-D (B*H, L, E) inputs, and views the scores as (B, `heads`, L, S) to add
+    a 4-D mask. `scale` None is the canonical value for the op: sqrt(E) to divide by,
+    1/sqrt(E) to multiply by.
+    """
+
+    out: str
+    query: str = "q"
+    key: str = "k"
+    value: str = "v"
+    mask: str | None = None
+    layout: str = "bhse"
+    perm: tuple[int, ...] = ()
+    heads: int = 1
+    matmul: str = "@"
+    key_t: str = "transpose"
+    key_perm: tuple[int, ...] = ()
+    scale_op: str = "div"
+    scale: float | None = None
+    scale_type: str = "python"
+    order: str = "scale_first"
+    mask_op: str = "none"
+    mask_cmp: str = "none"
+    mask_view: bool = False
+    expand_mask: bool = False
+    fill: float = float("-inf")
+    fill_type: str = "python"
+    causal: str = "none"
+    causal_diagonal: int = 0
+    softmax_fn: str = "method"
+    softmax_dim: int = -1
+    upcast: str = "none"
+    cast_back: str = "none"
+    dropout: str = "none"
+    dropout_p: float = 0.0
+    transpose_out: bool = False
+
+    def check(self, scope: Scope) -> None:
+        for ref in (self.query, self.key, self.value, self.mask):
+            scope.need(ref, "tensor", "hand-written attention")
+        for name, allowed in (("layout", HAND_LAYOUTS), ("matmul", MATMULS),
+                              ("key_t", KEY_TRANSPOSES), ("scale_op", SCALE_OPS),
+                              ("scale_type", SCALE_TYPES), ("order", HAND_ORDERS),
+                              ("mask_op", MASK_OPS), ("mask_cmp", MASK_COMPARISONS),
+                              ("fill_type", FILL_TYPES), ("causal", CAUSAL),
+                              ("softmax_fn", SOFTMAX_FNS), ("upcast", UPCASTS),
+                              ("cast_back", CAST_BACKS), ("dropout", DROPOUTS)):
+            _require(getattr(self, name) in allowed,
+                     f"hand-written attention: {name} {getattr(self, name)!r} not in {allowed}")
+        rank = 3 if self.layout == "flat" else 4
+        _require((self.layout == "bshe") == bool(self.perm),
+                 "hand-written attention: perm is for the bshe layout, and it needs one")
+        _require(not self.perm or sorted(self.perm) == list(range(4)),
+                 f"hand-written attention: perm {self.perm} is not a permutation of 4 dims")
+        _require((self.key_t == "permute") == bool(self.key_perm),
+                 "hand-written attention: key_perm goes with key_t 'permute' only")
+        _require(not self.key_perm or sorted(self.key_perm) == list(range(rank)),
+                 f"hand-written attention: key_perm {self.key_perm} is not a permutation of "
+                 f"{rank} dims")
+        _require(self.matmul != "bmm" or self.layout == "flat",
+                 "hand-written attention: bmm needs the flat (3-D) layout")
+        _require(1 <= self.heads <= MAX_DIM, f"heads {self.heads} not in 1..{MAX_DIM}")
+        _require((self.mask_op == "none") == (self.mask is None),
+                 "hand-written attention: a mask needs a mask op, and a mask op a mask")
+        _require(self.mask_op in ("where", "masked_fill") or self.mask_cmp == "none",
+                 "hand-written attention: a mask comparison is for where and masked_fill")
+        _require(not self.mask_view or (self.mask is not None and rank == 4),
+                 "hand-written attention: mask_view reshapes a 2-D (B, S) mask to 4-D")
+        _require(self.scale_type != "size" or self.scale is None,
+                 "hand-written attention: a scale computed from the size is the canonical one")
+        _require(self.scale_op != "none" or (self.scale is None and self.scale_type == "python"),
+                 "hand-written attention: no scale op, no scale")
+        _require(-rank <= self.softmax_dim < rank,
+                 f"hand-written attention: softmax dim {self.softmax_dim} out of range")
+        _require(0.0 <= self.dropout_p < 1.0, f"dropout_p {self.dropout_p} not in [0, 1)")
+        _require((self.dropout in ("eval", "train")) == (self.dropout_p > 0),
+                 "hand-written attention: eval and train dropout need a p > 0, the others none")
+        scope.define(self.out, "tensor")
+
+    @property
+    def random(self) -> bool:
+        """Whether the dropout draws random numbers, which eager and compiled draw apart."""
+        return self.dropout == "train" and self.dropout_p > 0
+
+    def deviations(self) -> tuple[str, ...]:
+        """`field=value` for each field that differs from the canonical pattern."""
+        canonical = HandAttention(self.out, self.query, self.key, self.value, self.mask)
+        skip = {"out", "query", "key", "value", "mask"}
+        return tuple(f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__
+                     if name not in skip and getattr(self, name) != getattr(canonical, name))
+
+
+
 Statement = (Attention | Mutate | BuildParams | ParamsAttr | Shift | GraphBreak | ReadBackends
-             | ReadFlag | SetFlag | KernelBlock)
+             | ReadFlag | SetFlag | KernelBlock | HandAttention)
 STATEMENTS: dict[str, type] = {
     "attention": Attention, "mutate": Mutate, "sdpa_params": BuildParams,
     "params_attr": ParamsAttr, "shift": Shift, "graph_break": GraphBreak,
     "read_backends": ReadBackends, "read_flag": ReadFlag, "set_flag": SetFlag,
-    "sdpa_kernel": KernelBlock,
+    "sdpa_kernel": KernelBlock, "hand_attention": HandAttention,
 }
 
 
@@ -350,7 +468,9 @@ class Program:
 
     @property
     def has_dropout(self) -> bool:
-        return any(isinstance(s, Attention) and s.dropout_p > 0 for s in walk(self.body))
+        """Whether some statement draws dropout at random: its values cannot be compared."""
+        return any((isinstance(s, Attention) and s.dropout_p > 0)
+                   or (isinstance(s, HandAttention) and s.random) for s in walk(self.body))
 
 
 @dataclass(frozen=True)

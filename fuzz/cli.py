@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fuzz.backends import BackendError, resolve_backend
 from fuzz.case import DEVICES, CaseError
+from strategies import SPACES
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="inductor",
                      help="registered torch.compile backend, or module:attr")
     run.add_argument("--device", default="cpu", choices=DEVICES)
+    run.add_argument("--space", default="all", choices=SPACES,
+                     help="programs around SDPA calls, hand-written attention that Inductor "
+                     "may rewrite into SDPA, or both (default)")
     run.add_argument("--time-budget", type=_positive(float), default=60.0, metavar="S")
     run.add_argument("--max-examples", type=_positive(int), default=10**9, metavar="N")
     run.add_argument("--seed", type=int, default=0)
@@ -96,7 +100,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for folder in args.known:
         if not folder.is_dir():
             raise UsageError(f"--known {folder}: no such folder")
-    config = RunConfig(backend=args.backend, device=args.device, time_budget=args.time_budget,
+    config = RunConfig(backend=args.backend, device=args.device, space=args.space,
+                       time_budget=args.time_budget,
                        max_examples=args.max_examples, seed=args.seed, corpus=args.corpus,
                        database=args.db, report=args.report, confirm=not args.no_confirm,
                        workers=args.workers, case_timeout=args.case_timeout,

@@ -32,8 +32,9 @@ from fuzz.corpus import (Expectation, atomic_write, claim, environment, known_si
                          prune_claims, release, write_entry)
 from fuzz.execute import Timings
 from fuzz.oracle import Verdict
+from fuzz import rewrites
 from fuzz.worker import CaseResult, Interrupted, Worker
-from strategies import cases
+from strategies import space
 
 MAX_VARIANTS = 16
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
@@ -70,6 +71,7 @@ def finding_type(signature: str) -> type[Finding]:
 class RunConfig:
     backend: str = "inductor"
     device: str = "cpu"
+    space: str = "all"  # see strategies.SPACES
     time_budget: float = 60.0
     max_examples: int = 10**9
     seed: int = 0
@@ -94,6 +96,9 @@ class RunStats:
     failed_checks: Counter = field(default_factory=Counter)
     first_failed_at: dict[str, int] = field(default_factory=dict)  # check -> cases before
     warm_only: Counter = field(default_factory=Counter)
+    rewrite_programs: Counter = field(default_factory=Counter)  # family -> programs
+    rewrite_hits: Counter = field(default_factory=Counter)  # family -> rewritten ones
+    rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
     timings: Timings = field(default_factory=Timings)
     findings: list[dict[str, Any]] = field(default_factory=list)
     flaky: list[dict[str, Any]] = field(default_factory=list)
@@ -195,6 +200,11 @@ class Fuzzer:
         with self.lock:
             s = self.stats
             s.programs += 1
+            first = results[0]  # the program's own compile; its variants reuse it
+            for label in rewrites.families(first.case):
+                s.rewrite_programs[label] += 1
+                s.rewrite_hits[label] += bool(first.verdict.rewrites)
+            s.rewrite_patterns.update(first.verdict.rewrites)
             for r in results:
                 s.warm_only.update(r.warm_only)
                 s.checks.update(r.verdict.checked)
@@ -320,6 +330,15 @@ class Fuzzer:
                          f"{self.config.time_budget:.0f}s   ")
         sys.stderr.flush()
 
+    def rewrite_coverage(self) -> dict[str, Any]:
+        """Per pattern family of hand-written programs: how many Inductor rewrote into SDPA.
+        A family the pass never rewrites tests only Inductor's plain lowering."""
+        s = self.stats
+        families = {label: {"programs": n, "rewritten": s.rewrite_hits[label],
+                            "share": round(s.rewrite_hits[label] / n, 3)}
+                    for label, n in sorted(s.rewrite_programs.items())}
+        return {"by_family": families, "patterns": dict(s.rewrite_patterns.most_common())}
+
     def report(self) -> dict[str, Any]:
         s = self.stats
         total = max(s.elapsed, 1e-9)
@@ -337,7 +356,8 @@ class Fuzzer:
                 "worker_restarts": s.restarts, "interrupted": s.interrupted,
                 "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
                 "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
-                "time_share": shares, "failures": s.findings, "flaky": s.flaky,
+                "time_share": shares, "rewrites": self.rewrite_coverage(),
+                "failures": s.findings, "flaky": s.flaky,
                 "unconfirmed": s.unconfirmed}
 
 
@@ -424,7 +444,7 @@ class Search:
                   print_blob=False, report_multiple_bugs=True,
                   suppress_health_check=list(HealthCheck))
         @seed(config.seed * 1_000_003 + round_no * 1_009 + self.index)
-        @given(cases(config.backend, config.device))
+        @given(space(config.space, config.backend, config.device))
         def sdpa_fuzz_property(case: Case) -> None:
             self.check(case)
 

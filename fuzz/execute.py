@@ -24,6 +24,7 @@ from torch.utils._pytree import tree_flatten_with_path
 
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from fuzz import rewrites
 from fuzz.backends import resolve_backend
 from fuzz.case import CallContext, Case
 from fuzz.codegen import function_source
@@ -92,6 +93,7 @@ class CaseRun:
     compiled: tuple[Observation, ...]
     frames: Frames
     program: CompiledProgram
+    rewrites: tuple[str, ...] = ()  # Inductor attention patterns applied while compiling
 
 
 def load_function(case: Case) -> Callable[..., Any]:
@@ -152,6 +154,7 @@ def compile_program(case: Case, backend: str) -> CompiledProgram:
     """Reset Dynamo, then wrap the case's function in `torch.compile` with a counter."""
     settings = case.compile
     compiler = resolve_backend(backend, settings.mode, settings.dynamic)
+    rewrites.prepare(case)
     torch._dynamo.reset()
     counter = CompileCounterWithBackend(compiler)  # type: ignore[arg-type]
     fn = torch.compile(load_function(case), backend=counter, fullgraph=settings.fullgraph,
@@ -172,6 +175,7 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
     start = current_state()
     eager, reference, compiled, per_call = [], [], [], []
     program = warm or compile_program(case, backend)
+    patterns = rewrites.snapshot()
     for context in case.calls:
         salt = context.reseed
         eager.append(_timed(timings, "eager", lambda: observe(
@@ -189,4 +193,5 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
             program.fn, make_inputs(salt=case.calls[0].reseed), start, case.calls[0]))
     frames = Frames(per_call=tuple(per_call), repeat=program.counter.frame_count - before,
                     reused=warm is not None)
-    return CaseRun(tuple(eager), tuple(reference), tuple(compiled), frames, program)
+    return CaseRun(tuple(eager), tuple(reference), tuple(compiled), frames, program,
+                   rewrites.fired(patterns, rewrites.snapshot()))

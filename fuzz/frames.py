@@ -53,9 +53,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fuzz.case import (Attention, BuildParams, GraphBreak, KernelBlock, Mutate, ParamsAttr,
-                       ParamsInput, Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement,
-                       walk)
+from fuzz.case import (Attention, BuildParams, GraphBreak, HandAttention, KernelBlock, Mutate,
+                       ParamsAttr, ParamsInput, Program, ReadBackends, ReadFlag, SetFlag, Shift,
+                       Statement, walk)
+from fuzz.handwritten import hand_attention_lines
 
 OP, BREAK, SKIP = "op", "break", "skip"
 TENSOR_ATTRS = ("query", "key", "value")
@@ -72,6 +73,7 @@ class Step:
 def _reads(stmt: Statement) -> frozenset[str]:
     names = {
         Attention: lambda s: (s.query, s.key, s.value, s.mask),
+        HandAttention: lambda s: (s.query, s.key, s.value, s.mask),
         BuildParams: lambda s: (s.query, s.key, s.value, s.mask),
         Mutate: lambda s: (s.target,),
         ParamsAttr: lambda s: (s.params,),
@@ -82,6 +84,8 @@ def _reads(stmt: Statement) -> frozenset[str]:
 
 def _names_torch(stmt: Statement) -> bool:
     """Whether the statement's line in `fn` names a torch module (`torch.`, or `F.`)."""
+    if isinstance(stmt, HandAttention):
+        return any("torch." in line or "F." in line for line in hand_attention_lines(stmt, 1))
     return isinstance(stmt, (Attention, ReadFlag, SetFlag)) or (
         isinstance(stmt, GraphBreak) and stmt.place in ("top", "loop"))
 
@@ -108,7 +112,8 @@ class _Walker:
             if isinstance(stmt, KernelBlock):
                 self.block(stmt)
                 continue
-            if isinstance(stmt, (Attention, Mutate, BuildParams, ParamsAttr, Shift, SetFlag)):
+            if isinstance(stmt, (Attention, HandAttention, Mutate, BuildParams, ParamsAttr, Shift,
+                                 SetFlag)):
                 event = OP
             elif isinstance(stmt, GraphBreak):
                 event = self.breaking(in_loop=stmt.place == "loop")
@@ -168,7 +173,7 @@ def tensor_names(program: Program, inputs: dict) -> set[str]:
     masks.update({s.out: s.mask for s in walk(program.body) if isinstance(s, BuildParams)})
     names = {n for n, spec in inputs.items() if not isinstance(spec, ParamsInput)}
     for s in walk(program.body):
-        if isinstance(s, (Attention, Shift)):
+        if isinstance(s, (Attention, HandAttention, Shift)):
             names.add(s.out)
         elif isinstance(s, ParamsAttr) and (s.attr in TENSOR_ATTRS or (
                 s.attr == "attn_mask" and masks.get(s.params) is not None)):

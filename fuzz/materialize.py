@@ -28,8 +28,8 @@ def build_tensor(shape, dtype, values, layout, seed, perm=(), expand_dim=0,
         if values == "full_rows":
             keep[..., 0, :] = False
         bias = torch.randn(base_shape, generator=gen) * 0.5
-        if dtype == torch.bool:
-            base = keep
+        if not dtype.is_floating_point:  # bool or integer: 1 attends, 0 does not
+            base = keep.to(dtype)
         elif values == "additive":
             base = bias.to(dtype)
         else:

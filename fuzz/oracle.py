@@ -7,6 +7,7 @@ condition it happened under, which together form its signature.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
@@ -14,9 +15,11 @@ import torch
 from torch._dynamo.exc import Unsupported
 from torch.backends.cuda import SDPAParams
 
-from fuzz.case import STATEMENTS, Attention, Case, TensorSpec, walk
+from fuzz import rewrites
+from fuzz.case import STATEMENTS, Attention, Case, HandAttention, TensorSpec, walk
 from fuzz.execute import CaseRun, Observation
 from fuzz.frames import must_break, predict_frames
+from fuzz.handwritten import effective_scale, program_precision
 from fuzz.tolerance import ErrorMeasure, measure, score_conditioning
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class Verdict:
     failures: tuple[Failure, ...]
     checked: tuple[str, ...]
     errors: tuple[tuple[str, float], ...]  # (dtype, compiled/eager error ratio) per output
+    rewrites: tuple[str, ...] = ()  # Inductor attention patterns that fired
+    notes: tuple[str, ...] = ()  # what a reader of a failure needs to know about the case
 
     @property
     def ok(self) -> bool:
@@ -54,7 +59,8 @@ class Verdict:
     def explain(self) -> str:
         if self.ok:
             return "compiled matches eager on every check"
-        return "\n".join(f"[{f.signature}] {f.detail}" for f in self.failures)
+        return "\n".join([f"[{f.signature}] {f.detail}" for f in self.failures]
+                         + list(self.notes))
 
 
 def _dtype(t: torch.Tensor) -> str:
@@ -98,7 +104,8 @@ def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
 
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
-                   conditioning: float = 1.0) -> tuple[list[Failure], ErrorMeasure | None]:
+                   conditioning: float = 1.0, precision: str | None = None
+                   ) -> tuple[list[Failure], ErrorMeasure | None]:
     """Metadata, stride policy, NaN/Inf positions, then values against the reference."""
     cond = _dtype(e)
     meta_e, meta_c = (tuple(e.shape), e.dtype, e.device), (tuple(c.shape), c.dtype, c.device)
@@ -116,16 +123,22 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
             failures.append(Failure("values", where, cond, f"{where}: {cond} values differ"))
         return failures, None
     e, c = e.detach(), c.detach()
+    exact = isinstance(r, torch.Tensor) and r.shape == e.shape
+    # Where eager overflowed but the float64 truth is finite, a finite compiled value is
+    # no divergence of its own; the values check below holds it to the truth there.
+    rescued = (~torch.isfinite(e) & torch.isfinite(c) & torch.isfinite(r.detach().to(e.device))
+               if exact else torch.zeros_like(e, dtype=torch.bool))
     for name, test in (("NaN", torch.isnan), ("+inf", torch.isposinf),
                        ("-inf", torch.isneginf)):
         pe, pc = test(e), test(c)
-        if not torch.equal(pe, pc):
+        differ = (pe != pc) & ~rescued
+        if bool(differ.any()):
             failures.append(Failure("nan-inf", where, cond, f"{where}: {name} at "
                             f"{int(pe.sum())} positions in eager, {int(pc.sum())} in compiled, "
-                            f"{int((pe != pc).sum())} differ"))
-    if not isinstance(r, torch.Tensor) or r.shape != e.shape:
+                            f"{int(differ.sum())} differ"))
+    if not exact:
         return failures, None
-    m = measure(e, c, r, conditioning)
+    m = measure(e, c, r, conditioning, precision)
     if m is not None and not m.passes:
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
@@ -136,14 +149,24 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
 
 def case_conditioning(case: Case, reference: Observation) -> float:
     """The worst score conditioning over the program's attention calls on its inputs, from
-    the float64 run; 1 where it cannot be computed (an invalid call raises in eager anyway)."""
+    the float64 run; 1 where it cannot be computed (an invalid call raises in eager anyway,
+    and a hand-written division by zero has no finite scores)."""
     worst = 1.0
     for stmt in walk(case.program.body):
-        if not isinstance(stmt, Attention):
+        if not isinstance(stmt, (Attention, HandAttention)):
             continue
         q, k = reference.inputs.get(stmt.query), reference.inputs.get(stmt.key)
-        if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor):
-            worst = max(worst, score_conditioning(q, k, stmt.scale))
+        if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)):
+            continue
+        if isinstance(stmt, HandAttention):  # the scores the source computes
+            if stmt.perm:
+                q, k = q.permute(stmt.perm), k.permute(stmt.perm)
+            scale = effective_scale(stmt, q.size(-1))
+        else:
+            scale = stmt.scale
+        kappa = score_conditioning(q, k, scale)
+        if math.isfinite(kappa):
+            worst = max(worst, kappa)
     return worst
 
 
@@ -176,7 +199,26 @@ def judge(case: Case, run: CaseRun) -> Verdict:
         failures += [replace(f, call=i, detail=f"call {i}: {f.detail}" if i else f.detail)
                      for f in _judge_call(case, eager, ref, compiled, checked, ratios)]
     failures += _check_frames(case, run, checked)
-    return Verdict(tuple(failures), tuple(sorted(checked)), tuple(ratios))
+    if run.rewrites:  # one signature per replacement: each pattern is its own code
+        tag = "+".join(sorted({rewrites.short(p) for p in run.rewrites}))
+        failures = [replace(f, condition=f"{f.condition}@{tag}") for f in failures]
+    return Verdict(tuple(failures), tuple(sorted(checked)), tuple(ratios), run.rewrites,
+                   _hand_notes(case, run))
+
+
+def _hand_notes(case: Case, run: CaseRun) -> tuple[str, ...]:
+    """What the case's hand-written attention is, as the canonical pattern and its
+    differences, and whether Inductor replaced it with SDPA."""
+    notes = []
+    for a in rewrites.hand_attentions(case):
+        differs = a.deviations()
+        notes.append("hand-written attention: the canonical pattern "
+                     "softmax(q @ k.transpose(-2, -1) / sqrt(E), -1) @ v"
+                     + (", except " + ", ".join(differs) if differs else ""))
+    if notes:
+        notes.append("Inductor's fuse_attention replaced it with SDPA: " + ", ".join(
+            run.rewrites) if run.rewrites else "Inductor's fuse_attention did not rewrite it")
+    return tuple(notes)
 
 
 def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Observation,
@@ -198,11 +240,13 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
             checked.update(("nan-inf", "values"))
         ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
         kappa = case_conditioning(case, ref)
+        precision = program_precision(case)
         for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
             where = _leaf_name(case, eager, j)
             r = ref_leaves[j] if j < len(ref_leaves) else None
             found = _check_identity(where, eager, compiled, e, c)
-            found += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa)
+            found += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa,
+                                   precision)
             site = _site(case, where)
             failures += [replace(f, where=site + f.where[len(where):]) for f in found]
         for name, spec in case.inputs:
@@ -210,7 +254,7 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
                 continue
             fails, _ = compare_tensor(f"input {name} after the call", eager.inputs[name],
                                       compiled.inputs[name], ref.inputs.get(name), numeric,
-                                      kappa)
+                                      kappa, precision)
             failures += [Failure("mutation", "input", f.condition, f.detail) for f in fails]
     checked.add("backend-state")
     if eager.state_after != compiled.state_after:
@@ -282,18 +326,18 @@ def _leaf_name(case: Case, obs: Observation, i: int) -> str:
 
 
 def _compare_leaf(where: str, eager: Observation, compiled: Observation, e: Any, c: Any,
-                  r: Any, numeric: bool, ratios: list[tuple[str, float]], kappa: float
-                  ) -> list[Failure]:
+                  r: Any, numeric: bool, ratios: list[tuple[str, float]], kappa: float,
+                  precision: str | None) -> list[Failure]:
     if type(e) is not type(c):
         return [Failure("structure", where, "type", f"{where}: eager returned a "
                         f"{type(e).__name__}, compiled a {type(c).__name__}")]
     if isinstance(e, torch.Tensor):
-        fails, m = compare_tensor(where, e, c, r, numeric, kappa)
+        fails, m = compare_tensor(where, e, c, r, numeric, kappa, precision)
         if m is not None:
             ratios.append((_dtype(e), m.ratio))
         return fails
     if isinstance(e, SDPAParams):
-        return _compare_params(where, eager, compiled, e, c, r, numeric, kappa)
+        return _compare_params(where, eager, compiled, e, c, r, numeric, kappa, precision)
     if e != c:
         return [Failure("values", where, type(e).__name__,
                         f"{where}: eager returned {e!r}, compiled {c!r}")]
@@ -301,7 +345,8 @@ def _compare_leaf(where: str, eager: Observation, compiled: Observation, e: Any,
 
 
 def _compare_params(where: str, eager: Observation, compiled: Observation, e: Any, c: Any,
-                    r: Any, numeric: bool, kappa: float) -> list[Failure]:
+                    r: Any, numeric: bool, kappa: float, precision: str | None
+                    ) -> list[Failure]:
     """An SDPAParams's tensor fields are the very objects eager's are (mapped to each run's
     own inputs), or equal tensors where eager's are not inputs; other fields are equal."""
     failures = []
@@ -310,7 +355,8 @@ def _compare_params(where: str, eager: Observation, compiled: Observation, e: An
         failures += _check_identity(f"{where}.{attr}", eager, compiled, fe, fc)
         if isinstance(fe, torch.Tensor) and isinstance(fc, torch.Tensor):
             fr = getattr(r, attr, None) if r is not None else None
-            failures += compare_tensor(f"{where}.{attr}", fe, fc, fr, numeric, kappa)[0]
+            failures += compare_tensor(f"{where}.{attr}", fe, fc, fr, numeric, kappa,
+                                       precision)[0]
         elif (fe is None) != (fc is None):
             failures.append(Failure("structure", f"{where}.{attr}", "none",
                                     f"{where}.{attr}: eager {fe!r}, compiled {fc!r}"))

@@ -1,5 +1,18 @@
 """Hypothesis strategies for sdpa-fuzz cases. Generation only: nothing here runs a case."""
 
-from strategies.cases import cases
+from hypothesis import strategies as st
 
-__all__ = ["cases"]
+from strategies.cases import cases
+from strategies.handwritten import hand_attention_cases
+
+SPACES = ("all", "sdpa", "handwritten")
+
+
+def space(name: str, backend: str, device: str = "cpu") -> st.SearchStrategy:
+    """The cases of one search space: programs around SDPA calls (`sdpa`), hand-written
+    attention for Inductor's rewrite (`handwritten`), or either (`all`)."""
+    spaces = {"sdpa": cases(backend, device), "handwritten": hand_attention_cases(backend, device)}
+    return st.one_of(spaces["sdpa"], spaces["handwritten"]) if name == "all" else spaces[name]
+
+
+__all__ = ["SPACES", "cases", "hand_attention_cases", "space"]

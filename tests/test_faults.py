@@ -24,8 +24,8 @@ DYNAMO_FAULTS = {"clone_inputs", "params_reconstruction_swapped", "kernel_exit_d
 def shrunk_failure(backend: str, strategy):
     """Run the property against `backend`; return (minimal failing case, its verdict).
 
-    A case counts only when it fails in a way the clean `eager` backend does not: the
-    program space holds real torch divergences too, and those are not the fault's.
+    A case counts only when it fails, twice, in a way the clean `eager` backend does not:
+    the program space holds real torch divergences too, and those are not the fault's.
     """
     last = {}
 
@@ -38,7 +38,10 @@ def shrunk_failure(backend: str, strategy):
         if verdict.ok:
             return
         clean = {f.signature for f in judge(case, run_case(case, "eager")).failures}
-        if {f.signature for f in verdict.failures} - clean:
+        new = {f.signature for f in verdict.failures} - clean
+        # What a second run does not show is not the fault's (the driver quarantines it as
+        # flaky): a CI run once failed on a bfloat16 values divergence that did not repeat.
+        if new and new & {f.signature for f in judge(case, run_case(case, backend)).failures}:
             last["case"], last["verdict"] = case, verdict
             raise AssertionError(verdict.signature)
 
