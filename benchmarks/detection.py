@@ -4,7 +4,7 @@ which faults it finds, how fast, and how small the shrunk case is.
     python benchmarks/detection.py [--budget 120] [--faults a,b] [--workers 2]
 
 A fault counts as found when a confirmed finding's shrunk case still satisfies the fault's
-condition (tests/faults.py: CONDITIONS). Signatures already in the committed corpus (the
+condition (tests/faults.py: CONDITIONS, REWRITE_CONDITIONS). Signatures already in the committed corpus (the
 torch divergences of docs/findings.md) are known, so the run looks past them. Speed work
 must not lower these numbers.
 """
@@ -25,7 +25,7 @@ from fuzz.driver import Fuzzer, RunConfig  # noqa: E402
 from tests import faults  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
-FAULTS = {**faults.CONDITIONS, "crash_or_hang": lambda case: any(
+FAULTS = {**faults.CONDITIONS, **faults.REWRITE_CONDITIONS, "crash_or_hang": lambda case: any(
     condition(case) for condition in faults.PROCESS_CONDITIONS.values())}
 
 
@@ -42,9 +42,12 @@ def main() -> None:
     for fault in args.faults.split(","):
         with tempfile.TemporaryDirectory() as corpus:
             condition = FAULTS[fault]
+            rewrite = fault in faults.REWRITE_CONDITIONS  # Inductor, on hand-written attention
             config = RunConfig(backend=f"tests.faults:{fault}", time_budget=args.budget,
+                               space="handwritten" if rewrite else "sdpa",
                                seed=args.seed, corpus=Path(corpus), known=(CORPUS,),
-                               workers=args.workers, case_timeout=10, stop_when=condition)
+                               workers=args.workers, case_timeout=60 if rewrite else 10,
+                               stop_when=condition)
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                 stats = Fuzzer(config).run()
             hits = [f for f in stats.findings if condition(load_entry(f["case"]).case)]

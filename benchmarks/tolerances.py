@@ -72,7 +72,7 @@ def main() -> None:
                     failures.append({"signature": verdict.signature,
                                      "explanation": verdict.explain(),
                                      "case": case_to_dict(variant)})
-                if run.compiled.error is not None:
+                if run.compiled[0].error is not None:
                     break
         results[dtype] = {"ratios": ratios, "failures": failures}
         over = sum(r > FUDGE[dtype] for r in ratios)

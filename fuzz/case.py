@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 3  # 2: CallContext.reseed; 3: HandAttention, integer masks
+SCHEMA_VERSION = 3  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
@@ -498,6 +498,7 @@ class Case:
     compile: CompileSpec = field(default_factory=CompileSpec)
     device: str = "cpu"
     calls: tuple[CallContext, ...] = (CallContext(),)
+    backward: bool = False  # run backward from seeded upstream gradients after each call
 
     def __post_init__(self) -> None:
         self.validate()
@@ -531,3 +532,6 @@ class Case:
         _require(1 <= len(self.calls) <= MAX_CALLS, f"a case makes 1 to {MAX_CALLS} calls")
         for call in self.calls:
             call.validate()
+        _require(not self.backward or any(
+            isinstance(s, TensorSpec) and s.requires_grad for _, s in self.inputs),
+            "backward needs an input that requires grad")

@@ -155,7 +155,7 @@ def _decode_case(body: dict, source: str) -> Case:
     for name, spec in pairs:
         kind = TensorSpec if isinstance(spec, dict) and "shape" in spec else ParamsInput
         decoded_inputs.append((name, _decode_dataclass(kind, spec, f"inputs.{name}")))
-    allowed = {"program", "compile", "device", "calls"}
+    allowed = {"program", "compile", "device", "calls", "backward"}
     unknown = set(body) - allowed
     if unknown:
         raise CaseError(f"case: unknown field(s) {sorted(unknown)}")
@@ -165,8 +165,9 @@ def _decode_case(body: dict, source: str) -> Case:
     compile_spec = _decode_dataclass(CompileSpec, body.get("compile", {}), "compile")
     device = _decode_value(str, body.get("device", "cpu"), "device")
     calls = _decode_value(tuple[CallContext, ...], body.get("calls", [{}]), "calls")
+    backward = _decode_value(bool, body.get("backward", False), "backward")
     return Case(inputs=tuple(decoded_inputs), program=program, compile=compile_spec,
-                device=device, calls=calls)
+                device=device, calls=calls, backward=backward)
 
 
 def case_from_json(text: str, source: str = "<case>") -> Case:

@@ -169,7 +169,8 @@ def inputs_source(case: Case) -> str:
     return (f"import torch\n\n\n{BUILD_TENSOR_SOURCE}\n\n{RESEED_SOURCE}\n\n"
             f"def make_inputs(dtype=None, salt=0):\n    t = {{\n{tensors},\n    }}\n"
             "    if dtype is not None:\n"
-            "        t = {n: x.detach().to(dtype) if x.is_floating_point() else x\n"
+            "        t = {n: x.detach().to(dtype).requires_grad_(x.requires_grad)\n"
+            "             if x.is_floating_point() else x\n"
             "             for n, x in t.items()}\n"
             f"{params}    return t\n")
 
@@ -217,7 +218,8 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         f"EXPECTED_FRAMES = {_expected_frames(case)!r}  # the frame model's count",
         f"MUST_BREAK = {must_break(case.program)!r}  # so fullgraph=True must raise",
         f"NUMERIC = {not case.program.has_dropout!r}  # False: dropout draws are random",
-        f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor)",
+        f"BACKWARD = {case.backward!r}  # run backward from seeded upstream gradients",
+        f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor, absolute floor)",
         f"SCORES = {scores!r}  # (query, key, scale, permutation) per attention",
         f"PRECISION = {program_precision(case)!r}  # the coarsest dtype fn casts through",
         "",
@@ -251,8 +253,33 @@ def set_backend_state(state):
     torch._C._set_sdp_priority_order(state[1])
 
 
-def call(f, inputs, context, start):
-    """(leaves, error, inputs, state right after the call inside its outer context)"""
+def upstream(leaf, index, rounded_to=None):
+    """the seeded gradient flowing into output leaf `index`, as sdpa-fuzz draws it"""
+    gen = torch.Generator().manual_seed(7919 * (index + 1))
+    g = torch.randn(tuple(leaf.shape), generator=gen).to(rounded_to or leaf.dtype)
+    return g.to(device=leaf.device, dtype=leaf.dtype)
+
+
+def gradients(leaves, inputs, rounded_to=None):
+    """(grads of the inputs that require grad, backward's error)"""
+    wanted = [n for n, t in inputs.items() if isinstance(t, torch.Tensor) and t.requires_grad]
+    outs = [(i, t) for i, t in enumerate(leaves)
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    if not wanted or not outs:
+        return {}, None
+    try:
+        grads = torch.autograd.grad(
+            [t for _, t in outs], [inputs[n] for n in wanted],
+            [upstream(t, i, rounded_to[i] if rounded_to else None) for i, t in outs],
+            allow_unused=True)
+    except Exception as exc:
+        return None, exc
+    return dict(zip(wanted, grads)), None
+
+
+def call(f, inputs, context, start, rounded_to=None):
+    """(leaves, error, inputs, state right after the call inside its outer context,
+    (input gradients, backward's error))"""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     import contextlib
     set_backend_state(start)
@@ -264,8 +291,9 @@ def call(f, inputs, context, start):
         except Exception as exc:  # the outcome is part of what is compared
             leaves, error = None, exc
         state = backend_state()
+        grads = gradients(leaves, inputs, rounded_to) if BACKWARD and leaves else (None, None)
     set_backend_state(start)
-    return leaves, error, inputs, state
+    return leaves, error, inputs, state, grads
 
 
 def same_error(e, c):
@@ -280,7 +308,7 @@ def input_name(inputs, x):
     return next((n for n, t in inputs.items() if t is x), None)
 
 
-def compare(name, e, c, r, kappa, problems):
+def compare(name, e, c, r, kappa, problems, strides=True):
     if not isinstance(e, torch.Tensor):
         if type(e) is not type(c) or (not isinstance(e, torch.backends.cuda.SDPAParams)
                                       and e != c):
@@ -291,7 +319,7 @@ def compare(name, e, c, r, kappa, problems):
                         f"compiled {tuple(c.shape)} {c.dtype} {c.device}")
         return
     big = lambda t: [(d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1]
-    if big(e) != big(c):
+    if strides and big(e) != big(c):
         problems.append(f"{name}: strides eager {e.stride()}, compiled {c.stride()}")
     if not NUMERIC:
         return
@@ -318,9 +346,9 @@ def compare(name, e, c, r, kappa, problems):
         dtype = str(e.dtype).replace("torch.", "")
         if PRECISION is not None and TOLERANCES[PRECISION][1] > TOLERANCES[dtype][1]:
             dtype = PRECISION  # the program rounds through a coarser dtype
-        fudge, floor, score_floor = TOLERANCES[dtype]
+        fudge, floor, score_floor, abs_floor = TOLERANCES[dtype]
         relative = max(floor, score_floor * kappa)
-        allowed = fudge * max(err_e, relative * r[ok_c].abs().max().item(), 1e-300)
+        allowed = fudge * max(err_e, relative * r[ok_c].abs().max().item(), abs_floor, 1e-300)
         print(f"{name}: error vs float64: eager {err_e:.3g}, compiled {err_c:.3g}, "
               f"allowed {allowed:.3g}")
         if err_c > allowed:
@@ -328,8 +356,8 @@ def compare(name, e, c, r, kappa, problems):
 
 
 def check_call(i, eager, ref, compiled, problems):
-    (e_out, e_exc, e_in, e_state), (r_out, _, r_in, _), (c_out, c_exc, c_in, c_state) = \\
-        eager, ref, compiled
+    (e_out, e_exc, e_in, e_state, e_grads), (r_out, _, r_in, _, r_grads), \\
+        (c_out, c_exc, c_in, c_state, c_grads) = eager, ref, compiled
     tag = f"call {i}: "
     if e_state != c_state:  # compared whatever the outcome: a raising call must clean up too
         problems.append(tag + f"SDPA backend state after the call: eager {e_state}, "
@@ -369,6 +397,20 @@ def check_call(i, eager, ref, compiled, problems):
         if isinstance(e, torch.Tensor):
             compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], kappa,
                     problems)
+    if BACKWARD:
+        (e_g, e_gexc), (c_g, c_gexc), (r_g, _) = e_grads, c_grads, r_grads
+        if e_gexc is not None or c_gexc is not None:
+            if e_gexc is None or c_gexc is None or not same_error(e_gexc, c_gexc):
+                problems.append(tag + f"backward: eager {e_gexc!r}, compiled {c_gexc!r}")
+            return
+        for name, ge in e_g.items():
+            gc = c_g.get(name)
+            if (ge is None) != (gc is None):
+                problems.append(tag + f"grad {name}: eager {ge is not None}, compiled "
+                                f"{gc is not None} (has a gradient)")
+            elif ge is not None:
+                compare(tag + f"grad {name}", ge, gc, (r_g or {}).get(name), kappa, problems,
+                        strides=False)
 
 
 def main():
@@ -379,7 +421,8 @@ def main():
     first_frames = first_raised = None
     for i, (context, salt) in enumerate(zip(CALLS, SALTS)):
         eager = call(fn, make_inputs(salt=salt), context, start)
-        ref = call(fn, make_inputs(torch.float64, salt), context, start)
+        ref = call(fn, make_inputs(torch.float64, salt), context, start,
+                   [getattr(t, "dtype", None) for t in eager[0] or ()])
         compiled = call(compiled_fn, make_inputs(salt=salt), context, start)
         if first_frames is None:
             first_frames, first_raised = counter.frame_count, compiled[1] is not None

@@ -33,13 +33,18 @@ NOT_ENTRIES = {"quarantine", "unconfirmed", ".hypothesis", ".pending", ".claims"
 
 @dataclass(frozen=True)
 class Expectation:
-    """`pass`, or `known-failure` of `signature` for torch versions in [torch_min, torch_below)."""
+    """`pass`, or `known-failure` of `signature` for torch versions in [torch_min, torch_below).
+
+    `symptoms` are the same bug's other signatures (another dtype, another replacement of
+    the same rewrite) that runs and the property test have seen: known, so not reported
+    again, but not replayed by this entry."""
 
     outcome: str = "pass"
     signature: str | None = None
     torch_min: str | None = None
     torch_below: str | None = None
     note: str = ""
+    symptoms: tuple[str, ...] = ()
 
     def applies_to(self, version: str) -> bool:
         v = version_tuple(version)
@@ -48,7 +53,8 @@ class Expectation:
         return not (self.torch_below and v >= version_tuple(self.torch_below))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
+                if v not in (None, "", ())}
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,10 @@ def _expectation(raw: Any, source: str) -> Expectation:
     unknown = set(raw) - set(Expectation.__dataclass_fields__)
     if unknown:
         raise CaseError(f"{source}: unknown field(s) in \"expect\": {sorted(unknown)}")
-    expect = Expectation(**raw)
+    symptoms = raw.get("symptoms", [])
+    if not (isinstance(symptoms, list) and all(isinstance(x, str) for x in symptoms)):
+        raise CaseError(f"{source}: \"expect.symptoms\" must be a list of signatures")
+    expect = Expectation(**{**raw, "symptoms": tuple(symptoms)})
     if expect.outcome == "known-failure" and not expect.signature:
         raise CaseError(f"{source}: a known failure must name its signature")
     return expect
@@ -159,6 +168,7 @@ def known_signatures(folder: Path) -> set[str]:
             continue
         if entry.finding.get("signature"):
             found.add(entry.finding["signature"])
+        found.update(entry.expect.symptoms)
     quarantine = folder / "quarantine"
     for path in quarantine.glob("*.json") if quarantine.exists() else []:
         try:

@@ -50,6 +50,37 @@ class Observation:
     error: BaseException | None
     inputs: dict[str, Any]
     state_after: BackendState
+    grads: dict[str, Any] | None = None  # input name -> its gradient (None: unused)
+    grad_error: BaseException | None = None  # what backward raised
+
+
+def upstream_gradient(leaf: torch.Tensor, index: int, rounded_to: torch.dtype | None = None
+                      ) -> torch.Tensor:
+    """The seeded gradient flowing into output leaf `index`: the same values in every run,
+    rounded to the dtype the case's own runs use (`rounded_to`, for the float64 run)."""
+    gen = torch.Generator().manual_seed(7919 * (index + 1))
+    g = torch.randn(tuple(leaf.shape), generator=gen).to(rounded_to or leaf.dtype)
+    return g.to(device=leaf.device, dtype=leaf.dtype)
+
+
+def backward(leaves: tuple[Any, ...], inputs: dict[str, Any],
+             rounded_to: tuple[torch.dtype, ...] | None = None
+             ) -> tuple[dict[str, Any] | None, BaseException | None]:
+    """Gradients of every input that requires grad, from the seeded upstream gradients of
+    every output that has a grad_fn: (grads by input name, None) or (None, the error)."""
+    wanted = [n for n, t in inputs.items() if isinstance(t, torch.Tensor) and t.requires_grad]
+    outs = [(i, t) for i, t in enumerate(leaves)
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    if not wanted or not outs:
+        return {}, None
+    try:
+        grads = torch.autograd.grad(
+            [t for _, t in outs], [inputs[n] for n in wanted],
+            [upstream_gradient(t, i, rounded_to[i] if rounded_to else None) for i, t in outs],
+            allow_unused=True)
+    except Exception as exc:  # the outcome of backward is compared too
+        return None, exc
+    return dict(zip(wanted, grads)), None
 
 
 @dataclass(frozen=True)
@@ -120,8 +151,10 @@ def _outer(context: CallContext) -> contextlib.AbstractContextManager:
 
 
 def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
-            context: CallContext = CallContext()) -> Observation:
-    """Call `fn` once inside `context`, from the `start` backend state; restore it after."""
+            context: CallContext = CallContext(), grad: bool = False,
+            rounded_to: tuple[torch.dtype, ...] | None = None) -> Observation:
+    """Call `fn` once inside `context`, from the `start` backend state; restore it after.
+    With `grad`, then run backward from seeded upstream gradients (see `backward`)."""
     restore_state(start)
     # Kernel-choice warnings, Dynamo's advice and torch.fx's printout of an error inside a
     # graph are not compared; the outcome itself is.
@@ -137,8 +170,10 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
             paths = tuple(tuple(k.idx for k in path) for path, _ in flat)
             structure, error = str(spec), None
         after = current_state()
+        grads, grad_error = backward(leaves, inputs, rounded_to) if grad and leaves \
+            else (None, None)
     restore_state(start)
-    return Observation(leaves, paths, structure, error, inputs, after)
+    return Observation(leaves, paths, structure, error, inputs, after, grads, grad_error)
 
 
 def _timed(timings: Timings | None, phase: str, thunk: Callable[[], Any]) -> Any:
@@ -176,14 +211,16 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
     eager, reference, compiled, per_call = [], [], [], []
     program = warm or compile_program(case, backend)
     patterns = rewrites.snapshot()
+    grad = case.backward
     for context in case.calls:
         salt = context.reseed
         eager.append(_timed(timings, "eager", lambda: observe(
-            fn, make_inputs(salt=salt), start, context)))
+            fn, make_inputs(salt=salt), start, context, grad)))
+        dtypes = tuple(getattr(leaf, "dtype", None) for leaf in eager[-1].leaves or ())
         reference.append(_timed(timings, "reference", lambda: observe(
-            fn, make_inputs(torch.float64, salt), start, context)))
+            fn, make_inputs(torch.float64, salt), start, context, grad, dtypes)))
         before, t0 = program.counter.frame_count, time.perf_counter()
-        compiled.append(observe(program.fn, make_inputs(salt=salt), start, context))
+        compiled.append(observe(program.fn, make_inputs(salt=salt), start, context, grad))
         per_call.append(program.counter.frame_count - before)
         if timings is not None:  # a call that compiled anything is charged to compilation
             timings.add("compile" if per_call[-1] else "compiled", time.perf_counter() - t0)

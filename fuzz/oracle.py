@@ -104,16 +104,17 @@ def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
 
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
-                   conditioning: float = 1.0, precision: str | None = None
-                   ) -> tuple[list[Failure], ErrorMeasure | None]:
-    """Metadata, stride policy, NaN/Inf positions, then values against the reference."""
+                   conditioning: float = 1.0, precision: str | None = None,
+                   strides: bool = True) -> tuple[list[Failure], ErrorMeasure | None]:
+    """Metadata, stride policy (unless `strides` is off), NaN/Inf positions, then values
+    against the reference."""
     cond = _dtype(e)
     meta_e, meta_c = (tuple(e.shape), e.dtype, e.device), (tuple(c.shape), c.dtype, c.device)
     if meta_e != meta_c:
         return [Failure("metadata", where, cond, f"{where}: eager is shape/dtype/device "
                         f"{meta_e}, compiled {meta_c}")], None
     failures = []
-    if _stride_signature(e) != _stride_signature(c):
+    if strides and _stride_signature(e) != _stride_signature(c):
         failures.append(Failure("stride", where, cond, f"{where}: eager strides {e.stride()}, "
                                 f"compiled {c.stride()} for shape {tuple(e.shape)}"))
     if not numeric:
@@ -199,6 +200,12 @@ def judge(case: Case, run: CaseRun) -> Verdict:
         failures += [replace(f, call=i, detail=f"call {i}: {f.detail}" if i else f.detail)
                      for f in _judge_call(case, eager, ref, compiled, checked, ratios)]
     failures += _check_frames(case, run, checked)
+    if rewrites.hand_attentions(case):  # an error in hand-written attention is its own bug
+        failures = [replace(f, where="hand_attention") if f.check == "outcome" else f
+                    for f in failures]
+    # A failure shows "first in a later call" only if the first call did not show it.
+    first = {(f.check, f.where, f.condition) for f in failures if f.call == 0}
+    failures = [f for f in failures if f.call == 0 or (f.check, f.where, f.condition) not in first]
     if run.rewrites:  # one signature per replacement: each pattern is its own code
         tag = "+".join(sorted({rewrites.short(p) for p in run.rewrites}))
         failures = [replace(f, condition=f"{f.condition}@{tag}") for f in failures]
@@ -256,6 +263,9 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
                                       compiled.inputs[name], ref.inputs.get(name), numeric,
                                       kappa, precision)
             failures += [Failure("mutation", "input", f.condition, f.detail) for f in fails]
+        if case.backward:
+            failures += _judge_backward(eager, ref, compiled, numeric, kappa, precision,
+                                        checked, ratios)
     checked.add("backend-state")
     if eager.state_after != compiled.state_after:
         # Which kernels are enabled, or only their order: two different kinds of leak.
@@ -265,6 +275,36 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
                         "SDPA backend state right after the call: eager "
                         f"{eager.state_after.describe()}, compiled "
                         f"{compiled.state_after.describe()}"))
+    return failures
+
+
+def _judge_backward(eager: Observation, ref: Observation, compiled: Observation,
+                    numeric: bool, kappa: float, precision: str | None, checked: set[str],
+                    ratios: list[tuple[str, float]]) -> list[Failure]:
+    """Backward from the same seeded upstream gradients: both raise alike or both succeed;
+    every input's gradient exists in both or in neither, and is compared like an output
+    (`grad-q`, `grad-mask`, ...) against the float64 run's gradient."""
+    checked.add("backward")
+    if eager.grad_error is not None or compiled.grad_error is not None:
+        outcome = check_outcome(replace(eager, error=eager.grad_error),
+                                replace(compiled, error=compiled.grad_error))
+        return [replace(outcome, where="backward")] if outcome else []
+    failures = []
+    ref_grads = ref.grads or {}
+    for name, ge in (eager.grads or {}).items():
+        gc, where = (compiled.grads or {}).get(name), f"grad-{name}"
+        if (ge is None) != (gc is None):
+            failures.append(Failure("structure", where, "none", f"{where}: eager "
+                            f"{'has no' if ge is None else 'has a'} gradient, compiled "
+                            f"{'has no' if gc is None else 'has a'} gradient"))
+        elif ge is not None:
+            # A gradient's layout is the autograd engine's choice, not the program's: eager
+            # SDPA's own backward returns non-contiguous gradients, AOTAutograd others.
+            fails, m = compare_tensor(where, ge, gc, ref_grads.get(name), numeric, kappa,
+                                      precision, strides=False)
+            failures += fails
+            if m is not None:
+                ratios.append((f"{where}:{_dtype(ge)}", m.ratio))
     return failures
 
 

@@ -20,6 +20,12 @@ FLOOR = {"float64": 8 * EPS["float64"], "float32": 8 * EPS["float32"],
          "bfloat16": EPS["bfloat16"], "float16": EPS["float16"]}
 SCORE_FLOOR = {"float64": 8 * EPS["float64"], "float32": 8 * EPS["float32"],
                "bfloat16": 8 * EPS["float32"], "float16": 8 * EPS["float32"]}
+# The spacing of the dtype's subnormals: below the smallest normal number, rounding is
+# absolute, so a floor relative to the output's magnitude alone would allow no rounding
+# at all there. The absolute floor is that spacing times the same multiple of ulps.
+SUBNORMAL = {"float64": 2.0**-1074, "float32": 2.0**-149, "bfloat16": 2.0**-133,
+             "float16": 2.0**-24}
+ABS_FLOOR = {dtype: FLOOR[dtype] / EPS[dtype] * SUBNORMAL[dtype] for dtype in FLOOR}
 TINY = 1e-300
 
 
@@ -46,9 +52,10 @@ class ErrorMeasure:
         return self.compiled <= self.allowed
 
 
-def table() -> dict[str, tuple[float, float, float]]:
-    """dtype -> (fudge, floor, score floor), the form a repro script embeds."""
-    return {dtype: (FUDGE[dtype], FLOOR[dtype], SCORE_FLOOR[dtype]) for dtype in FUDGE}
+def table() -> dict[str, tuple[float, float, float, float]]:
+    """dtype -> (fudge, floor, score floor, absolute floor), the form a repro script embeds."""
+    return {dtype: (FUDGE[dtype], FLOOR[dtype], SCORE_FLOOR[dtype], ABS_FLOOR[dtype])
+            for dtype in FUDGE}
 
 
 def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None) -> float:
@@ -86,5 +93,5 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     err_c = (c[ok_c] - r[ok_c]).abs().max().item()
     dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
     floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
-    base = max(err_e, floor, TINY)
+    base = max(err_e, floor, ABS_FLOOR[dtype], TINY)
     return ErrorMeasure(eager=err_e, compiled=err_c, base=base, fudge=FUDGE[dtype])

@@ -7,6 +7,8 @@ out unless the failure needs one.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import strategies as st
 
 from fuzz.case import FLOAT_DTYPES, Attention, CallContext, Case, ParamsInput, Program
@@ -31,10 +33,12 @@ def _grow(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
 @st.composite
 def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
                     dtypes: st.SearchStrategy[str] = float_dtypes(), valid_only: bool = False,
-                    form: str = "call") -> Case:
+                    form: str = "call", backward: st.SearchStrategy[bool] = st.booleans()
+                    ) -> Case:
     """A case over q, k, v and maybe a mask: a single SDPA call (`form="call"`), a whole
     program around SDPA, maybe with an SDPAParams input and several calls from outer
-    contexts (`"program"`), or either (`"any"`)."""
+    contexts (`"program"`), or either (`"any"`). A single call may also run backward:
+    q, k, v (and a float mask, sometimes) then require grad."""
     g = draw(geometries())
     dtype = draw(dtypes)
     invalid = None
@@ -70,6 +74,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         inputs.append(("mask", mask))
     is_causal = invalid == "mask-and-causal" or (not use_mask and draw(st.booleans()))
     mask = "mask" if use_mask else None
+    grad = False
     if form == "program" or (form == "any" and draw(st.booleans())):
         ops = Operands(mask=mask, is_causal=is_causal, enable_gqa=g.enable_gqa)
         params = []
@@ -85,10 +90,14 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         call = Attention(out="out", mask=mask, dropout_p=draw(dropout_ps()),
                          is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
         program, calls = Program(body=(call,), returns=("out",)), (CallContext(),)
+        grad = draw(backward)
+        if grad:
+            inputs = [(n, replace(spec, requires_grad=n in "qkv" or (
+                spec.dtype in FLOAT_DTYPES and draw(st.booleans())))) for n, spec in inputs]
     has_params = any(isinstance(spec, ParamsInput) for _, spec in inputs)
     return Case(inputs=tuple(inputs), program=program,
                 compile=draw(compile_specs(backend, allow_dynamic=not has_params)),
-                device=device, calls=calls)
+                device=device, calls=calls, backward=grad)
 
 
 def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:

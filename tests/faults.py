@@ -21,7 +21,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from fuzz.case import Attention, BuildParams, Case, KernelBlock, Mutate, TensorSpec, walk
+from fuzz.case import (Attention, BuildParams, Case, HandAttention, KernelBlock, Mutate,
+                       TensorSpec, walk)
 
 SDPA = F.scaled_dot_product_attention
 
@@ -148,7 +149,47 @@ gqa_tiled = fault_backend(_gqa_tiled)
 causal_bottom_right = fault_backend(_causal_bottom_right)
 single_query_ignores_mask = fault_backend(_single_query_ignores_mask)
 float_mask_as_bool = fault_backend(_float_mask_as_bool)
+class _KeyGradFromFirstHead(torch.autograd.Function):
+    """GQA attention whose key gradient is the first query head's of each group, times
+    the group size, instead of the sum over the group's heads."""
+
+    @staticmethod
+    def forward(ctx, call: Call, *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.call = call
+        ctx.save_for_backward(*tensors)
+        return call.run()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        call = ctx.call
+        group = call.query.size(-3) // call.key.size(-3)
+        with torch.enable_grad():
+            q, k, v, *mask = [t.detach().requires_grad_(t.requires_grad)
+                              for t in ctx.saved_tensors]
+            k_rep, v_rep = (t.repeat_interleave(group, dim=-3) for t in (k, v))
+            out = call.run(query=q, key=k_rep, value=v_rep, enable_gqa=False,
+                           attn_mask=mask[0] if mask else None)
+            wanted = [t for t in (q, k_rep, v, *mask) if t.requires_grad]
+            grads = dict(zip(map(id, wanted), torch.autograd.grad(
+                out, wanted, grad, allow_unused=True)))
+        g_k = grads.get(id(k_rep))
+        if g_k is not None:
+            g_k = g_k.unflatten(-3, (k.size(-3), group)).select(-3, 0) * group
+        return (None, grads.get(id(q)), g_k, grads.get(id(v)),
+                *(grads.get(id(m)) for m in mask))
+
+
+def _gqa_key_grad(c: Call):
+    """The key gradient of grouped-query attention taken from one head per group."""
+    if not (c.enable_gqa and c.key.size(-3) < c.query.size(-3) and torch.is_grad_enabled()
+            and c.key.requires_grad and c.dropout_p == 0):
+        return None
+    tensors = (c.query, c.key, c.value) + ((c.attn_mask,) if c.attn_mask is not None else ())
+    return _KeyGradFromFirstHead.apply(c, *tensors)
+
+
 masked_rows_nan = fault_backend(_masked_rows_nan)
+gqa_key_grad = fault_backend(_gqa_key_grad)
 odd_head_dim_scale = fault_backend(_odd_head_dim_scale)
 transposed_query_misread = fault_backend(_transposed_query_misread)
 bf16_low_precision = fault_backend(_bf16_low_precision)
@@ -269,6 +310,48 @@ def crash_or_hang(gm: torch.fx.GraphModule, example_inputs):
     return gm.forward
 
 
+def _rewritten_attention(graph: torch.fx.Graph):
+    """The SDPA nodes in a joint graph before lowering: only the attention rewrite makes
+    them (SDPA the user wrote is decomposed by then)."""
+    target = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+    return [node for node in graph.nodes if node.target is target]
+
+
+def _drop_rewritten_scale(graph: torch.fx.Graph) -> None:
+    """Sets the scale of every SDPA that Inductor's attention rewrite created back to the
+    default, where the user's was another: the historical 'user's scale ignored' bug."""
+    for node in _rewritten_attention(graph):
+        scale, query = node.kwargs.get("scale"), node.args[0].meta.get("val")
+        if scale is None or query is None:
+            continue
+        if abs(scale * math.sqrt(query.size(-1)) - 1) > 1e-6:
+            node.kwargs = {**node.kwargs, "scale": None}
+
+
+def _drop_head_broadcast_mask(graph: torch.fx.Graph) -> None:
+    """Drops the mask of every rewritten SDPA whose mask broadcasts over the heads."""
+    for node in _rewritten_attention(graph):
+        mask = node.kwargs.get("attn_mask")
+        val = mask.meta.get("val") if isinstance(mask, torch.fx.Node) else None
+        if val is not None and (val.dim() < 3 or val.size(-3) == 1):
+            node.kwargs = {**node.kwargs, "attn_mask": None}
+
+
+def _inductor_with_joint_pass(joint_pass: Callable) -> Callable:
+    def backend(gm: torch.fx.GraphModule, example_inputs):
+        from torch._inductor.compile_fx import compile_fx
+        with torch._inductor.config.patch(joint_custom_post_pass=joint_pass):
+            return compile_fx(gm, example_inputs)
+    return backend
+
+
+# Inductor, except that an attention it rewrites into SDPA loses a non-default scale
+# (the SDPA the pass creates gets the default 1/sqrt(E)), or loses a mask that
+# broadcasts over the heads. SDPA the user wrote is left alone.
+rewrite_drops_scale = _inductor_with_joint_pass(_drop_rewritten_scale)
+rewrite_drops_head_broadcast_mask = _inductor_with_joint_pass(_drop_head_broadcast_mask)
+
+
 def _attentions(case: Case) -> list[Attention]:
     return [s for s in walk(case.program.body) if isinstance(s, Attention)]
 
@@ -305,6 +388,9 @@ CONDITIONS: dict[str, Callable[[Case], bool]] = {
         "transposed", "permuted", "strided")),
     "bf16_low_precision": _any(lambda c, a: _tensor(c, a.query).dtype == "bfloat16"),
     "half_output_upcast": _any(lambda c, a: _tensor(c, a.query).dtype == "float16"),
+    "gqa_key_grad": _any(lambda c, a: c.backward and a.enable_gqa and _tensor(c, a.key)
+                         .requires_grad and _dims(c, a)[1] < _dims(c, a)[0]
+                         and a.dropout_p == 0),
     "clone_inputs": lambda c: any(isinstance(s, Mutate) for s in walk(c.program.body))
     or bool(set(c.program.returns) & {n for n, s in c.inputs if isinstance(s, TensorSpec)}),
     "params_reconstruction_swapped": lambda c: bool(
@@ -313,6 +399,33 @@ CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "kernel_exit_dropped": lambda c: any(isinstance(s, KernelBlock)
                                          for s in walk(c.program.body)),
     "stale_outputs": lambda c: any(call.reseed != c.calls[0].reseed for call in c.calls[1:]),
+}
+
+def _nondefault_hand_scale(case: Case) -> bool:
+    """Hand-written attention whose scores end up scaled by something other than 1/sqrt(E)."""
+    from fuzz.handwritten import effective_scale, logical_head_dim
+    for a in walk(case.program.body):
+        if isinstance(a, HandAttention):
+            E = logical_head_dim(a, case.spec(a.query).shape)
+            if abs(effective_scale(a, E) * math.sqrt(E) - 1) > 1e-6:
+                return True
+    return False
+
+
+def _head_broadcast_hand_mask(case: Case) -> bool:
+    """Hand-written attention with a mask of size 1 (or no dim) in the heads' place."""
+    for a in walk(case.program.body):
+        if isinstance(a, HandAttention) and a.mask is not None:
+            shape = case.spec(a.mask).shape
+            if a.mask_view or len(shape) < 3 or shape[-3] == 1:
+                return True
+    return False
+
+
+# Inductor-based faults in the attention rewrite, searched with hand-written attention.
+REWRITE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
+    "rewrite_drops_head_broadcast_mask": _head_broadcast_hand_mask,
+    "rewrite_drops_scale": _nondefault_hand_scale,
 }
 
 # What the shrunk case of each process-level finding of `crash_or_hang` must show.

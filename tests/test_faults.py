@@ -21,15 +21,16 @@ DYNAMO_FAULTS = {"clone_inputs", "params_reconstruction_swapped", "kernel_exit_d
                  "stale_outputs"}
 
 
-def shrunk_failure(backend: str, strategy):
+def shrunk_failure(backend: str, strategy, clean_backend: str = "eager", max_examples=300):
     """Run the property against `backend`; return (minimal failing case, its verdict).
 
-    A case counts only when it fails, twice, in a way the clean `eager` backend does not:
-    the program space holds real torch divergences too, and those are not the fault's.
+    A case counts only when it fails, twice, in a way the clean backend the fault is
+    built on does not: the program space holds real torch divergences too, and those
+    are not the fault's.
     """
     last = {}
 
-    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
               phases=(Phase.generate, Phase.shrink), print_blob=False,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
@@ -37,7 +38,7 @@ def shrunk_failure(backend: str, strategy):
         verdict = judge(case, run_case(case, backend))
         if verdict.ok:
             return
-        clean = {f.signature for f in judge(case, run_case(case, "eager")).failures}
+        clean = {f.signature for f in judge(case, run_case(case, clean_backend)).failures}
         new = {f.signature for f in verdict.failures} - clean
         # What a second run does not show is not the fault's (the driver quarantines it as
         # flaky): a CI run once failed on a bfloat16 values divergence that did not repeat.

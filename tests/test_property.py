@@ -23,7 +23,7 @@ from fuzz.corpus import known_signatures, load_entry
 from fuzz.execute import run_case
 from fuzz.oracle import judge
 from fuzz.tolerance import table
-from strategies import cases
+from strategies import cases, hand_attention_cases
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 KNOWN = known_signatures(CORPUS)
@@ -49,6 +49,12 @@ def with_seed_examples(test):
 @with_seed_examples
 @given(case=cases())
 def test_compiled_sdpa_matches_eager(backend: str, case) -> None:
+    check(case, backend)
+
+
+@given(case=hand_attention_cases())
+def test_compiled_hand_written_attention_matches_eager(backend: str, case) -> None:
+    """Attention written out by hand, which Inductor may rewrite into SDPA."""
     check(case, backend)
 
 
