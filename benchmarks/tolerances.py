@@ -26,12 +26,13 @@ from fuzz.tolerance import FUDGE
 from strategies.cases import attention_cases
 
 
-def generate(dtype: str, n: int, backend: str) -> list:
+def generate(dtype: str, n: int, backend: str, backward: bool) -> list:
     drawn = []
 
     @settings(max_examples=n, database=None, derandomize=True, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(attention_cases(backend, dtypes=st.just(dtype), valid_only=True))
+    @given(attention_cases(backend, dtypes=st.just(dtype), valid_only=True,
+                           backward=st.just(backward)))
     def collect(case):
         if not case.program.has_dropout:
             drawn.append(case)
@@ -51,23 +52,27 @@ def main() -> None:
     parser.add_argument("--programs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--dtypes", default=",".join(FLOAT_DTYPES))
+    parser.add_argument("--backward", action="store_true",
+                        help="programs that run backward: one row per input's gradient")
     parser.add_argument("--out")
     args = parser.parse_args()
     results = {}
-    print(f"{'dtype':9} {'values':>7} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'max':>7}"
+    print(f"{'quantity':16} {'values':>7} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'max':>7}"
           f" {'>fudge':>6} {'fails':>5} {'s':>6}")
     for dtype in args.dtypes.split(","):
         t0 = time.perf_counter()
-        ratios: list[float] = []
-        failures: list[str] = []
-        for case in generate(dtype, args.programs, args.backend):
+        ratios: dict[str, list[float]] = {}
+        failures: list[dict] = []
+        for case in generate(dtype, args.programs, args.backend, args.backward):
             program = None
             for salt in range(args.seeds):
                 variant = case.reseeded(salt)
                 run = run_case(variant, args.backend, warm=program)
                 program = run.program
                 verdict = judge(variant, run)
-                ratios += [r for d, r in verdict.errors if d == dtype]
+                for label, r in verdict.errors:  # 'float32', or 'grad-q:float32'
+                    if label.endswith(dtype) and (args.backward or label == dtype):
+                        ratios.setdefault(label, []).append(r)
                 if not verdict.ok:
                     failures.append({"signature": verdict.signature,
                                      "explanation": verdict.explain(),
@@ -75,11 +80,12 @@ def main() -> None:
                 if run.compiled[0].error is not None:
                     break
         results[dtype] = {"ratios": ratios, "failures": failures}
-        over = sum(r > FUDGE[dtype] for r in ratios)
-        print(f"{dtype:9} {len(ratios):7d} {quantile(ratios, .5):7.3f} {quantile(ratios, .9):7.3f}"
-              f" {quantile(ratios, .99):7.3f} {quantile(ratios, .999):7.3f} "
-              f"{max(ratios, default=math.nan):7.3f} {over:6d} {len(failures):5d}"
-              f" {time.perf_counter() - t0:6.0f}", flush=True)
+        for label, values in sorted(ratios.items()):
+            over = sum(r > FUDGE[dtype] for r in values)
+            print(f"{label:16} {len(values):7d} {quantile(values, .5):7.3f} "
+                  f"{quantile(values, .9):7.3f} {quantile(values, .99):7.3f} "
+                  f"{quantile(values, .999):7.3f} {max(values, default=math.nan):7.3f} "
+                  f"{over:6d} {len(failures):5d} {time.perf_counter() - t0:6.0f}", flush=True)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh)

@@ -71,12 +71,17 @@ def build_tensor(shape, dtype, values, layout, seed, perm=(), expand_dim=0,
     return out.requires_grad_() if requires_grad else out
 
 
+def grown(shape, marks, grow):
+    """`shape` with `grow` added to the dims `marks` flags: a call of another size."""
+    return tuple(d + grow * m for d, m in zip(shape, marks))
+
+
 def reseed(seed: int, salt: int) -> int:
     """An input's seed in seed variant `salt` (salt 0: the seed itself)."""
     return (seed + salt * 0x9E3779B1) % 2**63
 
 
-def make_inputs(dtype=None, salt=0):
+def make_inputs(dtype=None, salt=0, grow=0):
     t = {
         'q': build_tensor((2, 4, 8, 16), 'float16', 'normal', 'contiguous', reseed(0, salt)),
         'k': build_tensor((2, 4, 8, 16), 'float16', 'normal', 'contiguous', reseed(1, salt)),
@@ -93,12 +98,14 @@ BACKEND = 'inductor'
 COMPILE_KWARGS = {'fullgraph': False, 'dynamic': None}
 CALLS = [None]  # outer sdpa_kernel (backends, set_priority) per call, or None
 SALTS = [0]  # per call: 0, or the seed variant whose input values it gets
+GROWS = [0]  # per call: how much longer L and S are
+RECOMPILES = None  # per call: graphs it may compile, if sizes vary
 EXPECTED_FRAMES = 1  # the frame model's count
 MUST_BREAK = False  # so fullgraph=True must raise
 NUMERIC = True  # False: dropout draws are random
 BACKWARD = False  # run backward from seeded upstream gradients
 TOLERANCES = {'float64': (4.0, 1.7763568394002505e-15, 1.7763568394002505e-15, 4e-323), 'float32': (4.0, 9.5367431640625e-07, 9.5367431640625e-07, 1.1210387714598537e-44), 'bfloat16': (4.0, 0.0078125, 9.5367431640625e-07, 9.183549615799121e-41), 'float16': (4.0, 0.0009765625, 9.5367431640625e-07, 5.960464477539063e-08)}  # dtype -> (fudge, output floor, score floor, absolute floor)
-SCORES = [('q', 'k', 0.25, ())]  # (query, key, scale, permutation) per attention
+SCORES = [('q', 'k', 0.25, (), 'v', 'mask')]  # (query, key, scale, permutation, value, mask) per attention
 PRECISION = None  # the coarsest dtype fn casts through
 
 def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None) -> float:
@@ -113,6 +120,26 @@ def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | No
         return 1.0
     s = abs(scale) if scale is not None else q.size(-1) ** -0.5
     return s * q.sum(-1).max().item() * k.max().item()
+
+def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    scale: float | None, upstream: float) -> dict[str, float]:
+    """Per input role, a bound on the terms that attention's backward sums to its gradient.
+
+    A gradient is a sum with cancellation (`dS = P * (dP - rowsum(dP * P))`), so its own
+    magnitude says nothing about the rounding in it; the terms' magnitudes do. With
+    `dP = g @ v^T` bounded by `Ev * |g| * |v|`: the query's terms by
+    `2 |scale| S |dP| |k|`, the key's by `2 |scale| L |dP| |q|`, the value's by `L |g|`,
+    and an additive mask's by `2 |dP|`. Any implementation computing in a precision may
+    be off by about its eps times these.
+    """
+    q, k, v = (t.detach().double().abs() for t in (query, key, value))
+    if min(q.numel(), k.numel(), v.numel()) == 0:
+        return {}
+    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
+    L, S = q.size(-2), k.size(-2)
+    d_p = v.size(-1) * upstream * v.max().item()
+    return {"query": 2 * s * S * d_p * k.max().item(), "key": 2 * s * L * d_p * q.max().item(),
+            "value": L * upstream, "mask": 2 * d_p}
 
 
 from torch._dynamo.testing import CompileCounterWithBackend
@@ -187,7 +214,7 @@ def input_name(inputs, x):
     return next((n for n, t in inputs.items() if t is x), None)
 
 
-def compare(name, e, c, r, kappa, problems, strides=True):
+def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0):
     if not isinstance(e, torch.Tensor):
         if type(e) is not type(c) or (not isinstance(e, torch.backends.cuda.SDPAParams)
                                       and e != c):
@@ -227,7 +254,8 @@ def compare(name, e, c, r, kappa, problems, strides=True):
             dtype = PRECISION  # the program rounds through a coarser dtype
         fudge, floor, score_floor, abs_floor = TOLERANCES[dtype]
         relative = max(floor, score_floor * kappa)
-        allowed = fudge * max(err_e, relative * r[ok_c].abs().max().item(), abs_floor, 1e-300)
+        allowed = fudge * max(err_e, relative * r[ok_c].abs().max().item(), abs_floor,
+                              score_floor * terms, 1e-300)
         print(f"{name}: error vs float64: eager {err_e:.3g}, compiled {err_c:.3g}, "
               f"allowed {allowed:.3g}")
         if err_c > allowed:
@@ -255,7 +283,7 @@ def check_call(i, eager, ref, compiled, problems):
         return
     kappas = [score_conditioning(r_in[q].permute(p) if p else r_in[q],
                                  r_in[k].permute(p) if p else r_in[k], scale)
-              for q, k, scale, p in SCORES if isinstance(r_in.get(q), torch.Tensor)
+              for q, k, scale, p, _, _ in SCORES if isinstance(r_in.get(q), torch.Tensor)
               and isinstance(r_in.get(k), torch.Tensor)]
     kappa = max([1.0] + kappas)
     for j, (e, c, r) in enumerate(zip(e_out, c_out, r_out or [None] * len(e_out))):
@@ -282,6 +310,16 @@ def check_call(i, eager, ref, compiled, problems):
             if e_gexc is None or c_gexc is None or not same_error(e_gexc, c_gexc):
                 problems.append(tag + f"backward: eager {e_gexc!r}, compiled {c_gexc!r}")
             return
+        g_max = max([upstream(t, j).abs().max().item() for j, t in enumerate(e_out)
+                     if isinstance(t, torch.Tensor) and t.numel()] or [0.0])
+        terms = {}
+        for q, k, scale, p, v, m in SCORES:
+            qkv = [r_in.get(n) for n in (q, k, v)]
+            if all(isinstance(t, torch.Tensor) for t in qkv):
+                qkv = [t.permute(p) if p else t for t in qkv]
+                for role, bound in gradient_bounds(*qkv, scale, g_max).items():
+                    name = dict(query=q, key=k, value=v, mask=m)[role]
+                    terms[name] = max(terms.get(name, 0.0), bound)
         for name, ge in e_g.items():
             gc = c_g.get(name)
             if (ge is None) != (gc is None):
@@ -289,7 +327,7 @@ def check_call(i, eager, ref, compiled, problems):
                                 f"{gc is not None} (has a gradient)")
             elif ge is not None:
                 compare(tag + f"grad {name}", ge, gc, (r_g or {}).get(name), kappa, problems,
-                        strides=False)
+                        strides=False, terms=terms.get(name, 0.0))
 
 
 def main():
@@ -298,17 +336,22 @@ def main():
     counter = CompileCounterWithBackend(BACKEND)
     compiled_fn = torch.compile(fn, backend=counter, **COMPILE_KWARGS)
     first_frames = first_raised = None
-    for i, (context, salt) in enumerate(zip(CALLS, SALTS)):
-        eager = call(fn, make_inputs(salt=salt), context, start)
-        ref = call(fn, make_inputs(torch.float64, salt), context, start,
+    for i, (context, salt, grow) in enumerate(zip(CALLS, SALTS, GROWS)):
+        eager = call(fn, make_inputs(salt=salt, grow=grow), context, start)
+        ref = call(fn, make_inputs(torch.float64, salt, grow), context, start,
                    [getattr(t, "dtype", None) for t in eager[0] or ()])
-        compiled = call(compiled_fn, make_inputs(salt=salt), context, start)
+        before = counter.frame_count
+        compiled = call(compiled_fn, make_inputs(salt=salt, grow=grow), context, start)
         if first_frames is None:
             first_frames, first_raised = counter.frame_count, compiled[1] is not None
+        elif RECOMPILES and compiled[1] is None and                 counter.frame_count - before not in RECOMPILES[i]:
+            problems.append(f"recompile: call {i} (lengths +{grow}) compiled "
+                            f"{counter.frame_count - before} graph(s); the dynamic-shape "
+                            f"rules allow {RECOMPILES[i]}")
         check_call(i, eager, ref, compiled, problems)
     if not first_raised:
         before = counter.frame_count
-        call(compiled_fn, make_inputs(salt=SALTS[0]), CALLS[0], start)
+        call(compiled_fn, make_inputs(salt=SALTS[0], grow=GROWS[0]), CALLS[0], start)
         if counter.frame_count != before:
             problems.append("recompile: repeating the first call with equal inputs compiled "
                             f"{counter.frame_count - before} more graph(s)")

@@ -435,14 +435,21 @@ class CallContext:
     backends: tuple[str, ...] | None = None
     set_priority: bool = False
     reseed: int = 0
+    grow: int = 0  # added to the sequence lengths L and S of every input (`grow_dims`)
 
     @property
     def kernel(self) -> tuple[tuple[str, ...] | None, bool]:
         """What Dynamo may guard on: the context, not the values."""
         return self.backends, self.set_priority
 
+    @property
+    def shape_key(self) -> tuple:
+        """Calls with equal keys see inputs of equal shapes from equal contexts."""
+        return self.kernel, self.grow
+
     def validate(self) -> None:
         _require(0 <= self.reseed < 2**16, f"call reseed {self.reseed} not in [0, 65536)")
+        _require(0 <= self.grow <= 64, f"call grow {self.grow} not in [0, 64]")
         if self.backends is not None:
             _require(len(self.backends) >= 1 and all(b in BACKENDS for b in self.backends),
                      f"call context backends {self.backends} must be a non-empty subset of "
@@ -489,6 +496,26 @@ class CompileSpec:
                                "max-autotune-no-cudagraphs"), f"unknown mode {self.mode!r}")
 
 
+def grow_dims(case: "Case") -> dict[str, tuple[int, ...]]:
+    """Per tensor input of a single SDPA call, 1 on the dims that are a sequence length:
+    L of the query, S of key and value, and the mask's L and S where not broadcast."""
+    body = case.program.body
+    if len(body) != 1 or not isinstance(body[0], Attention):
+        return {}
+    a = body[0]
+    dims: dict[str, tuple[int, ...]] = {}
+    for name in (a.query, a.key, a.value, a.mask):
+        spec = case.spec(name) if name is not None else None
+        if isinstance(spec, TensorSpec) and len(spec.shape) >= 2:
+            marks = [0] * len(spec.shape)
+            if name == a.mask:
+                marks[-2], marks[-1] = int(spec.shape[-2] != 1), int(spec.shape[-1] != 1)
+            else:
+                marks[-2] = 1
+            dims[name] = tuple(marks)
+    return dims
+
+
 @dataclass(frozen=True)
 class Case:
     """A whole fuzz case: named inputs, the program, and how to compile it."""
@@ -532,6 +559,15 @@ class Case:
         _require(1 <= len(self.calls) <= MAX_CALLS, f"a case makes 1 to {MAX_CALLS} calls")
         for call in self.calls:
             call.validate()
+        if any(call.grow for call in self.calls):
+            _require(len(self.program.body) == 1 and isinstance(self.program.body[0], Attention),
+                     "calls of other sizes (grow) need a program of one SDPA call")
+            for name, dims in grow_dims(self).items():
+                spec = self.spec(name)
+                assert isinstance(spec, TensorSpec)
+                big = max(c.grow for c in self.calls)
+                _require(all(d + g * big <= MAX_DIM for d, g in zip(spec.shape, dims)),
+                         f"input {name!r}: growing it by {big} goes past {MAX_DIM}")
         _require(not self.backward or any(
             isinstance(s, TensorSpec) and s.requires_grad for _, s in self.inputs),
             "backward needs an input that requires grad")

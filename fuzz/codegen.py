@@ -12,12 +12,12 @@ import math
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
                        Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
-                       Statement, TensorSpec, reseed, walk)
-from fuzz.frames import must_break, predict_frames
+                       Statement, TensorSpec, grow_dims, reseed, walk)
+from fuzz.frames import must_break, predict_frames, size_recompiles
 from fuzz.handwritten import (effective_scale, hand_attention_lines, logical_head_dim,
                               program_precision)
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
-from fuzz.tolerance import score_conditioning
+from fuzz.tolerance import gradient_bounds, score_conditioning
 
 RESEED_SOURCE = inspect.getsource(reseed)
 
@@ -159,15 +159,17 @@ def function_source(case: Case) -> str:
 
 
 def inputs_source(case: Case) -> str:
-    """`build_tensor` and `make_inputs(dtype=None, salt=0)`, which returns a fresh dict of
-    the case's inputs (of its seed variant `salt`); with a dtype, its floating tensors are
-    cast to it before any SDPAParams is built."""
-    tensors = ",\n".join(f"        {name!r}: {build_call(spec, case.device)}"
+    """`build_tensor` and `make_inputs(dtype=None, salt=0, grow=0)`, which returns a fresh
+    dict of the case's inputs (of its seed variant `salt`, with sequence lengths `grow`
+    longer); with a dtype, its floating tensors are cast to it before any SDPAParams is
+    built."""
+    dims = grow_dims(case) if any(c.grow for c in case.calls) else {}
+    tensors = ",\n".join(f"        {name!r}: {build_call(spec, case.device, dims.get(name, ()))}"
                          for name, spec in case.inputs if isinstance(spec, TensorSpec))
     params = "".join(f"    t[{name!r}] = torch.backends.cuda.{_params(spec, ref)}\n"
                      for name, spec in case.inputs if isinstance(spec, ParamsInput))
     return (f"import torch\n\n\n{BUILD_TENSOR_SOURCE}\n\n{RESEED_SOURCE}\n\n"
-            f"def make_inputs(dtype=None, salt=0):\n    t = {{\n{tensors},\n    }}\n"
+            f"def make_inputs(dtype=None, salt=0, grow=0):\n    t = {{\n{tensors},\n    }}\n"
             "    if dtype is not None:\n"
             "        t = {n: x.detach().to(dtype).requires_grad_(x.requires_grad)\n"
             "             if x.is_floating_point() else x\n"
@@ -195,9 +197,9 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
     compile_kwargs = {"fullgraph": settings.fullgraph, "dynamic": settings.dynamic}
     if settings.mode is not None:
         compile_kwargs["mode"] = settings.mode
-    scores = [(s.query, s.key, s.scale, ()) if isinstance(s, Attention) else
+    scores = [(s.query, s.key, s.scale, (), s.value, s.mask) if isinstance(s, Attention) else
               (s.query, s.key, effective_scale(s, logical_head_dim(s, case.spec(s.query).shape)),
-               s.perm) for s in walk(case.program.body)
+               s.perm, s.value, s.mask) for s in walk(case.program.body)
               if isinstance(s, (Attention, HandAttention))]
     scores = [t for t in scores if t[2] is None or math.isfinite(t[2])]  # x / 0: no scores
     calls = [None if c.backends is None else (list(c.backends), c.set_priority)
@@ -215,17 +217,25 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         f"COMPILE_KWARGS = {compile_kwargs!r}",
         f"CALLS = {calls!r}  # outer sdpa_kernel (backends, set_priority) per call, or None",
         f"SALTS = {salts!r}  # per call: 0, or the seed variant whose input values it gets",
+        f"GROWS = {[c.grow for c in case.calls]!r}  # per call: how much longer L and S are",
+        f"RECOMPILES = {_recompiles(case)!r}  # per call: graphs it may compile, if sizes vary",
         f"EXPECTED_FRAMES = {_expected_frames(case)!r}  # the frame model's count",
         f"MUST_BREAK = {must_break(case.program)!r}  # so fullgraph=True must raise",
         f"NUMERIC = {not case.program.has_dropout!r}  # False: dropout draws are random",
         f"BACKWARD = {case.backward!r}  # run backward from seeded upstream gradients",
         f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor, absolute floor)",
-        f"SCORES = {scores!r}  # (query, key, scale, permutation) per attention",
+        f"SCORES = {scores!r}  # (query, key, scale, permutation, value, mask) per attention",
         f"PRECISION = {program_precision(case)!r}  # the coarsest dtype fn casts through",
         "",
         inspect.getsource(score_conditioning),
+        inspect.getsource(gradient_bounds),
         CHECKER_SOURCE,
     ])
+
+
+def _recompiles(case: Case) -> list[list[int]] | None:
+    allowed = size_recompiles(case)
+    return None if allowed is None else [sorted(a) for a in allowed]
 
 
 def _expected_frames(case: Case) -> int | None:
@@ -308,7 +318,7 @@ def input_name(inputs, x):
     return next((n for n, t in inputs.items() if t is x), None)
 
 
-def compare(name, e, c, r, kappa, problems, strides=True):
+def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0):
     if not isinstance(e, torch.Tensor):
         if type(e) is not type(c) or (not isinstance(e, torch.backends.cuda.SDPAParams)
                                       and e != c):
@@ -348,7 +358,8 @@ def compare(name, e, c, r, kappa, problems, strides=True):
             dtype = PRECISION  # the program rounds through a coarser dtype
         fudge, floor, score_floor, abs_floor = TOLERANCES[dtype]
         relative = max(floor, score_floor * kappa)
-        allowed = fudge * max(err_e, relative * r[ok_c].abs().max().item(), abs_floor, 1e-300)
+        allowed = fudge * max(err_e, relative * r[ok_c].abs().max().item(), abs_floor,
+                              score_floor * terms, 1e-300)
         print(f"{name}: error vs float64: eager {err_e:.3g}, compiled {err_c:.3g}, "
               f"allowed {allowed:.3g}")
         if err_c > allowed:
@@ -376,7 +387,7 @@ def check_call(i, eager, ref, compiled, problems):
         return
     kappas = [score_conditioning(r_in[q].permute(p) if p else r_in[q],
                                  r_in[k].permute(p) if p else r_in[k], scale)
-              for q, k, scale, p in SCORES if isinstance(r_in.get(q), torch.Tensor)
+              for q, k, scale, p, _, _ in SCORES if isinstance(r_in.get(q), torch.Tensor)
               and isinstance(r_in.get(k), torch.Tensor)]
     kappa = max([1.0] + kappas)
     for j, (e, c, r) in enumerate(zip(e_out, c_out, r_out or [None] * len(e_out))):
@@ -403,6 +414,16 @@ def check_call(i, eager, ref, compiled, problems):
             if e_gexc is None or c_gexc is None or not same_error(e_gexc, c_gexc):
                 problems.append(tag + f"backward: eager {e_gexc!r}, compiled {c_gexc!r}")
             return
+        g_max = max([upstream(t, j).abs().max().item() for j, t in enumerate(e_out)
+                     if isinstance(t, torch.Tensor) and t.numel()] or [0.0])
+        terms = {}
+        for q, k, scale, p, v, m in SCORES:
+            qkv = [r_in.get(n) for n in (q, k, v)]
+            if all(isinstance(t, torch.Tensor) for t in qkv):
+                qkv = [t.permute(p) if p else t for t in qkv]
+                for role, bound in gradient_bounds(*qkv, scale, g_max).items():
+                    name = dict(query=q, key=k, value=v, mask=m)[role]
+                    terms[name] = max(terms.get(name, 0.0), bound)
         for name, ge in e_g.items():
             gc = c_g.get(name)
             if (ge is None) != (gc is None):
@@ -410,7 +431,7 @@ def check_call(i, eager, ref, compiled, problems):
                                 f"{gc is not None} (has a gradient)")
             elif ge is not None:
                 compare(tag + f"grad {name}", ge, gc, (r_g or {}).get(name), kappa, problems,
-                        strides=False)
+                        strides=False, terms=terms.get(name, 0.0))
 
 
 def main():
@@ -419,17 +440,23 @@ def main():
     counter = CompileCounterWithBackend(BACKEND)
     compiled_fn = torch.compile(fn, backend=counter, **COMPILE_KWARGS)
     first_frames = first_raised = None
-    for i, (context, salt) in enumerate(zip(CALLS, SALTS)):
-        eager = call(fn, make_inputs(salt=salt), context, start)
-        ref = call(fn, make_inputs(torch.float64, salt), context, start,
+    for i, (context, salt, grow) in enumerate(zip(CALLS, SALTS, GROWS)):
+        eager = call(fn, make_inputs(salt=salt, grow=grow), context, start)
+        ref = call(fn, make_inputs(torch.float64, salt, grow), context, start,
                    [getattr(t, "dtype", None) for t in eager[0] or ()])
-        compiled = call(compiled_fn, make_inputs(salt=salt), context, start)
+        before = counter.frame_count
+        compiled = call(compiled_fn, make_inputs(salt=salt, grow=grow), context, start)
         if first_frames is None:
             first_frames, first_raised = counter.frame_count, compiled[1] is not None
+        elif RECOMPILES and compiled[1] is None and \
+                counter.frame_count - before not in RECOMPILES[i]:
+            problems.append(f"recompile: call {i} (lengths +{grow}) compiled "
+                            f"{counter.frame_count - before} graph(s); the dynamic-shape "
+                            f"rules allow {RECOMPILES[i]}")
         check_call(i, eager, ref, compiled, problems)
     if not first_raised:
         before = counter.frame_count
-        call(compiled_fn, make_inputs(salt=SALTS[0]), CALLS[0], start)
+        call(compiled_fn, make_inputs(salt=SALTS[0], grow=GROWS[0]), CALLS[0], start)
         if counter.frame_count != before:
             problems.append("recompile: repeating the first call with equal inputs compiled "
                             f"{counter.frame_count - before} more graph(s)")

@@ -213,21 +213,23 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
     patterns = rewrites.snapshot()
     grad = case.backward
     for context in case.calls:
-        salt = context.reseed
+        salt, grow = context.reseed, context.grow
         eager.append(_timed(timings, "eager", lambda: observe(
-            fn, make_inputs(salt=salt), start, context, grad)))
+            fn, make_inputs(salt=salt, grow=grow), start, context, grad)))
         dtypes = tuple(getattr(leaf, "dtype", None) for leaf in eager[-1].leaves or ())
         reference.append(_timed(timings, "reference", lambda: observe(
-            fn, make_inputs(torch.float64, salt), start, context, grad, dtypes)))
+            fn, make_inputs(torch.float64, salt, grow), start, context, grad, dtypes)))
         before, t0 = program.counter.frame_count, time.perf_counter()
-        compiled.append(observe(program.fn, make_inputs(salt=salt), start, context, grad))
+        compiled.append(observe(program.fn, make_inputs(salt=salt, grow=grow), start, context,
+                                grad))
         per_call.append(program.counter.frame_count - before)
         if timings is not None:  # a call that compiled anything is charged to compilation
             timings.add("compile" if per_call[-1] else "compiled", time.perf_counter() - t0)
     before = program.counter.frame_count
     if compiled[0].error is None:
         _timed(timings, "compiled", lambda: observe(
-            program.fn, make_inputs(salt=case.calls[0].reseed), start, case.calls[0]))
+            program.fn, make_inputs(salt=case.calls[0].reseed, grow=case.calls[0].grow), start,
+            case.calls[0]))
     frames = Frames(per_call=tuple(per_call), repeat=program.counter.frame_count - before,
                     reused=warm is not None)
     return CaseRun(tuple(eager), tuple(reference), tuple(compiled), frames, program,

@@ -223,3 +223,58 @@ def _own_frames(rest: list[Step]) -> int:
     """Rule 3 in code that runs eagerly: each call of an `@sdpa_kernel`-decorated helper
     is a frame Dynamo compiles on its own, and its body always holds an OP."""
     return sum(s.own_frame for s in rest)
+
+
+def _passes(guards: tuple, sizes: list[int]) -> bool:
+    return all(s == g[1] if g[0] == "eq" else s >= 2 for g, s in zip(guards, sizes))
+
+
+def size_recompiles(case) -> tuple[frozenset[int], ...] | None:
+    """The numbers of graphs each call of a single SDPA call may compile, when the calls
+    differ in sequence length (`CallContext.grow`); None when they do not. The rules
+    (docs/oracle.md):
+
+    * a call whose sizes pass the guards of a graph already compiled compiles nothing;
+    * otherwise it compiles one graph, whose guards on the lengths are: with
+      `dynamic=False`, the exact sizes; with `dynamic=None` (automatic dynamic), exact
+      sizes at first, then `>= 2` for the lengths whose size changed; with `dynamic=True`,
+      `>= 2`, except that sizes 0 and 1 are specialised.
+    * With `dynamic=True`, a length equal to another dim's size at compile time may share
+      its symbol (duck sizing) and be tied to it, or not: from such a graph on, a call may
+      compile one graph or none.
+    """
+    from fuzz.case import TensorSpec, grow_dims
+
+    if not any(call.grow for call in case.calls):
+        return None
+    marks = grow_dims(case)
+    specs = {name: case.spec(name) for name in marks}
+    base = [specs[n].shape[d] for n in sorted(marks) for d, m in enumerate(marks[n]) if m]
+    fixed = {d for name, spec in case.inputs if isinstance(spec, TensorSpec)
+             for i, d in enumerate(spec.shape) if not marks.get(name, (0,) * 9)[i]}
+    mode = case.compile.dynamic
+    graphs: list[tuple] = []
+    state: list[int | None] | None = None  # automatic dynamic: None marks a dynamic length
+    uncertain = False
+    counts: list[frozenset[int]] = []
+    for call in case.calls:
+        sizes = [b + call.grow for b in base]
+        if uncertain:
+            counts.append(frozenset((0, 1)))
+            continue
+        if any(_passes(g, sizes) for g in graphs):
+            counts.append(frozenset((0,)))
+            continue
+        if mode is True:
+            guards = tuple(("eq", s) if s < 2 else ("ge",) for s in sizes)
+            uncertain = any(s >= 2 and s in fixed for s in sizes)
+        elif mode is False:
+            guards = tuple(("eq", s) for s in sizes)
+        else:
+            state = list(sizes) if state is None else [
+                None if old is None or old != s else old for old, s in zip(state, sizes)]
+            guards = tuple(("eq", s) if old is not None or s < 2 else ("ge",)
+                           for old, s in zip(state, sizes))
+        graphs.append(guards)
+        counts.append(frozenset((1,)))
+    return tuple(counts)

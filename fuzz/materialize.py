@@ -64,13 +64,19 @@ def build_tensor(shape, dtype, values, layout, seed, perm=(), expand_dim=0,
     return out.requires_grad_() if requires_grad else out
 
 
-BUILD_TENSOR_SOURCE = inspect.getsource(build_tensor)
+def grown(shape, marks, grow):
+    """`shape` with `grow` added to the dims `marks` flags: a call of another size."""
+    return tuple(d + grow * m for d, m in zip(shape, marks))
 
 
-def build_call(spec: TensorSpec, device: str) -> str:
+BUILD_TENSOR_SOURCE = inspect.getsource(build_tensor) + "\n\n" + inspect.getsource(grown)
+
+
+def build_call(spec: TensorSpec, device: str, grow: tuple[int, ...] = ()) -> str:
     """The Python expression that builds `spec` for seed variant `salt`, as it appears in
-    generated source."""
-    args = [repr(spec.shape), repr(spec.dtype), repr(spec.values), repr(spec.layout),
+    generated source; with `grow`, the dims it marks are `grow` larger (see `grown`)."""
+    shape = f"grown({spec.shape!r}, {grow!r}, grow)" if any(grow) else repr(spec.shape)
+    args = [shape, repr(spec.dtype), repr(spec.values), repr(spec.layout),
             f"reseed({spec.seed!r}, salt)"]
     if spec.perm:
         args.append(f"perm={spec.perm!r}")
@@ -84,7 +90,7 @@ def build_call(spec: TensorSpec, device: str) -> str:
 
 
 def input_factory(case: Case):
-    """`make_inputs(dtype=None, salt=0)` for the case, compiled from the very source a
+    """`make_inputs(dtype=None, salt=0, grow=0)` for the case, compiled from the very source a
     repro script carries, so that the fuzzer and the script cannot build different inputs."""
     from fuzz.codegen import inputs_source
 

@@ -17,10 +17,10 @@ from torch.backends.cuda import SDPAParams
 
 from fuzz import rewrites
 from fuzz.case import STATEMENTS, Attention, Case, HandAttention, TensorSpec, walk
-from fuzz.execute import CaseRun, Observation
-from fuzz.frames import must_break, predict_frames
+from fuzz.execute import CaseRun, Observation, upstream_gradient
+from fuzz.frames import must_break, predict_frames, size_recompiles
 from fuzz.handwritten import effective_scale, program_precision
-from fuzz.tolerance import ErrorMeasure, measure, score_conditioning
+from fuzz.tolerance import ErrorMeasure, gradient_bounds, measure, score_conditioning
 
 @dataclass(frozen=True)
 class Failure:
@@ -105,7 +105,8 @@ def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
                    conditioning: float = 1.0, precision: str | None = None,
-                   strides: bool = True) -> tuple[list[Failure], ErrorMeasure | None]:
+                   strides: bool = True, terms: float = 0.0
+                   ) -> tuple[list[Failure], ErrorMeasure | None]:
     """Metadata, stride policy (unless `strides` is off), NaN/Inf positions, then values
     against the reference."""
     cond = _dtype(e)
@@ -139,7 +140,7 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
                             f"{int(differ.sum())} differ"))
     if not exact:
         return failures, None
-    m = measure(e, c, r, conditioning, precision)
+    m = measure(e, c, r, conditioning, precision, terms)
     if m is not None and not m.passes:
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
@@ -265,7 +266,7 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
             failures += [Failure("mutation", "input", f.condition, f.detail) for f in fails]
         if case.backward:
             failures += _judge_backward(eager, ref, compiled, numeric, kappa, precision,
-                                        checked, ratios)
+                                        checked, ratios, _gradient_terms(case, eager, ref))
     checked.add("backend-state")
     if eager.state_after != compiled.state_after:
         # Which kernels are enabled, or only their order: two different kinds of leak.
@@ -278,9 +279,38 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
     return failures
 
 
+def _gradient_terms(case: Case, eager: Observation, ref: Observation) -> dict[str, float]:
+    """Input name -> the bound on its gradient's terms (`gradient_bounds`), worst over the
+    program's attention, from the float64 inputs and the upstream gradients' size."""
+    upstream = max([upstream_gradient(t, i).abs().max().item()
+                    for i, t in enumerate(eager.leaves or ())
+                    if isinstance(t, torch.Tensor) and t.numel()] or [0.0])
+    terms: dict[str, float] = {}
+    for a in walk(case.program.body):
+        if not isinstance(a, (Attention, HandAttention)):
+            continue
+        q, k, v = (ref.inputs.get(n) for n in (a.query, a.key, a.value))
+        if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+            continue
+        if isinstance(a, HandAttention):
+            if a.perm:
+                q, k, v = q.permute(a.perm), k.permute(a.perm), v.permute(a.perm)
+            scale = effective_scale(a, q.size(-1))
+        else:
+            scale = a.scale
+        if not math.isfinite(scale if scale is not None else 0.0):
+            continue
+        for role, bound in gradient_bounds(q, k, v, scale, upstream).items():
+            name = getattr(a, role)
+            if name is not None and math.isfinite(bound):
+                terms[name] = max(terms.get(name, 0.0), bound)
+    return terms
+
+
 def _judge_backward(eager: Observation, ref: Observation, compiled: Observation,
                     numeric: bool, kappa: float, precision: str | None, checked: set[str],
-                    ratios: list[tuple[str, float]]) -> list[Failure]:
+                    ratios: list[tuple[str, float]], terms: dict[str, float]
+                    ) -> list[Failure]:
     """Backward from the same seeded upstream gradients: both raise alike or both succeed;
     every input's gradient exists in both or in neither, and is compared like an output
     (`grad-q`, `grad-mask`, ...) against the float64 run's gradient."""
@@ -301,7 +331,7 @@ def _judge_backward(eager: Observation, ref: Observation, compiled: Observation,
             # A gradient's layout is the autograd engine's choice, not the program's: eager
             # SDPA's own backward returns non-contiguous gradients, AOTAutograd others.
             fails, m = compare_tensor(where, ge, gc, ref_grads.get(name), numeric, kappa,
-                                      precision, strides=False)
+                                      precision, strides=False, terms=terms.get(name, 0.0))
             failures += fails
             if m is not None:
                 ratios.append((f"{where}:{_dtype(ge)}", m.ratio))
@@ -328,7 +358,20 @@ def _check_frames(case: Case, run: CaseRun, checked: set[str]) -> list[Failure]:
                         f"the counting backend compiled {frames.per_call[0]} graph(s) on the "
                         f"first call; the frame model predicts {expected}"
                         + (" (warm from an equal case)" if frames.reused else "")))
+    sized = None if frames.reused else size_recompiles(case)
+    if sized is not None:  # calls of other sequence lengths: the dynamic-shape rules
+        checked.add("recompile")
+        mode = {True: "dynamic", False: "static", None: "automatic"}[case.compile.dynamic]
+        for i, (got, want) in enumerate(zip(frames.per_call[1:], sized[1:]), start=1):
+            if got not in want and run.compiled[i].error is None:
+                failures.append(Failure("recompile", "call", f"size-{mode}",
+                                f"call {i} (lengths +{case.calls[i].grow}, dynamic={case.compile.dynamic}) "
+                                f"compiled {got} graph(s); the dynamic-shape rules allow "
+                                f"{' or '.join(map(str, sorted(want)))}",
+                                i))
     for i, context in enumerate(case.calls[1:], start=1):
+        if sized is not None:
+            break
         seen = context.kernel in [c.kernel for c in case.calls[:i]]
         if seen and frames.per_call[i] and run.compiled[i].error is None:
             failures.append(Failure("recompile", "call", "same-context",

@@ -78,12 +78,15 @@ def coarsest(dtype: str, precision: str | None) -> str:
 
 
 def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
-            conditioning: float = 1.0, precision: str | None = None) -> ErrorMeasure | None:
+            conditioning: float = 1.0, precision: str | None = None,
+            terms: float = 0.0) -> ErrorMeasure | None:
     """Max-abs errors: eager's over the positions finite in all three, compiled's over
     those where it and the reference are finite (including where eager overflowed); None
     when there are none. `precision`: the coarsest dtype the program casts its values
     through, which rounds the float64 run too, so that it bounds what any implementation
-    can be held to."""
+    can be held to. `terms`: for a gradient, the bound on the magnitude of the terms
+    summed into it (`gradient_bounds`), which takes the place of the output's magnitude
+    in the score floor."""
     e, c, r = eager.detach().double(), compiled.detach().double(), reference.detach().double()
     ok_c = torch.isfinite(c) & torch.isfinite(r)
     ok = ok_c & torch.isfinite(e)
@@ -93,5 +96,27 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     err_c = (c[ok_c] - r[ok_c]).abs().max().item()
     dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
     floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
+    floor = max(floor, SCORE_FLOOR[dtype] * terms)
     base = max(err_e, floor, ABS_FLOOR[dtype], TINY)
     return ErrorMeasure(eager=err_e, compiled=err_c, base=base, fudge=FUDGE[dtype])
+
+
+def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    scale: float | None, upstream: float) -> dict[str, float]:
+    """Per input role, a bound on the terms that attention's backward sums to its gradient.
+
+    A gradient is a sum with cancellation (`dS = P * (dP - rowsum(dP * P))`), so its own
+    magnitude says nothing about the rounding in it; the terms' magnitudes do. With
+    `dP = g @ v^T` bounded by `Ev * |g| * |v|`: the query's terms by
+    `2 |scale| S |dP| |k|`, the key's by `2 |scale| L |dP| |q|`, the value's by `L |g|`,
+    and an additive mask's by `2 |dP|`. Any implementation computing in a precision may
+    be off by about its eps times these.
+    """
+    q, k, v = (t.detach().double().abs() for t in (query, key, value))
+    if min(q.numel(), k.numel(), v.numel()) == 0:
+        return {}
+    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
+    L, S = q.size(-2), k.size(-2)
+    d_p = v.size(-1) * upstream * v.max().item()
+    return {"query": 2 * s * S * d_p * k.max().item(), "key": 2 * s * L * d_p * q.max().item(),
+            "value": L * upstream, "mask": 2 * d_p}

@@ -37,8 +37,9 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
                     ) -> Case:
     """A case over q, k, v and maybe a mask: a single SDPA call (`form="call"`), a whole
     program around SDPA, maybe with an SDPAParams input and several calls from outer
-    contexts (`"program"`), or either (`"any"`). A single call may also run backward:
-    q, k, v (and a float mask, sometimes) then require grad."""
+    contexts (`"program"`), or either (`"any"`). A single call may also run backward
+    (q, k, v, and a float mask sometimes, then require grad), and be called again with
+    longer sequences."""
     g = draw(geometries())
     dtype = draw(dtypes)
     invalid = None
@@ -89,7 +90,10 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     else:
         call = Attention(out="out", mask=mask, dropout_p=draw(dropout_ps()),
                          is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
-        program, calls = Program(body=(call,), returns=("out",)), (CallContext(),)
+        program = Program(body=(call,), returns=("out",))
+        # Later calls with longer sequences: automatic dynamic shapes, and recompiles.
+        calls = (CallContext(),) + tuple(CallContext(grow=g) for g in draw(
+            st.lists(st.integers(1, 3), max_size=2)))
         grad = draw(backward)
         if grad:
             inputs = [(n, replace(spec, requires_grad=n in "qkv" or (

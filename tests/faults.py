@@ -188,6 +188,31 @@ def _gqa_key_grad(c: Call):
     return _KeyGradFromFirstHead.apply(c, *tensors)
 
 
+def _last_row_nan(c: Call):
+    """The last query row of the output comes out NaN."""
+    out = c.run().clone()
+    out[..., -1, :] = float("nan")
+    return out
+
+
+def _symbolic_sizes(gm: torch.fx.GraphModule) -> bool:
+    """Whether Dynamo traced the graph with symbolic sizes (a dynamic-shape graph)."""
+    for node in gm.graph.nodes:
+        value = node.meta.get("example_value")
+        if isinstance(value, torch.SymInt) or (isinstance(value, torch.Tensor) and any(
+                isinstance(d, torch.SymInt) for d in value.shape)):
+            return True
+    return False
+
+
+def dynamic_rows_nan(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend, except that on a graph traced with symbolic sizes (dynamic=True,
+    or automatic dynamic after a size change) every SDPA call's last query row is NaN."""
+    if not _symbolic_sizes(gm):
+        return gm.forward
+    return fault_backend(_last_row_nan)(gm, example_inputs)
+
+
 masked_rows_nan = fault_backend(_masked_rows_nan)
 gqa_key_grad = fault_backend(_gqa_key_grad)
 odd_head_dim_scale = fault_backend(_odd_head_dim_scale)
@@ -388,6 +413,8 @@ CONDITIONS: dict[str, Callable[[Case], bool]] = {
         "transposed", "permuted", "strided")),
     "bf16_low_precision": _any(lambda c, a: _tensor(c, a.query).dtype == "bfloat16"),
     "half_output_upcast": _any(lambda c, a: _tensor(c, a.query).dtype == "float16"),
+    "dynamic_rows_nan": lambda c: c.compile.dynamic is True or (
+        c.compile.dynamic is None and len({call.grow for call in c.calls}) > 1),
     "gqa_key_grad": _any(lambda c, a: c.backward and a.enable_gqa and _tensor(c, a.key)
                          .requires_grad and _dims(c, a)[1] < _dims(c, a)[0]
                          and a.dropout_p == 0),
