@@ -22,7 +22,7 @@ def _case(stmt: HandAttention, inputs=QKV, backend: str = "inductor") -> Case:
     return Case(inputs=inputs, program=Program((stmt,), ("out",)), compile=CompileSpec(backend))
 
 
-@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+@settings(max_examples=30, derandomize=True, database=None, deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(hand_attention_cases("eager"))
 def test_drawn_programs_run_as_eager_code_and_the_float64_run_agrees(case) -> None:
