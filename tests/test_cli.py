@@ -34,7 +34,7 @@ def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict
     """One short run against a fault backend, shared by the tests that read its output."""
     out = tmp_path_factory.mktemp("run")
     report = out / "report.json"
-    result = sdpa_fuzz("run", "--backend", FAULT, "--time-budget",
+    result = sdpa_fuzz("run", "--backend", FAULT, "--space", "sdpa", "--time-budget",
                        "60", "--corpus", str(out / "corpus"),
                        "--known", str(ROOT / "corpus"), "--report", str(report))
     return result, out / "corpus", json.loads(report.read_text())
@@ -138,7 +138,7 @@ def test_sigkill_leaves_a_corpus_that_replays_and_a_rerun_resumes(fault_run, tmp
     shutil.copytree(original, corpus)
     known = known_signatures(corpus)
     assert known
-    args = ["run", "--backend", FAULT, "--workers", "2", "--corpus", str(corpus),
+    args = ["run", "--backend", FAULT, "--space", "sdpa", "--workers", "2", "--corpus", str(corpus),
             "--known", str(ROOT / "corpus")]
     run = subprocess.Popen([sys.executable, "-m", "fuzz.cli", *args, "--time-budget", "600"],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -39,7 +39,8 @@ def start_run(corpus: Path, backend: str, budget: float, *extra: str) -> subproc
     """A run in its own session, its output in a file beside the corpus."""
     out = open(corpus.parent / f"{corpus.name}.out", "w")
     return subprocess.Popen(
-        [sys.executable, "-m", "fuzz.cli", "run", "--backend", backend, "--workers", "2",
+        [sys.executable, "-m", "fuzz.cli", "run", "--backend", backend, "--space", "sdpa",
+         "--workers", "2",
          "--time-budget", str(budget), "--corpus", str(corpus), "--known",
          str(ROOT / "corpus"), "--report", str(corpus.parent / f"{corpus.name}.json"),
          *extra], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
@@ -68,7 +69,8 @@ def assert_consistent(corpus: Path) -> None:
 def crash_hang_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
     out = tmp_path_factory.mktemp("crash")
     report = out / "report.json"
-    result = sdpa_fuzz("run", "--backend", "tests.faults:crash_or_hang", "--workers", "2",
+    result = sdpa_fuzz("run", "--backend", "tests.faults:crash_or_hang", "--space", "sdpa",
+                       "--workers", "2",
                        "--time-budget", "60", "--case-timeout", "5", "--corpus",
                        str(out / "corpus"), "--known", str(ROOT / "corpus"), "--report",
                        str(report))
