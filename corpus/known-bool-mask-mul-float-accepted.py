@@ -103,6 +103,29 @@ BACKWARD = False  # run backward from seeded upstream gradients
 TOLERANCES = {'float64': (4.0, 1.7763568394002505e-15, 1.7763568394002505e-15, 4e-323), 'float32': (4.0, 9.5367431640625e-07, 9.5367431640625e-07, 1.1210387714598537e-44), 'bfloat16': (4.0, 0.0078125, 9.5367431640625e-07, 9.183549615799121e-41), 'float16': (4.0, 0.0009765625, 9.5367431640625e-07, 5.960464477539063e-08)}  # dtype -> (fudge, output floor, score floor, absolute floor)
 SCORES = []  # (query, key, scale, permutation, value, mask) per attention
 PRECISION = None  # the coarsest dtype fn casts through
+MATH_REFERENCE = False  # float64 SDPA by math (see MathSDPA)
+MARK_DYNAMIC = {}  # input -> dims marked dynamic before compiled calls
+
+from torch.overrides import TorchFunctionMode
+
+
+class MathSDPA(TorchFunctionMode):
+    """Computes every SDPA call with the math kernel, whatever the backend state: the
+    float64 reference on CUDA, where no fused kernel takes float64, so that a context
+    enabling only fused kernels would otherwise leave no reference at all. Self-contained
+    (torch only): repro scripts embed its source."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is not torch.nn.functional.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        kwargs.update(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
+                          args))
+        mask = kwargs.get("attn_mask")
+        if mask is not None and mask.dtype == torch.bool:  # as SDPA does before any kernel
+            kwargs["attn_mask"] = torch.zeros_like(mask, dtype=kwargs["query"].dtype
+                                                   ).masked_fill(~mask, float("-inf"))
+        return torch.ops.aten._scaled_dot_product_attention_math(**kwargs)[0]
 
 def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None) -> float:
     """An upper bound on sum_i |scale * q_i * k_i| over the score dot products.
@@ -137,6 +160,8 @@ def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     return {"query": 2 * s * S * d_p * k.max().item(), "key": 2 * s * L * d_p * q.max().item(),
             "value": L * upstream, "mask": 2 * d_p}
 
+
+import contextlib
 
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch.utils._pytree import tree_flatten
@@ -183,14 +208,18 @@ def call(f, inputs, context, start, rounded_to=None):
     """(leaves, error, inputs, state right after the call inside its outer context,
     (input gradients, backward's error))"""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    import contextlib
     set_backend_state(start)
     outer = contextlib.nullcontext() if context is None else sdpa_kernel(
         [getattr(SDPBackend, b) for b in context[0]], set_priority=context[1])
     with outer:
         try:
             leaves, error = tree_flatten(f(**inputs))[0], None
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()
         except Exception as exc:  # the outcome is part of what is compared
+            if type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc):
+                print("device error (the CUDA context is unusable now):", exc)
+                sys.exit(3)
             leaves, error = None, exc
         state = backend_state()
         grads = gradients(leaves, inputs, rounded_to) if BACKWARD and leaves else (None, None)
@@ -326,6 +355,13 @@ def check_call(i, eager, ref, compiled, problems):
                         strides=False, terms=terms.get(name, 0.0))
 
 
+def mark(inputs):
+    for name, dims in MARK_DYNAMIC.items():
+        for dim in dims:
+            torch._dynamo.mark_dynamic(inputs[name], dim)
+    return inputs
+
+
 def main():
     problems = []
     start = backend_state()
@@ -334,10 +370,11 @@ def main():
     first_frames = first_raised = None
     for i, (context, salt, grow) in enumerate(zip(CALLS, SALTS, GROWS)):
         eager = call(fn, make_inputs(salt=salt, grow=grow), context, start)
-        ref = call(fn, make_inputs(torch.float64, salt, grow), context, start,
-                   [getattr(t, "dtype", None) for t in eager[0] or ()])
+        with MathSDPA() if MATH_REFERENCE else contextlib.nullcontext():
+            ref = call(fn, make_inputs(torch.float64, salt, grow), context, start,
+                       [getattr(t, "dtype", None) for t in eager[0] or ()])
         before = counter.frame_count
-        compiled = call(compiled_fn, make_inputs(salt=salt, grow=grow), context, start)
+        compiled = call(compiled_fn, mark(make_inputs(salt=salt, grow=grow)), context, start)
         if first_frames is None:
             first_frames, first_raised = counter.frame_count, compiled[1] is not None
         elif RECOMPILES and compiled[1] is None and                 counter.frame_count - before not in RECOMPILES[i]:
@@ -347,7 +384,7 @@ def main():
         check_call(i, eager, ref, compiled, problems)
     if not first_raised:
         before = counter.frame_count
-        call(compiled_fn, make_inputs(salt=SALTS[0], grow=GROWS[0]), CALLS[0], start)
+        call(compiled_fn, mark(make_inputs(salt=SALTS[0], grow=GROWS[0])), CALLS[0], start)
         if counter.frame_count != before:
             problems.append("recompile: repeating the first call with equal inputs compiled "
                             f"{counter.frame_count - before} more graph(s)")

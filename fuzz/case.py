@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 3  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward
+SCHEMA_VERSION = 4  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
+# 4: CompileSpec.mark_dynamic
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
@@ -489,6 +490,7 @@ class CompileSpec:
     fullgraph: bool = False
     dynamic: bool | None = None
     mode: str | None = None
+    mark_dynamic: bool = False  # torch._dynamo.mark_dynamic on every sequence-length dim
 
     def validate(self) -> None:
         _require(isinstance(self.backend, str) and self.backend != "", "backend must be named")

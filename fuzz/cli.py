@@ -135,7 +135,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file or folder: {missing[0]}")
     entries = [load_entry(p) for p in files]  # refuse a bad file before running anything
     bad = 0
-    worker = Worker(args.case_timeout)
+    cuda = args.device == "cuda" or any(e.case.device == "cuda" for e in entries)
+    worker = Worker(args.case_timeout, device="cuda" if cuda else "cpu")
     try:
         for entry in entries:
             result = replay_entry(entry, worker, args.backend, args.device)

@@ -16,6 +16,7 @@ from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, 
 from fuzz.frames import must_break, predict_frames, size_recompiles
 from fuzz.handwritten import (effective_scale, hand_attention_lines, logical_head_dim,
                               program_precision)
+from fuzz.kernels import MathSDPA
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
 from fuzz.tolerance import gradient_bounds, score_conditioning
 
@@ -226,11 +227,22 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor, absolute floor)",
         f"SCORES = {scores!r}  # (query, key, scale, permutation, value, mask) per attention",
         f"PRECISION = {program_precision(case)!r}  # the coarsest dtype fn casts through",
+        f"MATH_REFERENCE = {case.device == 'cuda'!r}  # float64 SDPA by math (see MathSDPA)",
+        f"MARK_DYNAMIC = {_marks(case)!r}  # input -> dims marked dynamic before compiled calls",
         "",
+        "from torch.overrides import TorchFunctionMode\n\n",
+        inspect.getsource(MathSDPA),
         inspect.getsource(score_conditioning),
         inspect.getsource(gradient_bounds),
         CHECKER_SOURCE,
     ])
+
+
+def _marks(case: Case) -> dict[str, list[int]]:
+    if not case.compile.mark_dynamic:
+        return {}
+    return {name: [d for d, grows in enumerate(dims) if grows]
+            for name, dims in grow_dims(case).items()}
 
 
 def _recompiles(case: Case) -> list[list[int]] | None:
@@ -246,6 +258,8 @@ def _expected_frames(case: Case) -> int | None:
 
 
 CHECKER_SOURCE = '''
+import contextlib
+
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch.utils._pytree import tree_flatten
 
@@ -291,14 +305,18 @@ def call(f, inputs, context, start, rounded_to=None):
     """(leaves, error, inputs, state right after the call inside its outer context,
     (input gradients, backward's error))"""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    import contextlib
     set_backend_state(start)
     outer = contextlib.nullcontext() if context is None else sdpa_kernel(
         [getattr(SDPBackend, b) for b in context[0]], set_priority=context[1])
     with outer:
         try:
             leaves, error = tree_flatten(f(**inputs))[0], None
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()
         except Exception as exc:  # the outcome is part of what is compared
+            if type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc):
+                print("device error (the CUDA context is unusable now):", exc)
+                sys.exit(3)
             leaves, error = None, exc
         state = backend_state()
         grads = gradients(leaves, inputs, rounded_to) if BACKWARD and leaves else (None, None)
@@ -434,6 +452,13 @@ def check_call(i, eager, ref, compiled, problems):
                         strides=False, terms=terms.get(name, 0.0))
 
 
+def mark(inputs):
+    for name, dims in MARK_DYNAMIC.items():
+        for dim in dims:
+            torch._dynamo.mark_dynamic(inputs[name], dim)
+    return inputs
+
+
 def main():
     problems = []
     start = backend_state()
@@ -442,10 +467,11 @@ def main():
     first_frames = first_raised = None
     for i, (context, salt, grow) in enumerate(zip(CALLS, SALTS, GROWS)):
         eager = call(fn, make_inputs(salt=salt, grow=grow), context, start)
-        ref = call(fn, make_inputs(torch.float64, salt, grow), context, start,
-                   [getattr(t, "dtype", None) for t in eager[0] or ()])
+        with MathSDPA() if MATH_REFERENCE else contextlib.nullcontext():
+            ref = call(fn, make_inputs(torch.float64, salt, grow), context, start,
+                       [getattr(t, "dtype", None) for t in eager[0] or ()])
         before = counter.frame_count
-        compiled = call(compiled_fn, make_inputs(salt=salt, grow=grow), context, start)
+        compiled = call(compiled_fn, mark(make_inputs(salt=salt, grow=grow)), context, start)
         if first_frames is None:
             first_frames, first_raised = counter.frame_count, compiled[1] is not None
         elif RECOMPILES and compiled[1] is None and \
@@ -456,7 +482,7 @@ def main():
         check_call(i, eager, ref, compiled, problems)
     if not first_raised:
         before = counter.frame_count
-        call(compiled_fn, make_inputs(salt=SALTS[0], grow=GROWS[0]), CALLS[0], start)
+        call(compiled_fn, mark(make_inputs(salt=SALTS[0], grow=GROWS[0])), CALLS[0], start)
         if counter.frame_count != before:
             problems.append("recompile: repeating the first call with equal inputs compiled "
                             f"{counter.frame_count - before} more graph(s)")

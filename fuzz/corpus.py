@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections import Counter
 import os
 import re
 import tempfile
@@ -159,7 +160,9 @@ def write_entry(folder: Path, case: Case, expect: Expectation, finding: dict[str
 
 
 def known_signatures(folder: Path) -> set[str]:
-    """Signatures already in the corpus, so a run does not report them again."""
+    """Signatures already in the corpus, so a run does not report them again. Quarantined
+    ones are not among them: a flaky instance does not make a signature's reproducible
+    instances flaky (a slow case that passed a short case timeout once, say)."""
     found = set()
     for path in corpus_files([folder]) if folder.exists() else []:
         try:
@@ -169,10 +172,16 @@ def known_signatures(folder: Path) -> set[str]:
         if entry.finding.get("signature"):
             found.add(entry.finding["signature"])
         found.update(entry.expect.symptoms)
+    return found
+
+
+def quarantined(folder: Path) -> Counter:
+    """How many flaky findings of each signature the corpus's quarantine holds."""
+    found: Counter = Counter()
     quarantine = folder / "quarantine"
     for path in quarantine.glob("*.json") if quarantine.exists() else []:
         try:
-            found.add(json.loads(path.read_text())["finding"]["signature"])
+            found[json.loads(path.read_text())["finding"]["signature"]] += 1
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found

@@ -29,7 +29,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from fuzz.case import Case
 from fuzz.caseio import case_to_json
 from fuzz.corpus import (Expectation, atomic_write, claim, environment, known_signatures,
-                         prune_claims, release, write_entry)
+                         prune_claims, quarantined, release, write_entry)
 from fuzz.execute import Timings
 from fuzz.oracle import Verdict
 from fuzz import rewrites
@@ -37,6 +37,7 @@ from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
 MAX_VARIANTS = 16
+MAX_FLAKY = 3  # flaky findings of one signature, in the corpus's quarantine, before it closes
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
 
@@ -99,6 +100,8 @@ class RunStats:
     rewrite_programs: Counter = field(default_factory=Counter)  # family -> programs
     rewrite_hits: Counter = field(default_factory=Counter)  # family -> rewritten ones
     rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
+    kernel_cases: Counter = field(default_factory=Counter)  # eager's SDPA kernel -> cases
+    worst_ratio: dict[str, float] = field(default_factory=dict)  # quantity -> max error ratio
     timings: Timings = field(default_factory=Timings)
     findings: list[dict[str, Any]] = field(default_factory=list)
     flaky: list[dict[str, Any]] = field(default_factory=list)
@@ -135,8 +138,13 @@ def _wait(cmd: list[str], timeout: float, stopping: Callable[[], bool]) -> int |
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + timeout
-    while process.poll() is None and not stopping() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    try:
+        while process.poll() is None and not stopping() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # Ctrl-C while confirming, after the searches stopped
+        process.kill()
+        process.wait()
+        raise Interrupted from None
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -177,7 +185,10 @@ class Fuzzer:
         self.config = config
         prune_claims(config.corpus)
         self.stats = RunStats()
-        self.known = self._corpus_signatures()
+        # A signature stays open after a flaky finding, up to MAX_FLAKY of them in all.
+        self.flaky_seen = quarantined(config.corpus)
+        self.known = self._corpus_signatures() | {
+            sig for sig, n in self.flaky_seen.items() if n >= MAX_FLAKY}
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.interrupt = threading.Event()
@@ -208,6 +219,11 @@ class Fuzzer:
             for r in results:
                 s.warm_only.update(r.warm_only)
                 s.checks.update(r.verdict.checked)
+                s.kernel_cases.update(set(r.verdict.kernels))
+                tag = "@" + "+".join(sorted(set(r.verdict.kernels))) if r.verdict.kernels else ""
+                for quantity, ratio in r.verdict.errors:
+                    key = quantity + tag
+                    s.worst_ratio[key] = max(s.worst_ratio.get(key, 0.0), round(ratio, 4))
                 for f in r.verdict.failures:
                     s.failed_checks[f.check] += 1
                     s.first_failed_at.setdefault(f.check, s.examples)
@@ -254,6 +270,7 @@ class Fuzzer:
         config, corpus = self.config, self.config.corpus
         with self.lock:
             finding = {"signature": signature, "explanation": verdict.explain(),
+                       "kernels": list(verdict.kernels),
                        "found_at_s": round(self.stats.elapsed, 2),
                        "examples_at": self.stats.examples,
                        **environment(config.backend, case.device)}
@@ -266,6 +283,8 @@ class Fuzzer:
             doubt = (confirm(pending, signature, config.backend, config.case_timeout,
                              self.interrupt.is_set) if config.confirm else None)
         except Interrupted:
+            self.stats.interrupted = True
+            self.interrupt.set()  # the findings still to confirm are written unconfirmed
             doubt, folder, kind = "the run was interrupted before it could confirm this", \
                 corpus / "unconfirmed", "UNCONFIRMED"
         else:
@@ -273,6 +292,11 @@ class Fuzzer:
                 folder, kind = corpus / "quarantine", "FLAKY (quarantined)"
         if doubt is not None:
             expect = replace(expect, outcome="flaky", note=doubt)
+        if kind.startswith("FLAKY"):
+            with self.lock:
+                self.flaky_seen[signature] += 1
+                if self.flaky_seen[signature] < MAX_FLAKY:
+                    self.known.discard(signature)  # a reproducible instance may still come
         final = write_entry(folder, case, expect, finding, config.backend)
         for p in (pending, pending.with_suffix(".py")):
             p.unlink(missing_ok=True)
@@ -339,6 +363,12 @@ class Fuzzer:
                     for label, n in sorted(s.rewrite_programs.items())}
         return {"by_family": families, "patterns": dict(s.rewrite_patterns.most_common())}
 
+    def kernel_coverage(self) -> dict[str, dict[str, int]]:
+        """Per SDPA kernel eager ran: cases that ran it, and findings whose case ran it."""
+        s = self.stats
+        found = Counter(k for f in s.findings for k in f.get("kernels", ()))
+        return {k: {"cases": n, "findings": found[k]} for k, n in s.kernel_cases.most_common()}
+
     def report(self) -> dict[str, Any]:
         s = self.stats
         total = max(s.elapsed, 1e-9)
@@ -357,6 +387,8 @@ class Fuzzer:
                 "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
                 "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
                 "time_share": shares, "rewrites": self.rewrite_coverage(),
+                "kernels": self.kernel_coverage(),
+                "error_ratio_max": dict(sorted(s.worst_ratio.items())),
                 "failures": s.findings, "flaky": s.flaky,
                 "unconfirmed": s.unconfirmed}
 
@@ -415,7 +447,7 @@ class Search:
     def __init__(self, fuzzer: Fuzzer, index: int) -> None:
         self.fuzzer = fuzzer
         self.index = index
-        self.worker = Worker(fuzzer.config.case_timeout)
+        self.worker = Worker(fuzzer.config.case_timeout, device=fuzzer.config.device)
         self.database = DirectoryBasedExampleDatabase(str(fuzzer.database_path))
         self.error: BaseException | None = None
         self.variants = VariantPolicy(fuzzer.config.variants)

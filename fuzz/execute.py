@@ -26,14 +26,34 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from fuzz import rewrites
 from fuzz.backends import resolve_backend
-from fuzz.case import CallContext, Case
+from fuzz.case import CallContext, Case, grow_dims
 from fuzz.codegen import function_source
+from fuzz.kernels import KernelLog, MathSDPA
 from fuzz.materialize import input_factory
 from fuzz.sdpa_state import BackendState, current_state, restore_state
 
 # Fake-tensor tracing logs every error it meets at ERROR level; the oracle reports the ones
 # that matter, and invalid cases raise them on purpose.
 logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
+
+
+DEVICE_ERROR_EXIT = 3  # how a worker, or a repro script, ends after a device error
+
+
+class DeviceError(RuntimeError):
+    """The GPU reported an error (an illegal or misaligned address, say). The CUDA context
+    is unusable after one, so this is no outcome to compare but the end of the process:
+    a worker exits with DEVICE_ERROR_EXIT, which the driver reports as a crash."""
+
+
+def is_device_error(exc: BaseException) -> bool:
+    return type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc)
+
+
+def _synchronize() -> None:
+    """Surface a kernel's asynchronous error inside the call that launched it."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class Observation:
     state_after: BackendState
     grads: dict[str, Any] | None = None  # input name -> its gradient (None: unused)
     grad_error: BaseException | None = None  # what backward raised
+    kernels: tuple[str, ...] = ()  # the kernel of each SDPA call, where they were logged
 
 
 def upstream_gradient(leaf: torch.Tensor, index: int, rounded_to: torch.dtype | None = None
@@ -78,7 +99,10 @@ def backward(leaves: tuple[Any, ...], inputs: dict[str, Any],
             [t for _, t in outs], [inputs[n] for n in wanted],
             [upstream_gradient(t, i, rounded_to[i] if rounded_to else None) for i, t in outs],
             allow_unused=True)
+        _synchronize()
     except Exception as exc:  # the outcome of backward is compared too
+        if is_device_error(exc):
+            raise DeviceError(f"the GPU reported an error in backward: {exc}") from exc
         return None, exc
     return dict(zip(wanted, grads)), None
 
@@ -152,17 +176,23 @@ def _outer(context: CallContext) -> contextlib.AbstractContextManager:
 
 def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
             context: CallContext = CallContext(), grad: bool = False,
-            rounded_to: tuple[torch.dtype, ...] | None = None) -> Observation:
+            rounded_to: tuple[torch.dtype, ...] | None = None,
+            mode: torch.overrides.TorchFunctionMode | None = None) -> Observation:
     """Call `fn` once inside `context`, from the `start` backend state; restore it after.
-    With `grad`, then run backward from seeded upstream gradients (see `backward`)."""
+    With `grad`, then run backward from seeded upstream gradients (see `backward`). `mode`
+    (eager code only) is active during the call: a `KernelLog` records its kernels."""
     restore_state(start)
     # Kernel-choice warnings, Dynamo's advice and torch.fx's printout of an error inside a
     # graph are not compared; the outcome itself is.
     with _outer(context), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
-            result = fn(**inputs)
+            with mode or contextlib.nullcontext():
+                result = fn(**inputs)
+            _synchronize()
         except Exception as exc:  # the outcome itself is observed
+            if is_device_error(exc):
+                raise DeviceError(f"the GPU reported an error in a call: {exc}") from exc
             leaves, paths, structure, error = None, None, None, exc
         else:
             flat, spec = tree_flatten_with_path(result)
@@ -173,7 +203,8 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
         grads, grad_error = backward(leaves, inputs, rounded_to) if grad and leaves \
             else (None, None)
     restore_state(start)
-    return Observation(leaves, paths, structure, error, inputs, after, grads, grad_error)
+    return Observation(leaves, paths, structure, error, inputs, after, grads, grad_error,
+                       tuple(mode.kernels) if isinstance(mode, KernelLog) else ())
 
 
 def _timed(timings: Timings | None, phase: str, thunk: Callable[[], Any]) -> Any:
@@ -197,6 +228,17 @@ def compile_program(case: Case, backend: str) -> CompiledProgram:
     return CompiledProgram(fn, counter)
 
 
+def marked(case: Case, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The compiled call's inputs, with `CompileSpec.mark_dynamic`: their sequence-length
+    dims (`grow_dims`) marked dynamic, as a user marks them before calling."""
+    if case.compile.mark_dynamic:
+        for name, dims in grow_dims(case).items():
+            for dim, grows in enumerate(dims):
+                if grows:
+                    torch._dynamo.mark_dynamic(inputs[name], dim)
+    return inputs
+
+
 def run_case(case: Case, backend: str | None = None, timings: Timings | None = None,
              warm: CompiledProgram | None = None) -> CaseRun:
     """Every call of `case` eagerly, in float64 and compiled, then the first call again.
@@ -215,20 +257,23 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
     for context in case.calls:
         salt, grow = context.reseed, context.grow
         eager.append(_timed(timings, "eager", lambda: observe(
-            fn, make_inputs(salt=salt, grow=grow), start, context, grad)))
+            fn, make_inputs(salt=salt, grow=grow), start, context, grad, mode=KernelLog())))
         dtypes = tuple(getattr(leaf, "dtype", None) for leaf in eager[-1].leaves or ())
+        # No fused CUDA kernel takes float64: there the reference computes SDPA by math.
+        math = MathSDPA() if case.device == "cuda" else None
         reference.append(_timed(timings, "reference", lambda: observe(
-            fn, make_inputs(torch.float64, salt, grow), start, context, grad, dtypes)))
+            fn, make_inputs(torch.float64, salt, grow), start, context, grad, dtypes, math)))
         before, t0 = program.counter.frame_count, time.perf_counter()
-        compiled.append(observe(program.fn, make_inputs(salt=salt, grow=grow), start, context,
-                                grad))
+        compiled.append(observe(program.fn, marked(case, make_inputs(salt=salt, grow=grow)),
+                                start, context, grad))
         per_call.append(program.counter.frame_count - before)
         if timings is not None:  # a call that compiled anything is charged to compilation
             timings.add("compile" if per_call[-1] else "compiled", time.perf_counter() - t0)
     before = program.counter.frame_count
     if compiled[0].error is None:
         _timed(timings, "compiled", lambda: observe(
-            program.fn, make_inputs(salt=case.calls[0].reseed, grow=case.calls[0].grow), start,
+            program.fn, marked(case, make_inputs(salt=case.calls[0].reseed,
+                                                 grow=case.calls[0].grow)), start,
             case.calls[0]))
     frames = Frames(per_call=tuple(per_call), repeat=program.counter.frame_count - before,
                     reused=warm is not None)

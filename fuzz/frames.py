@@ -238,7 +238,8 @@ def size_recompiles(case) -> tuple[frozenset[int], ...] | None:
     * otherwise it compiles one graph, whose guards on the lengths are: with
       `dynamic=False`, the exact sizes; with `dynamic=None` (automatic dynamic), exact
       sizes at first, then `>= 2` for the lengths whose size changed; with `dynamic=True`,
-      `>= 2`, except that sizes 0 and 1 are specialised.
+      `>= 2`, except that sizes 0 and 1 are specialised. Lengths marked with
+      `mark_dynamic` are guarded as under `dynamic=True`, whatever the mode.
     * With `dynamic=True`, a length equal to another dim's size at compile time may share
       its symbol (duck sizing) and be tied to it, or not: from such a graph on, a call may
       compile one graph or none.
@@ -265,9 +266,9 @@ def size_recompiles(case) -> tuple[frozenset[int], ...] | None:
         if any(_passes(g, sizes) for g in graphs):
             counts.append(frozenset((0,)))
             continue
-        if mode is True:
+        if mode is True or case.compile.mark_dynamic:
             guards = tuple(("eq", s) if s < 2 else ("ge",) for s in sizes)
-            uncertain = any(s >= 2 and s in fixed for s in sizes)
+            uncertain = mode is True and any(s >= 2 and s in fixed for s in sizes)
         elif mode is False:
             guards = tuple(("eq", s) for s in sizes)
         else:

@@ -20,7 +20,13 @@ from fuzz.case import STATEMENTS, Attention, Case, HandAttention, TensorSpec, wa
 from fuzz.execute import CaseRun, Observation, upstream_gradient
 from fuzz.frames import must_break, predict_frames, size_recompiles
 from fuzz.handwritten import effective_scale, program_precision
-from fuzz.tolerance import ErrorMeasure, gradient_bounds, measure, score_conditioning
+from fuzz.tolerance import (ErrorMeasure, fudge, gradient_bounds, measure,
+                            score_conditioning)
+
+# What a kernel computes or refuses. The other checks (backend state, frames, identity,
+# mutations) are Dynamo's, the same whichever kernel runs, and keep one signature.
+KERNEL_CHECKS = ("outcome", "values", "nan-inf", "metadata", "stride")
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -47,6 +53,7 @@ class Verdict:
     errors: tuple[tuple[str, float], ...]  # (dtype, compiled/eager error ratio) per output
     rewrites: tuple[str, ...] = ()  # Inductor attention patterns that fired
     notes: tuple[str, ...] = ()  # what a reader of a failure needs to know about the case
+    kernels: tuple[str, ...] = ()  # the SDPA kernels eager ran, in the order of first use
 
     @property
     def ok(self) -> bool:
@@ -105,10 +112,10 @@ def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
                    conditioning: float = 1.0, precision: str | None = None,
-                   strides: bool = True, terms: float = 0.0
+                   strides: bool = True, terms: float = 0.0, factor: float | None = None
                    ) -> tuple[list[Failure], ErrorMeasure | None]:
     """Metadata, stride policy (unless `strides` is off), NaN/Inf positions, then values
-    against the reference."""
+    against the reference (with fudge `factor`, if not the dtype's own)."""
     cond = _dtype(e)
     meta_e, meta_c = (tuple(e.shape), e.dtype, e.device), (tuple(c.shape), c.dtype, c.device)
     if meta_e != meta_c:
@@ -140,7 +147,7 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
                             f"{int(differ.sum())} differ"))
     if not exact:
         return failures, None
-    m = measure(e, c, r, conditioning, precision, terms)
+    m = measure(e, c, r, conditioning, precision, terms, factor)
     if m is not None and not m.passes:
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
@@ -210,8 +217,19 @@ def judge(case: Case, run: CaseRun) -> Verdict:
     if run.rewrites:  # one signature per replacement: each pattern is its own code
         tag = "+".join(sorted({rewrites.short(p) for p in run.rewrites}))
         failures = [replace(f, condition=f"{f.condition}@{tag}") for f in failures]
+    if case.device == "cuda":  # each CUDA kernel is its own code for numbers
+        failures = [_kernel_tagged(f, run.eager[f.call].kernels) for f in failures]
+    kernels = tuple(dict.fromkeys(run.eager[0].kernels))
     return Verdict(tuple(failures), tuple(sorted(checked)), tuple(ratios), run.rewrites,
-                   _hand_notes(case, run))
+                   _hand_notes(case, run), kernels)
+
+
+def _kernel_tagged(failure: Failure, kernels: tuple[str, ...]) -> Failure:
+    """The failure with the kernels eager ran in its call (`@flash`, `@none` where no
+    kernel could run) in its condition, if its check is about what a kernel computes."""
+    if failure.check not in KERNEL_CHECKS or not kernels:
+        return failure
+    return replace(failure, condition=f"{failure.condition}@{'+'.join(sorted(set(kernels)))}")
 
 
 def _hand_notes(case: Case, run: CaseRun) -> tuple[str, ...]:
@@ -330,8 +348,10 @@ def _judge_backward(eager: Observation, ref: Observation, compiled: Observation,
         elif ge is not None:
             # A gradient's layout is the autograd engine's choice, not the program's: eager
             # SDPA's own backward returns non-contiguous gradients, AOTAutograd others.
+            factor = fudge(_dtype(ge), eager.kernels, gradient=True)
             fails, m = compare_tensor(where, ge, gc, ref_grads.get(name), numeric, kappa,
-                                      precision, strides=False, terms=terms.get(name, 0.0))
+                                      precision, strides=False, terms=terms.get(name, 0.0),
+                                      factor=factor)
             failures += fails
             if m is not None:
                 ratios.append((f"{where}:{_dtype(ge)}", m.ratio))

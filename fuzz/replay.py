@@ -42,13 +42,13 @@ def replay_entry(entry: Entry, worker: Worker, backend: str | None = None,
                  device: str | None = None) -> ReplayResult:
     """Run the entry's case in `worker` (so a recorded crash or hang is observed, not
     suffered) and hold it to its expectation. A known failure is expected only on the
-    backend it was found with and in its torch range; elsewhere, a pass."""
+    backend and device it was found on and in its torch range; elsewhere, a pass."""
     case = entry.case if device is None else replace(entry.case, device=device)
     backend = backend or case.compile.backend
     verdict = list(worker.judge(backend, [case]))[0].verdict
     expect = entry.expect
     failing = (expect.outcome == "known-failure" and expect.applies_to(torch.__version__)
-               and backend == entry.case.compile.backend)
+               and backend == entry.case.compile.backend and case.device == entry.case.device)
     if not failing:
         status = "ok" if verdict.ok else "unexpected-failure"
     elif verdict.ok:

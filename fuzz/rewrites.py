@@ -25,6 +25,10 @@ from fuzz.case import Case, HandAttention, walk
 
 PER_PATTERN = "inductor_pattern_matcher_per_pattern"
 PREFIX = "_sfdp_pattern_"
+# Every replacement of fuse_attention counts itself here, whatever the debug setting: the
+# fallback where no per-pattern count was kept (seen on torch 2.11 with CUDA, where output
+# strides and fully masked rows showed SDPA's behaviour but no pattern was counted).
+UNNAMED = "fuse_attention"
 
 
 def hand_attentions(case: Case) -> list[HandAttention]:
@@ -38,18 +42,22 @@ def prepare(case: Case) -> None:
 
 
 def snapshot() -> Counter:
-    return Counter({k: v for k, v in counters[PER_PATTERN].items() if k.startswith(PREFIX)})
+    named = Counter({k: v for k, v in counters[PER_PATTERN].items() if k.startswith(PREFIX)})
+    return named + Counter({UNNAMED: counters["inductor"][UNNAMED]})
 
 
 def fired(before: Counter, after: Counter) -> tuple[str, ...]:
-    """Patterns applied between two snapshots, by their registered names."""
-    return tuple(sorted(k for k in after if after[k] > before.get(k, 0)))
+    """Patterns applied between two snapshots, by their registered names; `fuse_attention`
+    alone when replacements happened but none was counted by name."""
+    grew = sorted(k for k in after if after[k] > before.get(k, 0))
+    named = tuple(k for k in grew if k != UNNAMED)
+    return named or tuple(grew)
 
 
 def short(pattern: str) -> str:
     """`_sfdp_pattern_11_half_training` -> `sfdp11`: the replacement, whatever dtype or
-    mode variant of it was traced."""
-    return "sfdp" + pattern.removeprefix(PREFIX).split("_")[0]
+    mode variant of it was traced; `sfdp` for an unnamed one."""
+    return "sfdp" + (pattern.removeprefix(PREFIX).split("_")[0] if pattern != UNNAMED else "")
 
 
 def families(case: Case) -> tuple[str, ...]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fuzz.kernels import FUSED
+
 EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "bfloat16": 2.0**-7, "float16": 2.0**-10}
 FUDGE = {"float64": 4.0, "float32": 4.0, "bfloat16": 4.0, "float16": 4.0}
 FLOOR = {"float64": 8 * EPS["float64"], "float32": 8 * EPS["float32"],
@@ -27,6 +29,12 @@ SUBNORMAL = {"float64": 2.0**-1074, "float32": 2.0**-149, "bfloat16": 2.0**-133,
              "float16": 2.0**-24}
 ABS_FLOOR = {dtype: FLOOR[dtype] / EPS[dtype] * SUBNORMAL[dtype] for dtype in FLOOR}
 TINY = 1e-300
+# The fused CUDA kernels' backward sums the query's (and with GQA the key's and value's)
+# gradient with atomics in no fixed order, so two runs of one kernel on equal inputs
+# differ, and eager's error is one draw of a spread that compiled draws again. PyTorch's
+# own tests allow these gradients 8 (value) to 160 (query) times the error of math at low
+# precision (test_transformers.py); against the same kernel's own eager run, 8 suffices.
+FUSED_GRAD_FUDGE = 8.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,12 @@ class ErrorMeasure:
     @property
     def passes(self) -> bool:
         return self.compiled <= self.allowed
+
+
+def fudge(dtype: str, kernels: tuple[str, ...] = (), gradient: bool = False) -> float:
+    """The factor for a value of `dtype` from a program whose SDPA ran `kernels` in eager."""
+    fused = gradient and any(k in FUSED for k in kernels)
+    return max(FUDGE[dtype], FUSED_GRAD_FUDGE) if fused else FUDGE[dtype]
 
 
 def table() -> dict[str, tuple[float, float, float, float]]:
@@ -79,14 +93,14 @@ def coarsest(dtype: str, precision: str | None) -> str:
 
 def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
             conditioning: float = 1.0, precision: str | None = None,
-            terms: float = 0.0) -> ErrorMeasure | None:
+            terms: float = 0.0, factor: float | None = None) -> ErrorMeasure | None:
     """Max-abs errors: eager's over the positions finite in all three, compiled's over
     those where it and the reference are finite (including where eager overflowed); None
     when there are none. `precision`: the coarsest dtype the program casts its values
     through, which rounds the float64 run too, so that it bounds what any implementation
     can be held to. `terms`: for a gradient, the bound on the magnitude of the terms
     summed into it (`gradient_bounds`), which takes the place of the output's magnitude
-    in the score floor."""
+    in the score floor. `factor`: the fudge factor, if not the dtype's own (`fudge`)."""
     e, c, r = eager.detach().double(), compiled.detach().double(), reference.detach().double()
     ok_c = torch.isfinite(c) & torch.isfinite(r)
     ok = ok_c & torch.isfinite(e)
@@ -98,7 +112,8 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
     floor = max(floor, SCORE_FLOOR[dtype] * terms)
     base = max(err_e, floor, ABS_FLOOR[dtype], TINY)
-    return ErrorMeasure(eager=err_e, compiled=err_c, base=base, fudge=FUDGE[dtype])
+    return ErrorMeasure(eager=err_e, compiled=err_c, base=base,
+                        fudge=FUDGE[dtype] if factor is None else factor)
 
 
 def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -17,6 +17,7 @@ import faulthandler
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -64,7 +65,12 @@ class CaseResult:
     warm_only: tuple[str, ...] = ()
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context(device: str) -> multiprocessing.context.BaseContext:
+    """Forked from a preloaded server on CPU. CUDA cannot be used in a process forked from
+    one that initialized it, and importing Inductor on a GPU machine does; so CUDA workers
+    are spawned, and each pays for its own `import torch`."""
+    if device == "cuda":
+        return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
@@ -79,7 +85,7 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
     started with).
     """
     os.environ.update(env)
-    from fuzz.execute import Timings, run_case
+    from fuzz.execute import DEVICE_ERROR_EXIT, DeviceError, Timings, is_device_error, run_case
     from fuzz.oracle import judge
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
@@ -112,7 +118,11 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
                 if recompiled:
                     case, run, verdict, warm_only = _standalone(case, cases[0], index, verdict,
                                                                 judged)
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, DeviceError) or is_device_error(exc):
+                    traceback.print_exc()  # into the log: the crash report's last words
+                    sys.stderr.flush()
+                    os._exit(DEVICE_ERROR_EXIT)  # the CUDA context is unusable now
                 conn.send(("error", traceback.format_exc()))
                 break
             conn.send(("case", CaseResult(case, verdict, timings.phases, warm_only)))
@@ -160,9 +170,10 @@ def _signal_name(exitcode: int | None) -> str:
 class Worker:
     """A handle on one worker process, replaced whenever it dies or is killed."""
 
-    def __init__(self, case_timeout: float = 300.0, env: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(self, case_timeout: float = 300.0, env: dict[str, str] | None = None,
+                 device: str = "cpu") -> None:
         self.case_timeout = case_timeout
+        self.device = device
         self.env = dict(env or {})
         self.restarts = 0
         self._served = 0
@@ -172,7 +183,7 @@ class Worker:
         self._conn: Any = None
 
     def _start(self) -> None:
-        ctx = _context()
+        ctx = _context(self.device)
         parent, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(child, str(self._log), self.env),
                                     daemon=True)

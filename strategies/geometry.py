@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 HEAD_DIMS = (31, 33, 63, 64, 65, 96, 127, 128, 129, 255, 256)
+# Head dims every fused CUDA kernel takes (multiples of 8 up to 256): without them, flash,
+# efficient and cuDNN would rarely be eligible and CUDA runs would test math alone.
+FUSED_HEAD_DIMS = (8, 16, 32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
@@ -47,18 +50,23 @@ def seq_lens() -> st.SearchStrategy[int]:
     return st.one_of(st.just(1), st.integers(1, 8), st.integers(9, 80))
 
 
-def head_dims() -> st.SearchStrategy[int]:
-    """Small dims, 1 and odd ones included, and the kernel-boundary sizes up to 256."""
-    return st.one_of(st.integers(1, 16), st.sampled_from(HEAD_DIMS))
+def head_dims(device: str = "cpu") -> st.SearchStrategy[int]:
+    """Small dims, 1 and odd ones included, and the kernel-boundary sizes up to 256; on
+    CUDA, half the time a size the fused kernels take."""
+    any_dim = st.one_of(st.integers(1, 16), st.sampled_from(HEAD_DIMS))
+    return st.one_of(st.sampled_from(FUSED_HEAD_DIMS), any_dim) if device == "cuda" else any_dim
 
 
 @st.composite
-def geometries(draw: st.DrawFn) -> Geometry:
-    batch = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=2)))
+def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False) -> Geometry:
+    """Any geometry; with `fused`, one every fused CUDA kernel takes: 4-D, one head dim
+    from FUSED_HEAD_DIMS for both E and Ev, and as many key heads as query heads."""
+    batch = tuple(draw(st.lists(st.integers(1, 3), min_size=1 if fused else 0,
+                                max_size=1 if fused else 2)))
     enable_gqa = draw(st.booleans())
     kv_heads = draw(st.integers(1, 4))
-    group = draw(st.integers(1, 3)) if enable_gqa else 1
-    E = draw(head_dims())
-    Ev = draw(st.one_of(st.just(E), head_dims()))
+    group = draw(st.integers(1, 3)) if enable_gqa and not fused else 1
+    E = draw(st.sampled_from(FUSED_HEAD_DIMS) if fused else head_dims(device))
+    Ev = E if fused else draw(st.one_of(st.just(E), head_dims(device)))
     return Geometry(batch=batch, q_heads=kv_heads * group, kv_heads=kv_heads,
                     L=draw(seq_lens()), S=draw(seq_lens()), E=E, Ev=Ev, enable_gqa=enable_gqa)

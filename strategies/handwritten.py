@@ -142,7 +142,7 @@ def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str
     L, S, E = draw(_sizes()), draw(_sizes()), draw(_sizes(HEAD_DIMS))
     Ev = draw(st.one_of(st.just(E), _sizes(HEAD_DIMS)))
     Hk = 1 if rank == 4 and "kv_heads" in changed else H  # 1: broadcast over heads
-    dtype = draw(float_dtypes())
+    dtype = draw(float_dtypes(device))
     perm = draw(_choose(changed, "perm", CANONICAL_PERM, tuple(
         itertools.permutations(range(4))))) if layout == "bshe" else ()
     if rank == 3:

@@ -63,6 +63,14 @@ def call_contexts() -> st.SearchStrategy[CallContext]:
                      st.builds(CallContext, backend_lists(), st.booleans(), salts))
 
 
+def kernel_contexts() -> st.SearchStrategy[CallContext]:
+    """No context first (the dispatcher's own choice); then one kernel alone, which makes
+    eager run exactly that kernel or raise; then any backend list."""
+    return st.one_of(st.just(CallContext()),
+                     st.sampled_from(BACKENDS[:4]).map(lambda b: CallContext((b,))),
+                     st.builds(CallContext, backend_lists(), st.booleans()))
+
+
 def call_sequences() -> st.SearchStrategy[tuple[CallContext, ...]]:
     return st.lists(call_contexts(), min_size=1, max_size=3).map(tuple)
 

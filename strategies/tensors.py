@@ -7,8 +7,11 @@ from hypothesis import strategies as st
 from fuzz.case import FLOAT_DTYPES, LAYOUTS, VALUE_KINDS, TensorSpec
 
 
-def float_dtypes() -> st.SearchStrategy[str]:
-    """float32 first: it is what a shrunk case should fall back to."""
+def float_dtypes(device: str = "cpu") -> st.SearchStrategy[str]:
+    """float32 first: it is what a shrunk case should fall back to. On CUDA the 16-bit
+    dtypes come first, since flash and cuDNN take nothing else."""
+    if device == "cuda":
+        return st.sampled_from(("float16", "bfloat16", "float32", "float64"))
     return st.sampled_from(FLOAT_DTYPES)
 
 
@@ -29,6 +32,9 @@ def layouts(draw: st.DrawFn, shape: tuple[int, ...]) -> dict:
 
 @st.composite
 def tensor_specs(draw: st.DrawFn, shape: tuple[int, ...], dtype: str,
-                 values: st.SearchStrategy[str] = st.sampled_from(VALUE_KINDS)) -> TensorSpec:
+                 values: st.SearchStrategy[str] = st.sampled_from(VALUE_KINDS),
+                 dense: bool = False) -> TensorSpec:
+    """A spec of any layout; `dense`: contiguous, as the fused CUDA kernels take it."""
+    layout = {"layout": "contiguous"} if dense else draw(layouts(shape))
     return TensorSpec(shape=shape, dtype=dtype, values=draw(values), seed=draw(seeds()),
-                      **draw(layouts(shape)))
+                      **layout)

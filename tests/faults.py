@@ -15,35 +15,20 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from fuzz.case import (Attention, BuildParams, Case, HandAttention, KernelBlock, Mutate,
-                       TensorSpec, walk)
+                       TensorSpec, grow_dims, walk)
+from fuzz.execute import load_function, observe
+from fuzz.kernels import NO_KERNEL, KernelLog, chosen_kernel
+from fuzz.kernels import SDPACall as Call
+from fuzz.materialize import input_factory
+from fuzz.sdpa_state import current_state
 
 SDPA = F.scaled_dot_product_attention
-
-
-@dataclass(frozen=True)
-class Call:
-    """The arguments of one SDPA call, as the compiled graph passes them."""
-
-    query: torch.Tensor
-    key: torch.Tensor
-    value: torch.Tensor
-    attn_mask: torch.Tensor | None = None
-    dropout_p: float = 0.0
-    is_causal: bool = False
-    scale: float | None = None
-    enable_gqa: bool = False
-
-    def run(self, **changes) -> torch.Tensor:
-        c = replace(self, **changes)
-        return SDPA(c.query, c.key, c.value, attn_mask=c.attn_mask, dropout_p=c.dropout_p,
-                    is_causal=c.is_causal, scale=c.scale, enable_gqa=c.enable_gqa)
 
 
 Fault = Callable[[Call], "torch.Tensor | None"]
@@ -139,9 +124,35 @@ def _bf16_low_precision(c: Call):
         else None
 
 
+def _tf32(t: torch.Tensor) -> torch.Tensor:
+    """float32 rounded (toward zero) to TF32's 10-bit mantissa, as tensor cores read it."""
+    return (t.view(torch.int32) & ~0x1FFF).view(torch.float32)
+
+
+def _tf32_matmul(c: Call):
+    """float32 attention computed from TF32-rounded inputs, as if TF32 matmuls had been
+    switched on behind the user's back (relative error about 1e-3)."""
+    if c.query.dtype != torch.float32:
+        return None
+    return c.run(query=_tf32(c.query), key=_tf32(c.key), value=_tf32(c.value))
+
+
 def _half_output_upcast(c: Call):
     """float16 attention that returns float32."""
     return c.run().float() if c.query.dtype == torch.float16 else None
+
+
+def _fused_kernel_drops_last_key(c: Call):
+    """Where the dispatcher picks a fused kernel (CPU flash; CUDA flash, efficient or
+    cuDNN), the last key position is dropped, as an off-by-one in a kernel's tail block
+    would; calls that run the math kernel are right."""
+    S = c.key.size(-2)
+    if S < 2 or chosen_kernel(c) in ("math", NO_KERNEL):
+        return None
+    m = c.attn_mask
+    if m is not None and m.dim() and m.size(-1) == S:
+        m = m[..., :-1]
+    return c.run(key=c.key[..., :-1, :], value=c.value[..., :-1, :], attn_mask=m)
 
 
 negative_scale = fault_backend(_negative_scale)
@@ -219,6 +230,8 @@ odd_head_dim_scale = fault_backend(_odd_head_dim_scale)
 transposed_query_misread = fault_backend(_transposed_query_misread)
 bf16_low_precision = fault_backend(_bf16_low_precision)
 half_output_upcast = fault_backend(_half_output_upcast)
+tf32_matmul = fault_backend(_tf32_matmul)
+fused_kernel_drops_last_key = fault_backend(_fused_kernel_drops_last_key)
 
 
 def _clone_inputs(gm: torch.fx.GraphModule, example_inputs):
@@ -398,6 +411,21 @@ def _dims(case: Case, a: Attention) -> tuple[int, int, int, int]:
         q.shape[-2], k.shape[-2]
 
 
+def _marked_length_above_one(case: Case) -> bool:
+    """A length `mark_dynamic` marks that is 2 or more in some call: a symbolic size (Dynamo
+    specialises a length of 1)."""
+    longest = max(call.grow for call in case.calls)
+    return any(case.spec(name).shape[d] + longest >= 2
+               for name, dims in grow_dims(case).items() for d, m in enumerate(dims) if m)
+
+
+def eager_kernels(case: Case) -> tuple[str, ...]:
+    """The kernels eager runs for the case's first call, from its outer context."""
+    observed = observe(load_function(case), input_factory(case)(), current_state(),
+                       case.calls[0], mode=KernelLog())
+    return observed.kernels
+
+
 CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "negative_scale": _any(lambda c, a: (a.scale or 0.0) < 0),
     "gqa_tiled": _any(lambda c, a: a.enable_gqa and 1 < _dims(c, a)[1] < _dims(c, a)[0]),
@@ -413,8 +441,10 @@ CONDITIONS: dict[str, Callable[[Case], bool]] = {
         "transposed", "permuted", "strided")),
     "bf16_low_precision": _any(lambda c, a: _tensor(c, a.query).dtype == "bfloat16"),
     "half_output_upcast": _any(lambda c, a: _tensor(c, a.query).dtype == "float16"),
+    "tf32_matmul": _any(lambda c, a: _tensor(c, a.query).dtype == "float32"),
     "dynamic_rows_nan": lambda c: c.compile.dynamic is True or (
-        c.compile.dynamic is None and len({call.grow for call in c.calls}) > 1),
+        c.compile.dynamic is None and len({call.grow for call in c.calls}) > 1) or (
+        c.compile.mark_dynamic and _marked_length_above_one(c)),
     "gqa_key_grad": _any(lambda c, a: c.backward and a.enable_gqa and _tensor(c, a.key)
                          .requires_grad and _dims(c, a)[1] < _dims(c, a)[0]
                          and a.dropout_p == 0),
@@ -426,6 +456,9 @@ CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "kernel_exit_dropped": lambda c: any(isinstance(s, KernelBlock)
                                          for s in walk(c.program.body)),
     "stale_outputs": lambda c: any(call.reseed != c.calls[0].reseed for call in c.calls[1:]),
+    "fused_kernel_drops_last_key": lambda c: _any(
+        lambda c, a: _dims(c, a)[3] + max(call.grow for call in c.calls) > 1)(c)
+    and any(k not in ("math", NO_KERNEL) for k in eager_kernels(c)),
 }
 
 def _nondefault_hand_scale(case: Case) -> bool:

@@ -21,7 +21,7 @@ from tests import faults
 ROOT = Path(__file__).resolve().parent.parent
 # One xdist worker for the whole module, so that its module-scoped run happens once.
 pytestmark = pytest.mark.xdist_group("cli")
-FAULT = "tests.faults:bf16_low_precision"  # found within seconds
+FAULT = "tests.faults:tf32_matmul"  # float32, the commonest dtype: found within seconds
 
 
 def sdpa_fuzz(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -35,7 +35,7 @@ def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict
     out = tmp_path_factory.mktemp("run")
     report = out / "report.json"
     result = sdpa_fuzz("run", "--backend", FAULT, "--space", "sdpa", "--time-budget",
-                       "60", "--corpus", str(out / "corpus"),
+                       "30", "--corpus", str(out / "corpus"),
                        "--known", str(ROOT / "corpus"), "--report", str(report))
     return result, out / "corpus", json.loads(report.read_text())
 
@@ -44,7 +44,7 @@ def fault_finding(report: dict) -> str:
     """The reported case that shows the injected fault. The run may also report real torch
     divergences (docs/findings.md), which any backend shows."""
     hits = [f["case"] for f in report["failures"]
-            if faults.CONDITIONS["bf16_low_precision"](load_entry(f["case"]).case)]
+            if faults.CONDITIONS["tf32_matmul"](load_entry(f["case"]).case)]
     assert hits, [f["signature"] for f in report["failures"]]
     return hits[0]
 
@@ -96,7 +96,7 @@ def test_replay_holds_the_finding_to_its_expectation(fault_run) -> None:
 def test_show_prints_the_case(fault_run) -> None:
     _, _, report = fault_run
     shown = sdpa_fuzz("show", fault_finding(report))
-    assert shown.returncode == 0 and "def fn(" in shown.stdout and "bfloat16" in shown.stdout
+    assert shown.returncode == 0 and "def fn(" in shown.stdout and "float32" in shown.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -38,3 +38,22 @@ def test_a_live_run_keeps_its_claim_and_a_dead_one_loses_it(tmp_path) -> None:
                     f"claim(pathlib.Path({str(tmp_path)!r}), {SIGNATURE!r})"], check=True)
     prune_claims(tmp_path)
     assert not list((tmp_path / ".claims").iterdir())
+
+
+def test_a_flaky_finding_leaves_its_signature_open_until_the_third(tmp_path) -> None:
+    """A quarantined instance does not make its signature known: a slow case that once
+    ran past a short case timeout must not hide a real hang of the same signature. After
+    MAX_FLAKY quarantined instances a run leaves the signature alone."""
+    from fuzz.case import Attention, Case, Program, TensorSpec
+    from fuzz.corpus import Expectation, known_signatures, write_entry
+    from fuzz.driver import MAX_FLAKY, Fuzzer, RunConfig
+
+    case = Case(inputs=tuple((n, TensorSpec((1, 1, 2, 4))) for n in "qkv"),
+                program=Program((Attention("out"),), ("out",)))
+    flaky = Expectation("flaky", "timeout:worker:hang", note="did not reproduce")
+    for seed in range(MAX_FLAKY):
+        write_entry(tmp_path / "quarantine", case.reseeded(seed + 1), flaky,
+                    {"signature": "timeout:worker:hang"}, "eager")
+        assert "timeout:worker:hang" not in known_signatures(tmp_path)
+        closed = "timeout:worker:hang" in Fuzzer(RunConfig(corpus=tmp_path)).known
+        assert closed == (seed + 1 >= MAX_FLAKY)

@@ -113,3 +113,22 @@ def test_no_rule_for_params_input_under_dynamic() -> None:
     program = Program((ParamsAttr("a", "p"),), ("q",))
     with pytest.raises(ValueError, match="no rule"):
         predict_frames(program, dict(case_for(program.body, program.returns).inputs), True)
+
+
+@pytest.mark.parametrize("dynamic", [None, False, True])
+@pytest.mark.parametrize("L", [1, 3])
+def test_marked_lengths_recompile_as_the_rules_say(dynamic, L: int) -> None:
+    """mark_dynamic makes the marked lengths symbolic from the first graph in every mode,
+    except a length of 1, which is specialised: growing it compiles once, then never."""
+    from fuzz.case import CallContext
+    from fuzz.frames import size_recompiles
+    from fuzz.oracle import judge
+    shapes = {"q": (1, 2, L, 4), "k": (1, 2, 5, 4), "v": (1, 2, 5, 4)}
+    case = Case(inputs=tuple((n, TensorSpec(s)) for n, s in shapes.items()),
+                program=Program((Attention("out"),), ("out",)),
+                compile=CompileSpec(dynamic=dynamic, mark_dynamic=True),
+                calls=(CallContext(), CallContext(grow=1), CallContext(grow=2)))
+    run = run_case(case, "eager")
+    assert [1] + [int(L == 1), 0] == list(run.frames.per_call)
+    assert all(n in allowed for n, allowed in zip(run.frames.per_call, size_recompiles(case)))
+    assert judge(case, run).ok

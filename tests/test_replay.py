@@ -19,6 +19,12 @@ from fuzz.worker import Worker
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = corpus_files([CORPUS])
+NO_GPU = "a CUDA entry: replayed only where a GPU is present"
+
+
+def skip_without_its_device(entry) -> None:
+    if entry.case.device == "cuda" and not torch.cuda.is_available():
+        pytest.skip(NO_GPU)
 
 
 def test_the_corpus_is_not_empty() -> None:
@@ -29,7 +35,7 @@ def test_the_corpus_is_not_empty() -> None:
 def worker():
     """One worker process for the whole replay, as `sdpa-fuzz replay` uses: an entry that
     records a crash or a hang is observed there without taking pytest down."""
-    w = Worker(case_timeout=300)
+    w = Worker(case_timeout=300, device="cuda" if torch.cuda.is_available() else "cpu")
     yield w
     w.close()
 
@@ -40,6 +46,7 @@ def test_corpus_entry_shows_what_it_records(path: Path, worker: Worker) -> None:
         entry = load_entry(path)
     except CaseError as exc:
         pytest.fail(f"unreadable corpus entry: {exc}", pytrace=False)
+    skip_without_its_device(entry)
     result = replay_entry(entry, worker)
     assert result.ok, result.describe()
 
@@ -52,6 +59,7 @@ def test_repro_script_agrees_with_the_entry(path: Path) -> None:
     script = path.with_suffix(".py")
     assert script.read_text() == repro_script(entry.case, entry.case.compile.backend, table()), \
         f"{script.name} is stale: regenerate it with `sdpa-fuzz repro {path.name}`"
+    skip_without_its_device(entry)
     result = subprocess.run([sys.executable, str(script)], cwd=path.parent.parent,
                             capture_output=True, text=True, timeout=600)
     failing = entry.expect.outcome == "known-failure" and entry.expect.applies_to(

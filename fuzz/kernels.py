@@ -1,0 +1,127 @@
+"""Which SDPA kernel eager ran for each call, and SDPA in float64 whatever the context.
+
+Eager SDPA picks one kernel per call at run time. On CUDA, `select_sdp_backend` walks the
+priority order and takes the first backend whose `can_use_*` check accepts the call's
+`SDPAParams` (each check includes "is it enabled"), or math if it is enabled. The oracle
+records that choice per call, so that a report says which kernel eager's numbers came
+from, tolerances can follow the kernel, and runs can count findings per kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch.backends.cuda import (SDPAParams, can_use_cudnn_attention,
+                                 can_use_efficient_attention, can_use_flash_attention)
+from torch.overrides import TorchFunctionMode
+
+KERNELS = ("math", "flash", "efficient", "cudnn", "overrideable")  # SDPBackend's order
+FUSED = ("flash", "efficient", "cudnn")
+CUDA_KERNELS = FUSED + ("math",)  # what the CUDA dispatcher's priority walk knows
+NO_KERNEL = "none"  # nothing enabled accepts the call: eager raises "No available kernel"
+CHECKS: dict[str, Callable[[SDPAParams], bool]] = {
+    "flash": can_use_flash_attention, "efficient": can_use_efficient_attention,
+    "cudnn": can_use_cudnn_attention}
+
+
+@dataclass(frozen=True)
+class SDPACall:
+    """The arguments of one SDPA call, as `SDPAParams` and the dispatcher read them."""
+
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    attn_mask: torch.Tensor | None = None
+    dropout_p: float = 0.0
+    is_causal: bool = False
+    scale: float | None = None
+    enable_gqa: bool = False
+
+    def run(self, **changes: Any) -> torch.Tensor:
+        """SDPA on these arguments, with `changes` to some of them."""
+        c = replace(self, **changes)
+        return F.scaled_dot_product_attention(
+            c.query, c.key, c.value, attn_mask=c.attn_mask, dropout_p=c.dropout_p,
+            is_causal=c.is_causal, scale=c.scale, enable_gqa=c.enable_gqa)
+
+    def params(self) -> SDPAParams:
+        return SDPAParams(self.query, self.key, self.value, self.attn_mask, self.dropout_p,
+                          self.is_causal, self.enable_gqa)
+
+
+def eligible(call: SDPACall) -> tuple[str, ...]:
+    """The fused CUDA kernels whose `can_use_*` check accepts the call, as things stand
+    (enabled flags included); empty off CUDA, where those checks do not apply."""
+    if call.query.device.type != "cuda":
+        return ()
+    params = call.params()
+    return tuple(name for name, check in CHECKS.items() if check(params))
+
+
+def kernel_of(backend: int) -> str:
+    return KERNELS[backend] if 0 <= backend < len(KERNELS) else NO_KERNEL
+
+
+def chosen_kernel(call: SDPACall) -> str:
+    """The kernel eager runs for `call` under the current backend state.
+
+    On CUDA: the first backend in the priority order that is eligible (math: enabled);
+    none if the walk meets a backend the CUDA dispatcher has no case for (OVERRIDEABLE put
+    ahead by `set_priority`), where it raises.
+    Elsewhere there is no per-kernel check in Python, and the dispatcher's own choice
+    (`torch._fused_sdp_choice`) says fused (CPU flash) or math. Malformed calls, which
+    eager rejects before choosing, have no kernel.
+    """
+    try:
+        if call.query.device.type != "cuda":
+            return kernel_of(torch._fused_sdp_choice(
+                call.query, call.key, call.value, call.attn_mask, call.dropout_p,
+                call.is_causal, scale=call.scale, enable_gqa=call.enable_gqa))
+        usable = set(eligible(call))
+    except RuntimeError:
+        return NO_KERNEL
+    if torch._C._get_math_sdp_enabled():
+        usable.add("math")
+    for backend in torch._C._get_sdp_priority_order():
+        kernel = kernel_of(int(backend))
+        if kernel in usable:
+            return kernel
+        if kernel not in CUDA_KERNELS:  # the CUDA dispatcher raises "Invalid backend" here
+            return NO_KERNEL
+    return NO_KERNEL
+
+
+class KernelLog(TorchFunctionMode):
+    """Records the kernel eager runs for every SDPA call made while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            self.kernels.append(chosen_kernel(SDPACall(*args, **kwargs)))
+        return func(*args, **kwargs)
+
+
+class MathSDPA(TorchFunctionMode):
+    """Computes every SDPA call with the math kernel, whatever the backend state: the
+    float64 reference on CUDA, where no fused kernel takes float64, so that a context
+    enabling only fused kernels would otherwise leave no reference at all. Self-contained
+    (torch only): repro scripts embed its source."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is not torch.nn.functional.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        kwargs.update(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
+                          args))
+        mask = kwargs.get("attn_mask")
+        if mask is not None and mask.dtype == torch.bool:  # as SDPA does before any kernel
+            kwargs["attn_mask"] = torch.zeros_like(mask, dtype=kwargs["query"].dtype
+                                                   ).masked_fill(~mask, float("-inf"))
+        return torch.ops.aten._scaled_dot_product_attention_math(**kwargs)[0]
