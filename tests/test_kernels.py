@@ -31,7 +31,10 @@ def test_the_log_names_the_kernel_each_context_leaves_eager() -> None:
 @settings(max_examples=60, database=None)
 @given(batch=st.integers(1, 2), heads=st.sampled_from([(2, 2), (4, 2), (3, 1)]),
        L=st.integers(1, 9), S=st.integers(1, 9), Ev=st.integers(1, 9),
-       mask=st.sampled_from(["none", "bool", "float", "causal"]), scale=st.floats(-2, 2),
+       mask=st.sampled_from(["none", "bool", "float", "causal"]),
+       # Not 0: CPU flash gives NaN for is_causal with scale 0 where math gives the
+       # uniform average (docs/findings.md, eager-only), so there the two kernels differ.
+       scale=st.floats(-2, 2).filter(lambda s: s != 0.0),
        backends=st.sampled_from([[SDPBackend.EFFICIENT_ATTENTION], [SDPBackend.FLASH_ATTENTION],
                                  [SDPBackend.CUDNN_ATTENTION], [SDPBackend.MATH]]))
 def test_the_reference_computes_sdpa_whatever_the_context(batch, heads, L, S, Ev, mask,
