@@ -26,13 +26,19 @@ from fuzz.tolerance import FUDGE
 from strategies.cases import attention_cases
 
 
-def generate(dtype: str, n: int, backend: str, backward: bool) -> list:
+def _mask_requires_grad(case) -> bool:
+    return any(name == "mask" and getattr(spec, "requires_grad", False)
+               for name, spec in case.inputs)
+
+
+def generate(dtype: str, n: int, backend: str, backward: bool, grad_mask: bool) -> list:
     drawn = []
+    cases = attention_cases(backend, dtypes=st.just(dtype), valid_only=True,
+                            backward=st.just(backward or grad_mask))
 
     @settings(max_examples=n, database=None, derandomize=True, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(attention_cases(backend, dtypes=st.just(dtype), valid_only=True,
-                           backward=st.just(backward)))
+    @given(cases.filter(_mask_requires_grad) if grad_mask else cases)
     def collect(case):
         if not case.program.has_dropout:
             drawn.append(case)
@@ -54,6 +60,8 @@ def main() -> None:
     parser.add_argument("--dtypes", default=",".join(FLOAT_DTYPES))
     parser.add_argument("--backward", action="store_true",
                         help="programs that run backward: one row per input's gradient")
+    parser.add_argument("--grad-mask", action="store_true",
+                        help="only programs whose float mask requires grad (implies --backward)")
     parser.add_argument("--out")
     args = parser.parse_args()
     results = {}
@@ -63,7 +71,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ratios: dict[str, list[float]] = {}
         failures: list[dict] = []
-        for case in generate(dtype, args.programs, args.backend, args.backward):
+        for case in generate(dtype, args.programs, args.backend, args.backward, args.grad_mask):
             program = None
             for salt in range(args.seeds):
                 variant = case.reseeded(salt)
@@ -71,7 +79,7 @@ def main() -> None:
                 program = run.program
                 verdict = judge(variant, run)
                 for label, r in verdict.errors:  # 'float32', or 'grad-q:float32'
-                    if label.endswith(dtype) and (args.backward or label == dtype):
+                    if label.endswith(dtype) and (args.backward or args.grad_mask or label == dtype):
                         ratios.setdefault(label, []).append(r)
                 if not verdict.ok:
                     failures.append({"signature": verdict.signature,

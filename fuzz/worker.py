@@ -185,12 +185,11 @@ class Worker:
     def _start(self) -> None:
         ctx = _context(self.device)
         parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child, str(self._log), self.env),
-                                    daemon=True)
+        process = ctx.Process(target=_serve, args=(child, str(self._log), self.env), daemon=True)
         with _PROCESSES:
-            self._process.start()
+            process.start()  # only a started process is ours to stop
         child.close()
-        self._conn = parent
+        self._process, self._conn = process, parent
 
     def _exitcode(self, wait: float = 0.0) -> int | None:
         """The worker's exit status, None while it runs (waiting up to `wait` seconds)."""

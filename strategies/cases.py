@@ -45,7 +45,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     # On CUDA, half the cases are shaped for the fused kernels: drawn freely, few are.
     fused = device == "cuda" and draw(st.booleans())
     g = draw(geometries(device, fused))
-    dtype = draw(dtypes or float_dtypes(device))
+    dtype = draw(float_dtypes(device) if dtypes is None else dtypes)
     invalid = None
     if not valid_only and draw(st.integers(0, 9)) == 0:
         invalid = draw(st.sampled_from(INVALID))

@@ -69,9 +69,11 @@ def assert_consistent(corpus: Path) -> None:
 def crash_hang_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
     out = tmp_path_factory.mktemp("crash")
     report = out / "report.json"
+    # The hang is first met 30 to 70 s in, and each shrink step that still hangs costs the
+    # whole case timeout: 90 s left it unshrunk in one CI run.
     result = sdpa_fuzz("run", "--backend", "tests.faults:crash_or_hang", "--space", "sdpa",
                        "--workers", "2",
-                       "--time-budget", "90", "--case-timeout", "5", "--corpus",
+                       "--time-budget", "120", "--case-timeout", "5", "--corpus",
                        str(out / "corpus"), "--known", str(ROOT / "corpus"), "--report",
                        str(report))
     return result, out / "corpus", json.loads(report.read_text())
