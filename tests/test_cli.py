@@ -29,9 +29,7 @@ def sdpa_fuzz(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.
                           capture_output=True, timeout=timeout)
 
 
-# Session scope: xdist may run another module between this module's tests, and a
-# module-scoped fixture is then built again (a CI run paid for this run twice).
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
     """One short run against a fault backend, shared by the tests that read its output."""
     out = tmp_path_factory.mktemp("run")

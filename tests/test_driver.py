@@ -65,9 +65,7 @@ def assert_consistent(corpus: Path) -> None:
     assert not list((corpus / ".claims").glob("*")) if (corpus / ".claims").exists() else True
 
 
-# Session scope: xdist may run another module between this module's tests, and a
-# module-scoped fixture is then built again (a CI run paid for this run twice).
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def crash_hang_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
     out = tmp_path_factory.mktemp("crash")
     report = out / "report.json"
