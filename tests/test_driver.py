@@ -69,8 +69,8 @@ def assert_consistent(corpus: Path) -> None:
 def crash_hang_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
     out = tmp_path_factory.mktemp("crash")
     report = out / "report.json"
-    # The hang is first met 30 to 70 s in, and each shrink step that still hangs costs the
-    # whole case timeout: 90 s left it unshrunk in one CI run.
+    # The hang is first met 35 to 75 s in (four runs), and each shrink step that still
+    # hangs costs the whole case timeout: 90 s left it unshrunk in one CI run.
     result = sdpa_fuzz("run", "--backend", "tests.faults:crash_or_hang", "--space", "sdpa",
                        "--workers", "2",
                        "--time-budget", "120", "--case-timeout", "5", "--corpus",
