@@ -518,6 +518,15 @@ def grow_dims(case: "Case") -> dict[str, tuple[int, ...]]:
     return dims
 
 
+def marked_dims(case: "Case") -> dict[str, list[int]]:
+    """Per input, the dims `CompileSpec.mark_dynamic` marks before each compiled call: its
+    sequence-length dims (`grow_dims`); none without it."""
+    if not case.compile.mark_dynamic:
+        return {}
+    return {name: [d for d, grows in enumerate(dims) if grows]
+            for name, dims in grow_dims(case).items()}
+
+
 @dataclass(frozen=True)
 class Case:
     """A whole fuzz case: named inputs, the program, and how to compile it."""

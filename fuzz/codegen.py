@@ -12,7 +12,7 @@ import math
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
                        Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
-                       Statement, TensorSpec, grow_dims, reseed, walk)
+                       Statement, TensorSpec, grow_dims, marked_dims, reseed, walk)
 from fuzz.frames import must_break, predict_frames, size_recompiles
 from fuzz.handwritten import (effective_scale, hand_attention_lines, logical_head_dim,
                               program_precision)
@@ -228,7 +228,7 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         f"SCORES = {scores!r}  # (query, key, scale, permutation, value, mask) per attention",
         f"PRECISION = {program_precision(case)!r}  # the coarsest dtype fn casts through",
         f"MATH_REFERENCE = {case.device == 'cuda'!r}  # float64 SDPA by math (see MathSDPA)",
-        f"MARK_DYNAMIC = {_marks(case)!r}  # input -> dims marked dynamic before compiled calls",
+        f"MARK_DYNAMIC = {marked_dims(case)!r}  # input -> dims marked dynamic before compiled calls",
         "",
         "from torch.overrides import TorchFunctionMode\n\n",
         inspect.getsource(MathSDPA),
@@ -236,13 +236,6 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         inspect.getsource(gradient_bounds),
         CHECKER_SOURCE,
     ])
-
-
-def _marks(case: Case) -> dict[str, list[int]]:
-    if not case.compile.mark_dynamic:
-        return {}
-    return {name: [d for d, grows in enumerate(dims) if grows]
-            for name, dims in grow_dims(case).items()}
 
 
 def _recompiles(case: Case) -> list[list[int]] | None:

@@ -26,7 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from fuzz import rewrites
 from fuzz.backends import resolve_backend
-from fuzz.case import CallContext, Case, grow_dims
+from fuzz.case import CallContext, Case, marked_dims
 from fuzz.codegen import function_source
 from fuzz.kernels import KernelLog, MathSDPA
 from fuzz.materialize import input_factory
@@ -230,12 +230,10 @@ def compile_program(case: Case, backend: str) -> CompiledProgram:
 
 def marked(case: Case, inputs: dict[str, Any]) -> dict[str, Any]:
     """The compiled call's inputs, with `CompileSpec.mark_dynamic`: their sequence-length
-    dims (`grow_dims`) marked dynamic, as a user marks them before calling."""
-    if case.compile.mark_dynamic:
-        for name, dims in grow_dims(case).items():
-            for dim, grows in enumerate(dims):
-                if grows:
-                    torch._dynamo.mark_dynamic(inputs[name], dim)
+    dims (`marked_dims`) marked dynamic, as a user marks them before calling."""
+    for name, dims in marked_dims(case).items():
+        for dim in dims:
+            torch._dynamo.mark_dynamic(inputs[name], dim)
     return inputs
 
 
