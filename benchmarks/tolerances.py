@@ -40,7 +40,7 @@ def generate(dtype: str, n: int, backend: str, backward: bool, grad_mask: bool) 
               suppress_health_check=list(HealthCheck))
     @given(cases.filter(_mask_requires_grad) if grad_mask else cases)
     def collect(case):
-        if not case.program.has_dropout:
+        if case.program.draws_comparable:
             drawn.append(case)
 
     collect()

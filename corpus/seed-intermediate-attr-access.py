@@ -104,7 +104,11 @@ GROWS = [0]  # per call: how much longer L and S are
 RECOMPILES = None  # per call: graphs it may compile, if sizes vary
 EXPECTED_FRAMES = 1  # the frame model's count
 MUST_BREAK = False  # so fullgraph=True must raise
-NUMERIC = True  # False: dropout draws are random
+NUMERIC = True  # False: an unused dropout's draws
+RETURNS = ['y', 'z', 'q']  # the names fn returns
+DROPOUT_SEED = 20240607  # torch.manual_seed before every call
+FED = []  # names some attention computes
+EXACT_OPS = 3  # ulps a value no attention feeds may differ by
 BACKWARD = False  # run backward from seeded upstream gradients
 TOLERANCES = {'float64': (4.0, 1.7763568394002505e-15, 1.7763568394002505e-15, 4e-323), 'float32': (4.0, 9.5367431640625e-07, 9.5367431640625e-07, 1.1210387714598537e-44), 'bfloat16': (4.0, 0.0078125, 9.5367431640625e-07, 9.183549615799121e-41), 'float16': (4.0, 0.0009765625, 9.5367431640625e-07, 5.960464477539063e-08)}  # dtype -> (fudge, output floor, score floor, absolute floor)
 SCORES = []  # (query, key, scale, permutation, value, mask) per attention
@@ -166,11 +170,192 @@ def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     return {"query": 2 * s * S * d_p * k.max().item(), "key": 2 * s * L * d_p * q.max().item(),
             "value": L * upstream, "mask": 2 * d_p}
 
+from dataclasses import dataclass
+
+EPS = {'float64': 2.220446049250313e-16, 'float32': 1.1920928955078125e-07, 'bfloat16': 0.0078125, 'float16': 0.0009765625}
+SUBNORMAL = {'float64': 5e-324, 'float32': 1.401298464324817e-45, 'bfloat16': 9.183549615799121e-41, 'float16': 5.960464477539063e-08}
+TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class ErrorMeasure:
+    """Errors of eager and compiled against the reference, and the bound compiled must meet."""
+
+    eager: float
+    compiled: float
+    base: float
+    fudge: float
+
+    @property
+    def allowed(self) -> float:
+        return self.fudge * self.base
+
+    @property
+    def ratio(self) -> float:
+        """compiled error / max(eager error, floor): the quantity the fudge factor bounds."""
+        return self.compiled / self.base
+
+    @property
+    def passes(self) -> bool:
+        return self.compiled <= self.allowed
+
+
+def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> ErrorMeasure | None:
+    """For a value no attention feeds (an input after its mutations, a shifted input):
+    compiled against eager itself, allowed `ops` ulps of the dtype at eager's largest
+    magnitude, one per elementwise op that may round differently (a fused chain rounds
+    once where eager rounds after each op; a contracted multiply-add, once for two). No
+    conditioning, no float64: both ran the same few exact-as-possible ops."""
+    e, c = eager.detach().double(), compiled.detach().double()
+    ok = torch.isfinite(e) & torch.isfinite(c)
+    if not bool(ok.any()):
+        return None
+    dtype = str(eager.dtype).removeprefix("torch.")
+    err = (c[ok] - e[ok]).abs().max().item()
+    base = max(ops * EPS[dtype] * e[ok].abs().max().item(), ops * SUBNORMAL[dtype], TINY)
+    return ErrorMeasure(eager=0.0, compiled=err, base=base, fudge=1.0)
+
+import builtins
+import os
+import re
+import traceback
+
+import torch
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+# Where an AssertionError means the compiler's own invariant broke, not the user's input.
+_COMPILER_DIRS = tuple(os.path.join(_TORCH_DIR, p) for p in (
+    "_dynamo", "_inductor", "_functorch", "_subclasses", "fx", "_guards.py",
+    "_higher_order_ops", "_export", "export"))
+# Graph breaks whose cause is a genuine user-level error met while tracing.
+_SEE_THROUGH = {"RuntimeError when making fake tensor call",
+                "TypeError when making fake tensor call",
+                "RuntimeError when trying to get real value from fx.Node",
+                "Observed exception"}
+_FX_NODE_FAILED = "Dynamo failed to run FX node"
+
+
+def _compiler_failures():
+    from torch._dynamo import exc as dx
+    from torch._subclasses import fake_tensor as ft
+    from torch.fx.experimental import symbolic_shapes as ss
+    found = [dx.BackendCompilerFailed, dx.InternalTorchDynamoError,
+             dx.ResumePrologueTracingError, dx.RestartAnalysis,
+             dx.UnknownPropertiesDuringBackwardTrace, ft.UnsupportedFakeTensorException,
+             ft.DynamicOutputShapeException, ft.DataDependentOutputException,
+             ft.UnsupportedOperatorException, ft.MetadataMismatchError,
+             ss.GuardOnDataDependentSymNode]
+    try:
+        from torch._inductor import exc as ix
+        found += [ix.OperatorIssue, ix.CppCompileError]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _raised_in_compiler(exc):
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    if not frames:
+        return False
+    path = os.path.abspath(frames[-1].f_code.co_filename)
+    return path.startswith(_COMPILER_DIRS) or "torchinductor_" in path
+
+
+def _observed_type(exc):
+    from torch._dynamo import exc as dx
+    for builtin, observed in dx.observed_exception_map.items():
+        if type(exc) is observed:
+            return builtin
+    match = re.fullmatch(r"Observed(\w+?)(Error)?", type(exc).__name__)
+    return getattr(builtins, match.group(1) + "Error", type(exc)) if match else type(exc)
+
+
+def _root(exc):
+    for _ in range(16):
+        inner = getattr(exc, "inner_exception", None) or exc.__cause__ or exc.__context__
+        if inner is None or inner is exc:
+            break
+        exc = inner
+    return exc
+
+
+def unwrap(exc):
+    """(kind, innermost exception, the type to compare): kind is `user` (an error a user
+    sees in eager too), `compiler` (the compiler failed: its innermost error is kept, to
+    tell one failure from another) or `unsupported` (Dynamo refused the program)."""
+    from torch._dynamo import exc as dx
+    failures = _compiler_failures()
+    for _ in range(64):
+        if isinstance(exc, failures):
+            root = _root(exc)
+            return "compiler", root, type(root)
+        if isinstance(exc, dx.TorchRuntimeError):
+            inner = exc.__cause__ or exc.__context__
+            if inner is None:
+                return "user", exc, RuntimeError
+            exc = inner
+        elif isinstance(exc, dx.ObservedException):
+            return "user", exc, _observed_type(exc)
+        elif isinstance(exc, dx.Unsupported):
+            if getattr(exc, "gb_type", None) in _SEE_THROUGH and exc.__cause__ is not None:
+                exc = exc.__cause__
+            else:
+                return "unsupported", exc, type(exc)
+        elif isinstance(exc, (dx.TorchDynamoException, dx.FailOnRecompileLimitHit)):
+            return "unsupported", exc, type(exc)
+        elif (type(exc) is RuntimeError and str(exc).startswith(_FX_NODE_FAILED)
+              and exc.__cause__ is not None):
+            exc = exc.__cause__
+        elif isinstance(exc, AssertionError) and _raised_in_compiler(exc):
+            return "compiler", exc, type(exc)
+        else:
+            return "user", exc, type(exc)
+    return "compiler", exc, type(exc)
+
+
+def same_error(eager, compiled):
+    """Whether compiled raised the error eager raised: a user-facing error of exactly
+    eager's type, once Dynamo's wrappers are seen through. A compiler failure never is.
+    Dynamo turns `assert cond, msg` on a tensor into a RuntimeError with the same text."""
+    kind, inner, kind_type = unwrap(compiled)
+    if kind != "user":
+        return False
+    _, eager_inner, eager_type = unwrap(eager)
+    if eager_type is AssertionError and kind_type is RuntimeError:
+        return str(eager_inner) == str(inner)
+    return kind_type is eager_type
+
+
+_MESSAGE_SUBSTITUTIONS = [
+    (re.compile(r"FakeTensor\(.*?\)"), "T"),
+    (re.compile(r"torch\.Size\(\[[^\]]*\]\)"), "S"),
+    (re.compile(r"\[[^\[\]]*\]"), "S"),
+    (re.compile(r"\((?=[^)]*\d)[\d\s,\-]*\)"), "S"),
+    (re.compile(r"torch\.\w+"), "D"),
+    (re.compile(r"\b(?:unsigned |signed )?(?:long int|long|int|short|char|float|double|half|"
+                r"bool|bfloat16|BFloat16|Half|Float|Double|Long|Int|Bool|c10::\w+|"
+                r"complex\w*|u?int\d+|float\d+)\b"), "D"),
+    (re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`"), "Q"),
+    (re.compile(r"\b\w*\d\w*\b"), "N"),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def message_class(exc):
+    """The first line of the message with what varies between cases of one error taken
+    out (shapes, dtypes, quoted names, numbers and numbered names), so that an error keeps
+    its class as its case shrinks, and two errors rarely share one."""
+    lines = str(exc).strip().splitlines()
+    text = re.sub(r"^\w+(Error|Exception): ", "", lines[0] if lines else "")
+    for pattern, token in _MESSAGE_SUBSTITUTIONS:
+        text = pattern.sub(token, text)
+    return text.strip().lower()[:100]
+
 
 import contextlib
 
 from torch._dynamo.testing import CompileCounterWithBackend
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten_with_path
 
 FLAGS = ("flash", "mem_efficient", "math", "cudnn", "overrideable")
 
@@ -212,59 +397,72 @@ def gradients(leaves, inputs, rounded_to=None):
 
 def call(f, inputs, context, start, rounded_to=None):
     """(leaves, error, inputs, state right after the call inside its outer context,
-    (input gradients, backward's error))"""
+    (input gradients, backward's error), the returned name of each leaf); dropout draws
+    from a generator seeded right before the call, the same in every run"""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     set_backend_state(start)
+    torch.manual_seed(DROPOUT_SEED)
     outer = contextlib.nullcontext() if context is None else sdpa_kernel(
         [getattr(SDPBackend, b) for b in context[0]], set_priority=context[1])
     with outer:
         try:
-            leaves, error = tree_flatten(f(**inputs))[0], None
+            flat = tree_flatten_with_path(f(**inputs))[0]
+            leaves, error = [leaf for _, leaf in flat], None
+            names = [RETURNS[path[0].idx] if len(RETURNS) > 1 else RETURNS[0]
+                     for path, _ in flat]
             if torch.cuda.is_initialized():
                 torch.cuda.synchronize()
         except Exception as exc:  # the outcome is part of what is compared
             if type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc):
                 print("device error (the CUDA context is unusable now):", exc)
                 sys.exit(3)
-            leaves, error = None, exc
+            leaves, error, names = None, exc, None
         state = backend_state()
         grads = gradients(leaves, inputs, rounded_to) if BACKWARD and leaves else (None, None)
     set_backend_state(start)
-    return leaves, error, inputs, state, grads
-
-
-def same_error(e, c):
-    while c is not None:
-        if isinstance(c, type(e)):
-            return True
-        c = c.__cause__ or c.__context__
-    return False
+    return leaves, error, inputs, state, grads, names
 
 
 def input_name(inputs, x):
     return next((n for n, t in inputs.items() if t is x), None)
 
 
-def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0):
+def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0, ops=0):
+    """as the oracle's compare_tensor: with `ops`, a value no attention feeds, held to
+    eager's own value within `ops` ulps"""
     if not isinstance(e, torch.Tensor):
         if type(e) is not type(c) or (not isinstance(e, torch.backends.cuda.SDPAParams)
                                       and e != c):
             problems.append(f"{name}: eager {e!r}, compiled {c!r}")
         return
-    if (e.shape, e.dtype, e.device) != (c.shape, c.dtype, c.device):
-        problems.append(f"{name}: eager {tuple(e.shape)} {e.dtype} {e.device}, "
-                        f"compiled {tuple(c.shape)} {c.dtype} {c.device}")
+    meta = lambda t: (tuple(t.shape), t.dtype, t.device, t.requires_grad)
+    if meta(e) != meta(c):
+        problems.append(f"{name}: shape, dtype, device, requires_grad: eager {meta(e)}, "
+                        f"compiled {meta(c)}")
         return
     big = lambda t: [(d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1]
     if strides and big(e) != big(c):
         problems.append(f"{name}: strides eager {e.stride()}, compiled {c.stride()}")
-    if not NUMERIC:
+    if not (NUMERIC or ops):
         return
     if not e.is_floating_point():
         if not torch.equal(e, c):
             problems.append(f"{name}: values differ")
         return
     e, c = e.detach(), c.detach()
+    if ops:
+        for what, test in (("NaN", torch.isnan), ("+inf", torch.isposinf),
+                           ("-inf", torch.isneginf)):
+            if (test(e) != test(c)).any():
+                problems.append(f"{name}: {what} positions differ")
+        m = measure_exact(e, c, ops)
+        if m is not None:
+            print(f"{name}: no attention feeds it; compiled differs from eager by "
+                  f"{m.compiled:.3g}, allowed {m.allowed:.3g}")
+            if not m.passes:
+                problems.append(f"{name}: compiled differs from eager by {m.compiled:.3g} "
+                                f"> allowed {m.allowed:.3g}")
+        return
     exact = isinstance(r, torch.Tensor) and r.shape == e.shape
     r = r.detach().to(torch.float64) if exact else None
     # eager overflowed where the float64 truth is finite: compiled may be finite there
@@ -293,9 +491,24 @@ def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0):
             problems.append(f"{name}: compiled error {err_c:.3g} > allowed {allowed:.3g}")
 
 
+def storage_outside(name, e, c, problems):
+    """the storage around an input's view is bit for bit eager's"""
+    if e.untyped_storage().nbytes() == e.numel() * e.element_size():
+        return
+    def outside(t):
+        raw = torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
+        inside = torch.zeros(raw.numel() // t.element_size(), dtype=torch.bool, device=t.device)
+        if t.numel():
+            inside.as_strided(t.shape, t.stride(), t.storage_offset()).fill_(True)
+        return raw[~inside.repeat_interleave(t.element_size())]
+    if not torch.equal(outside(e.detach()), outside(c.detach())):
+        problems.append(f"{name}: its storage outside the view differs")
+
+
 def check_call(i, eager, ref, compiled, problems):
-    (e_out, e_exc, e_in, e_state, e_grads), (r_out, _, r_in, _, r_grads), \
-        (c_out, c_exc, c_in, c_state, c_grads) = eager, ref, compiled
+    """every check, whatever failed before it, as the oracle's judge"""
+    (e_out, e_exc, e_in, e_state, e_grads, e_names), (r_out, _, r_in, _, r_grads, _), \
+        (c_out, c_exc, c_in, c_state, c_grads, _) = eager, ref, compiled
     tag = f"call {i}: "
     if e_state != c_state:  # compared whatever the outcome: a raising call must clean up too
         problems.append(tag + f"SDPA backend state after the call: eager {e_state}, "
@@ -305,6 +518,11 @@ def check_call(i, eager, ref, compiled, problems):
         if not (isinstance(c_exc, Unsupported) or (e_exc is not None and same_error(e_exc, c_exc))):
             problems.append(tag + f"fullgraph=True must raise on a graph break; compiled {c_exc!r}")
         return
+    for name, e in e_in.items():
+        if isinstance(e, torch.Tensor):
+            compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], 1.0,
+                    problems, ops=EXACT_OPS)
+            storage_outside(tag + f"input {name}", e, c_in[name], problems)
     if e_exc is not None or c_exc is not None:
         if e_exc is None or c_exc is None or not same_error(e_exc, c_exc):
             problems.append(tag + f"outcome: eager {e_exc!r}, compiled {c_exc!r}")
@@ -321,7 +539,8 @@ def check_call(i, eager, ref, compiled, problems):
         if input_name(e_in, e) != input_name(c_in, c):
             problems.append(tag + f"output[{j}] is input {input_name(e_in, e)} in eager but "
                             f"{input_name(c_in, c)} in compiled")
-        compare(tag + f"output[{j}]", e, c, r, kappa, problems)
+        ops = 0 if e_names[j] in FED else EXACT_OPS
+        compare(tag + f"output[{j}]", e, c, r, kappa, problems, ops=ops)
         if isinstance(e, torch.backends.cuda.SDPAParams):
             for attr in ("query", "key", "value", "attn_mask", "dropout", "is_causal",
                          "enable_gqa"):
@@ -330,11 +549,7 @@ def check_call(i, eager, ref, compiled, problems):
                     problems.append(tag + f"output[{j}].{attr} is input {input_name(e_in, fe)} "
                                     f"in eager but {input_name(c_in, fc)} in compiled")
                 compare(tag + f"output[{j}].{attr}", fe, fc, getattr(r, attr, None), kappa,
-                        problems)
-    for name, e in e_in.items():
-        if isinstance(e, torch.Tensor):
-            compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], kappa,
-                    problems)
+                        problems, ops=ops)
     if BACKWARD:
         (e_g, e_gexc), (c_g, c_gexc), (r_g, _) = e_grads, c_grads, r_grads
         if e_gexc is not None or c_gexc is not None:
@@ -369,6 +584,8 @@ def mark(inputs):
 
 
 def main():
+    import torch._inductor.config
+    torch._inductor.config.fallback_random = True  # Inductor draws as eager does
     problems = []
     start = backend_state()
     counter = CompileCounterWithBackend(BACKEND)

@@ -47,3 +47,13 @@ def resolve_backend(name: str, mode: str | None = None, dynamic: bool | None = N
         import torch
         return torch._TorchCompileInductorWrapper(mode, None, dynamic)
     return name
+
+
+def declared_layers(name: str) -> tuple[str, ...] | None:
+    """The layers a `module:attr` backend says it runs through, as its `sdpa_fuzz_layers`
+    attribute (`("dynamo", "aot", "inductor")` for a backend built on Inductor): the known
+    bugs of those layers are then known for it too. None for a registered name."""
+    if ":" not in name:
+        return None
+    layers = getattr(resolve_backend(name), "sdpa_fuzz_layers", None)
+    return tuple(layers) if layers else None

@@ -419,6 +419,9 @@ class ParamsInput:
 
 
 MAX_CALLS = 8
+# torch's generator is seeded with this right before every call of the function, eager,
+# float64 and compiled alike, so that their dropout draws are the same.
+DROPOUT_SEED = 20240607
 
 
 def reseed(seed: int, salt: int) -> int:
@@ -475,10 +478,19 @@ class Program:
                      "defines")
 
     @property
-    def has_dropout(self) -> bool:
-        """Whether some statement draws dropout at random: its values cannot be compared."""
-        return any((isinstance(s, Attention) and s.dropout_p > 0)
-                   or (isinstance(s, HandAttention) and s.random) for s in walk(self.body))
+    def draws_comparable(self) -> bool:
+        """Whether every run draws the same dropout: each call is made right after
+        seeding torch's generator, so eager, float64 and compiled draw alike, unless a
+        random statement's output is never used (AOTAutograd then drops its draws, and
+        the next random statement draws what it would have)."""
+        live = set(self.returns)
+        for stmt in reversed(list(walk(self.body))):
+            if getattr(stmt, "out", None) in live:
+                live |= {getattr(stmt, f, None) for f in ("query", "key", "value", "mask",
+                                                          "source", "params")}
+        return all(s.out in live for s in walk(self.body)
+                   if (isinstance(s, Attention) and s.dropout_p > 0)
+                   or (isinstance(s, HandAttention) and s.random))
 
 
 @dataclass(frozen=True)
@@ -525,6 +537,30 @@ def marked_dims(case: "Case") -> dict[str, list[int]]:
         return {}
     return {name: [d for d, grows in enumerate(dims) if grows]
             for name, dims in grow_dims(case).items()}
+
+
+def fed_by_attention(case: Case) -> set[str]:
+    """The names whose values some attention computes, directly or through the program's
+    other statements; every other value is a few exact ops on the inputs."""
+    fed: set[str] = set()
+    for stmt in walk(case.program.body):
+        if isinstance(stmt, (Attention, HandAttention)):
+            fed.add(stmt.out)
+        elif isinstance(stmt, Shift) and stmt.source in fed:
+            fed.add(stmt.out)
+        elif isinstance(stmt, BuildParams) and {stmt.query, stmt.key, stmt.value,
+                                                stmt.mask} & fed:
+            fed.add(stmt.out)
+        elif isinstance(stmt, ParamsAttr) and stmt.params in fed:
+            fed.add(stmt.out)
+    return fed
+
+
+def exact_ops(case: Case) -> int:
+    """The ulps a value no attention feeds may differ by: one per elementwise op the
+    program applies (mutations and shifts), and one for the value itself."""
+    return 1 + sum(isinstance(s, (Mutate, Shift)) for s in walk(case.program.body))
+
 
 
 @dataclass(frozen=True)

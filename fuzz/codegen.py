@@ -10,10 +10,12 @@ from __future__ import annotations
 import inspect
 import math
 
-from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
-                       Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
-                       Statement, TensorSpec, grow_dims, marked_dims, reseed, walk)
+from fuzz.case import (DROPOUT_SEED, Attention, BuildParams, Case, GraphBreak, HandAttention,
+                       KernelBlock, Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
+                       SetFlag, Shift, Statement, TensorSpec, exact_ops, fed_by_attention,
+                       grow_dims, marked_dims, reseed, walk)
 from fuzz.frames import must_break, predict_frames, size_recompiles
+from fuzz import errors, tolerance
 from fuzz.handwritten import (effective_scale, hand_attention_lines, logical_head_dim,
                               program_precision)
 from fuzz.kernels import MathSDPA
@@ -21,6 +23,17 @@ from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
 from fuzz.tolerance import gradient_bounds, score_conditioning
 
 RESEED_SOURCE = inspect.getsource(reseed)
+# The error-parity rule, as the oracle applies it: the module's own code, less its docstring.
+ERRORS_SOURCE = inspect.getsource(errors).split('"""', 2)[2].strip() + "\n"
+
+
+def _tolerance_source() -> str:
+    """`measure_exact` and what it needs, from fuzz.tolerance itself."""
+    constants = {name: getattr(tolerance, name) for name in ("EPS", "SUBNORMAL", "TINY")}
+    return ("from dataclasses import dataclass\n\n"
+            + "".join(f"{name} = {value!r}\n" for name, value in constants.items())
+            + "\n\n" + inspect.getsource(tolerance.ErrorMeasure)
+            + "\n\n" + inspect.getsource(tolerance.measure_exact))
 
 HEADER = "import torch\nimport torch.nn.functional as F\n"
 KERNEL_IMPORT = "from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kernel\n"
@@ -222,7 +235,11 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         f"RECOMPILES = {_recompiles(case)!r}  # per call: graphs it may compile, if sizes vary",
         f"EXPECTED_FRAMES = {_expected_frames(case)!r}  # the frame model's count",
         f"MUST_BREAK = {must_break(case.program)!r}  # so fullgraph=True must raise",
-        f"NUMERIC = {not case.program.has_dropout!r}  # False: dropout draws are random",
+        f"NUMERIC = {case.program.draws_comparable!r}  # False: an unused dropout's draws",
+        f"RETURNS = {list(case.program.returns)!r}  # the names fn returns",
+        f"DROPOUT_SEED = {DROPOUT_SEED!r}  # torch.manual_seed before every call",
+        f"FED = {sorted(fed_by_attention(case))!r}  # names some attention computes",
+        f"EXACT_OPS = {exact_ops(case)!r}  # ulps a value no attention feeds may differ by",
         f"BACKWARD = {case.backward!r}  # run backward from seeded upstream gradients",
         f"TOLERANCES = {tolerances!r}  # dtype -> (fudge, output floor, score floor, absolute floor)",
         f"SCORES = {scores!r}  # (query, key, scale, permutation, value, mask) per attention",
@@ -234,6 +251,8 @@ def repro_script(case: Case, backend: str, tolerances: dict[str, tuple[float, ..
         inspect.getsource(MathSDPA),
         inspect.getsource(score_conditioning),
         inspect.getsource(gradient_bounds),
+        _tolerance_source(),
+        ERRORS_SOURCE,
         CHECKER_SOURCE,
     ])
 
@@ -254,7 +273,7 @@ CHECKER_SOURCE = '''
 import contextlib
 
 from torch._dynamo.testing import CompileCounterWithBackend
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten_with_path
 
 FLAGS = ("flash", "mem_efficient", "math", "cudnn", "overrideable")
 
@@ -296,59 +315,72 @@ def gradients(leaves, inputs, rounded_to=None):
 
 def call(f, inputs, context, start, rounded_to=None):
     """(leaves, error, inputs, state right after the call inside its outer context,
-    (input gradients, backward's error))"""
+    (input gradients, backward's error), the returned name of each leaf); dropout draws
+    from a generator seeded right before the call, the same in every run"""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     set_backend_state(start)
+    torch.manual_seed(DROPOUT_SEED)
     outer = contextlib.nullcontext() if context is None else sdpa_kernel(
         [getattr(SDPBackend, b) for b in context[0]], set_priority=context[1])
     with outer:
         try:
-            leaves, error = tree_flatten(f(**inputs))[0], None
+            flat = tree_flatten_with_path(f(**inputs))[0]
+            leaves, error = [leaf for _, leaf in flat], None
+            names = [RETURNS[path[0].idx] if len(RETURNS) > 1 else RETURNS[0]
+                     for path, _ in flat]
             if torch.cuda.is_initialized():
                 torch.cuda.synchronize()
         except Exception as exc:  # the outcome is part of what is compared
             if type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc):
                 print("device error (the CUDA context is unusable now):", exc)
                 sys.exit(3)
-            leaves, error = None, exc
+            leaves, error, names = None, exc, None
         state = backend_state()
         grads = gradients(leaves, inputs, rounded_to) if BACKWARD and leaves else (None, None)
     set_backend_state(start)
-    return leaves, error, inputs, state, grads
-
-
-def same_error(e, c):
-    while c is not None:
-        if isinstance(c, type(e)):
-            return True
-        c = c.__cause__ or c.__context__
-    return False
+    return leaves, error, inputs, state, grads, names
 
 
 def input_name(inputs, x):
     return next((n for n, t in inputs.items() if t is x), None)
 
 
-def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0):
+def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0, ops=0):
+    """as the oracle's compare_tensor: with `ops`, a value no attention feeds, held to
+    eager's own value within `ops` ulps"""
     if not isinstance(e, torch.Tensor):
         if type(e) is not type(c) or (not isinstance(e, torch.backends.cuda.SDPAParams)
                                       and e != c):
             problems.append(f"{name}: eager {e!r}, compiled {c!r}")
         return
-    if (e.shape, e.dtype, e.device) != (c.shape, c.dtype, c.device):
-        problems.append(f"{name}: eager {tuple(e.shape)} {e.dtype} {e.device}, "
-                        f"compiled {tuple(c.shape)} {c.dtype} {c.device}")
+    meta = lambda t: (tuple(t.shape), t.dtype, t.device, t.requires_grad)
+    if meta(e) != meta(c):
+        problems.append(f"{name}: shape, dtype, device, requires_grad: eager {meta(e)}, "
+                        f"compiled {meta(c)}")
         return
     big = lambda t: [(d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1]
     if strides and big(e) != big(c):
         problems.append(f"{name}: strides eager {e.stride()}, compiled {c.stride()}")
-    if not NUMERIC:
+    if not (NUMERIC or ops):
         return
     if not e.is_floating_point():
         if not torch.equal(e, c):
             problems.append(f"{name}: values differ")
         return
     e, c = e.detach(), c.detach()
+    if ops:
+        for what, test in (("NaN", torch.isnan), ("+inf", torch.isposinf),
+                           ("-inf", torch.isneginf)):
+            if (test(e) != test(c)).any():
+                problems.append(f"{name}: {what} positions differ")
+        m = measure_exact(e, c, ops)
+        if m is not None:
+            print(f"{name}: no attention feeds it; compiled differs from eager by "
+                  f"{m.compiled:.3g}, allowed {m.allowed:.3g}")
+            if not m.passes:
+                problems.append(f"{name}: compiled differs from eager by {m.compiled:.3g} "
+                                f"> allowed {m.allowed:.3g}")
+        return
     exact = isinstance(r, torch.Tensor) and r.shape == e.shape
     r = r.detach().to(torch.float64) if exact else None
     # eager overflowed where the float64 truth is finite: compiled may be finite there
@@ -377,9 +409,24 @@ def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0):
             problems.append(f"{name}: compiled error {err_c:.3g} > allowed {allowed:.3g}")
 
 
+def storage_outside(name, e, c, problems):
+    """the storage around an input's view is bit for bit eager's"""
+    if e.untyped_storage().nbytes() == e.numel() * e.element_size():
+        return
+    def outside(t):
+        raw = torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
+        inside = torch.zeros(raw.numel() // t.element_size(), dtype=torch.bool, device=t.device)
+        if t.numel():
+            inside.as_strided(t.shape, t.stride(), t.storage_offset()).fill_(True)
+        return raw[~inside.repeat_interleave(t.element_size())]
+    if not torch.equal(outside(e.detach()), outside(c.detach())):
+        problems.append(f"{name}: its storage outside the view differs")
+
+
 def check_call(i, eager, ref, compiled, problems):
-    (e_out, e_exc, e_in, e_state, e_grads), (r_out, _, r_in, _, r_grads), \\
-        (c_out, c_exc, c_in, c_state, c_grads) = eager, ref, compiled
+    """every check, whatever failed before it, as the oracle's judge"""
+    (e_out, e_exc, e_in, e_state, e_grads, e_names), (r_out, _, r_in, _, r_grads, _), \\
+        (c_out, c_exc, c_in, c_state, c_grads, _) = eager, ref, compiled
     tag = f"call {i}: "
     if e_state != c_state:  # compared whatever the outcome: a raising call must clean up too
         problems.append(tag + f"SDPA backend state after the call: eager {e_state}, "
@@ -389,6 +436,11 @@ def check_call(i, eager, ref, compiled, problems):
         if not (isinstance(c_exc, Unsupported) or (e_exc is not None and same_error(e_exc, c_exc))):
             problems.append(tag + f"fullgraph=True must raise on a graph break; compiled {c_exc!r}")
         return
+    for name, e in e_in.items():
+        if isinstance(e, torch.Tensor):
+            compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], 1.0,
+                    problems, ops=EXACT_OPS)
+            storage_outside(tag + f"input {name}", e, c_in[name], problems)
     if e_exc is not None or c_exc is not None:
         if e_exc is None or c_exc is None or not same_error(e_exc, c_exc):
             problems.append(tag + f"outcome: eager {e_exc!r}, compiled {c_exc!r}")
@@ -405,7 +457,8 @@ def check_call(i, eager, ref, compiled, problems):
         if input_name(e_in, e) != input_name(c_in, c):
             problems.append(tag + f"output[{j}] is input {input_name(e_in, e)} in eager but "
                             f"{input_name(c_in, c)} in compiled")
-        compare(tag + f"output[{j}]", e, c, r, kappa, problems)
+        ops = 0 if e_names[j] in FED else EXACT_OPS
+        compare(tag + f"output[{j}]", e, c, r, kappa, problems, ops=ops)
         if isinstance(e, torch.backends.cuda.SDPAParams):
             for attr in ("query", "key", "value", "attn_mask", "dropout", "is_causal",
                          "enable_gqa"):
@@ -414,11 +467,7 @@ def check_call(i, eager, ref, compiled, problems):
                     problems.append(tag + f"output[{j}].{attr} is input {input_name(e_in, fe)} "
                                     f"in eager but {input_name(c_in, fc)} in compiled")
                 compare(tag + f"output[{j}].{attr}", fe, fc, getattr(r, attr, None), kappa,
-                        problems)
-    for name, e in e_in.items():
-        if isinstance(e, torch.Tensor):
-            compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], kappa,
-                    problems)
+                        problems, ops=ops)
     if BACKWARD:
         (e_g, e_gexc), (c_g, c_gexc), (r_g, _) = e_grads, c_grads, r_grads
         if e_gexc is not None or c_gexc is not None:
@@ -453,6 +502,8 @@ def mark(inputs):
 
 
 def main():
+    import torch._inductor.config
+    torch._inductor.config.fallback_random = True  # Inductor draws as eager does
     problems = []
     start = backend_state()
     counter = CompileCounterWithBackend(BACKEND)

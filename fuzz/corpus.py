@@ -24,6 +24,7 @@ import torch
 from fuzz.case import Case, CaseError
 from fuzz.caseio import case_from_dict, case_to_dict
 from fuzz.codegen import repro_script
+from fuzz.identity import LAYERS, Identity, features, key_of_signature
 from fuzz.tolerance import table
 
 OUTCOMES = ("pass", "known-failure", "flaky")
@@ -36,9 +37,12 @@ NOT_ENTRIES = {"quarantine", "unconfirmed", ".hypothesis", ".pending", ".claims"
 class Expectation:
     """`pass`, or `known-failure` of `signature` for torch versions in [torch_min, torch_below).
 
-    `symptoms` are the same bug's other signatures (another dtype, another replacement of
-    the same rewrite) that runs and the property test have seen: known, so not reported
-    again, but not replayed by this entry."""
+    The bug's identity (`fuzz.identity`) is each of `keys` with `features`: the keys of
+    `signature` and of the same bug's other failures, and the features of this entry's
+    shrunk case. `layer` is where the bug lives (`dynamo`, `aot`, `inductor`), so the
+    backends it silences are those that run through that layer; without one, only the
+    backend the case was found with. `symptoms` are the bug's signatures that runs and the
+    property test have seen (another dtype, another replacement of the same rewrite)."""
 
     outcome: str = "pass"
     signature: str | None = None
@@ -46,6 +50,9 @@ class Expectation:
     torch_below: str | None = None
     note: str = ""
     symptoms: tuple[str, ...] = ()
+    layer: str | None = None
+    keys: tuple[str, ...] = ()
+    features: tuple[str, ...] | None = None  # None: not recorded; () covers every case
 
     def applies_to(self, version: str) -> bool:
         v = version_tuple(version)
@@ -55,7 +62,7 @@ class Expectation:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
-                if v not in (None, "", ())}
+                if v not in (None, "", ()) or (k == "features" and v is not None)}
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,17 @@ def _expectation(raw: Any, source: str) -> Expectation:
     unknown = set(raw) - set(Expectation.__dataclass_fields__)
     if unknown:
         raise CaseError(f"{source}: unknown field(s) in \"expect\": {sorted(unknown)}")
-    symptoms = raw.get("symptoms", [])
-    if not (isinstance(symptoms, list) and all(isinstance(x, str) for x in symptoms)):
-        raise CaseError(f"{source}: \"expect.symptoms\" must be a list of signatures")
-    expect = Expectation(**{**raw, "symptoms": tuple(symptoms)})
+    lists = {}
+    for name in ("symptoms", "keys", "features"):
+        if name not in raw:
+            continue
+        value = raw[name]
+        if not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+            raise CaseError(f"{source}: \"expect.{name}\" must be a list of strings")
+        lists[name] = tuple(value)
+    if raw.get("layer") not in (None,) + LAYERS:
+        raise CaseError(f"{source}: \"expect.layer\" must be one of {LAYERS}")
+    expect = Expectation(**{**raw, **lists})
     if expect.outcome == "known-failure" and not expect.signature:
         raise CaseError(f"{source}: a known failure must name its signature")
     return expect
@@ -159,32 +173,61 @@ def write_entry(folder: Path, case: Case, expect: Expectation, finding: dict[str
     return case_path
 
 
-def known_signatures(folder: Path) -> set[str]:
-    """Signatures already in the corpus, so a run does not report them again. Quarantined
-    ones are not among them: a flaky instance does not make a signature's reproducible
-    instances flaky (a slow case that passed a short case timeout once, say)."""
-    found = set()
+@dataclass(frozen=True)
+class KnownBug:
+    """A bug on record: the entry that holds it and one of its identities."""
+
+    entry: str  # the entry's file name, without its folder
+    identity: Identity
+
+
+def entry_identities(entry: Entry) -> list[Identity]:
+    """The entry's identities: its recorded keys and features, or for an entry written
+    before identities, those of its signatures and of its case."""
+    expect = entry.expect
+    keys = expect.keys or tuple(dict.fromkeys(
+        key_of_signature(s) for s in (expect.signature, entry.finding.get("signature"),
+                                      *expect.symptoms) if s))
+    found = features(entry.case) if expect.features is None else frozenset(expect.features)
+    return [Identity(key, found) for key in keys]
+
+
+def silences(entry: Entry, backend: str, layers: tuple[str, ...], version: str) -> bool:
+    """Whether the entry's bug holds for a run of `backend` (through `layers`) on torch
+    `version`: a known failure, in its torch range, in a layer the backend runs through
+    (or, with no layer recorded, found with this very backend)."""
+    expect = entry.expect
+    if expect.outcome != "known-failure" or not expect.applies_to(version):
+        return False
+    if expect.layer is None:
+        return entry.case.compile.backend == backend
+    return expect.layer in layers
+
+
+def known_bugs(folder: Path, backend: str, layers: tuple[str, ...]) -> list[KnownBug]:
+    """The bugs a corpus has on record that hold for `backend` on this torch, so a run
+    does not report them again. Quarantined entries are not among them: a flaky instance
+    does not make a bug's reproducible instances flaky."""
+    found = []
     for path in corpus_files([folder]) if folder.exists() else []:
         try:
             entry = load_entry(path)
         except CaseError:
             continue
-        if entry.finding.get("signature"):
-            found.add(entry.finding["signature"])
-        if entry.expect.signature:  # what it fails with now, if a tag has since changed it
-            found.add(entry.expect.signature)
-        found.update(entry.expect.symptoms)
+        if silences(entry, backend, layers, torch.__version__):
+            found += [KnownBug(path.name, i) for i in entry_identities(entry)]
     return found
 
 
 def quarantined(folder: Path) -> Counter:
-    """How many flaky findings of each signature the corpus's quarantine holds."""
+    """How many flaky findings of each key the corpus's quarantine holds."""
     found: Counter = Counter()
     quarantine = folder / "quarantine"
     for path in quarantine.glob("*.json") if quarantine.exists() else []:
         try:
-            found[json.loads(path.read_text())["finding"]["signature"]] += 1
-        except (OSError, ValueError, KeyError, TypeError):
+            finding = json.loads(path.read_text())["finding"]
+            found[finding.get("key") or key_of_signature(finding["signature"])] += 1
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return found
 

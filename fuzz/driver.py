@@ -3,10 +3,10 @@ corpus remembers.
 
 Each search thread runs its own Hypothesis loop (Hypothesis is thread-safe) over its own
 worker process. Hypothesis stops at the first failure it has shrunk; the driver confirms
-and saves it, adds its signature to the known set (so it no longer fails) and starts
-Hypothesis again, until the budget is spent. Each signature gets its own exception type,
-so Hypothesis shrinks each bug on its own instead of sliding from one into another, and
-a signature one thread is shrinking is not chased by another.
+and saves it, adds its identity (`fuzz.identity`) to the known bugs (so cases it covers no
+longer fail) and starts Hypothesis again, until the budget is spent. Each key gets its own
+exception type, so Hypothesis shrinks each bug on its own instead of sliding from one into
+another, and a key one thread is shrinking is not chased by another.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ import torch
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from fuzz.backends import declared_layers
 from fuzz.case import Case
-from fuzz.caseio import case_to_json
-from fuzz.corpus import (Expectation, atomic_write, claim, environment, known_signatures,
+from fuzz.caseio import case_to_dict, case_to_json
+from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs,
                          prune_claims, quarantined, release, write_entry)
+from fuzz.identity import Identity, backend_layers, features
 from fuzz.execute import Timings
 from fuzz.oracle import Verdict
 from fuzz import rewrites
@@ -37,7 +39,7 @@ from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
 MAX_VARIANTS = 16
-MAX_FLAKY = 3  # flaky findings of one signature, in the corpus's quarantine, before it closes
+MAX_FLAKY = 3  # flaky findings of one key, in the corpus's quarantine, before it closes
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
 
@@ -48,7 +50,8 @@ class BudgetSpent(BaseException):
 
 
 class Finding(Exception):
-    """A case that fails with a signature not yet known; one subclass per signature."""
+    """A case that fails with a key no known bug covers; one subclass per key, so that
+    Hypothesis shrinks each bug on its own."""
 
     def __init__(self, case: Case, verdict: Verdict) -> None:
         super().__init__(verdict.explain())
@@ -60,12 +63,11 @@ _FINDING_TYPES: dict[str, type[Finding]] = {}
 _TYPES_LOCK = threading.Lock()
 
 
-def finding_type(signature: str) -> type[Finding]:
+def finding_type(key: str) -> type[Finding]:
     with _TYPES_LOCK:
-        if signature not in _FINDING_TYPES:
-            _FINDING_TYPES[signature] = type(f"Finding[{signature}]", (Finding,),
-                                             {"signature": signature})
-        return _FINDING_TYPES[signature]
+        if key not in _FINDING_TYPES:
+            _FINDING_TYPES[key] = type(f"Finding[{key}]", (Finding,), {"key": key})
+        return _FINDING_TYPES[key]
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class RunConfig:
     workers: int = 1
     case_timeout: float = 300.0
     variants: int | None = None  # seed variants per compiled program; None: adaptive
-    known: tuple[Path, ...] = ()  # other corpora whose signatures are not reported again
+    known: tuple[Path, ...] = ()  # other corpora whose bugs are not reported again
     stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
 
 
@@ -108,6 +110,7 @@ class RunStats:
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0
     interrupted: bool = False
+    known_hits: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> hits
 
     @property
     def elapsed(self) -> float:
@@ -185,20 +188,39 @@ class Fuzzer:
         self.config = config
         prune_claims(config.corpus)
         self.stats = RunStats()
-        # A signature stays open after a flaky finding, up to MAX_FLAKY of them in all.
+        self.layers = backend_layers(config.backend, declared_layers(config.backend))
+        # A key stays open after a flaky finding, up to MAX_FLAKY of them in all.
         self.flaky_seen = quarantined(config.corpus)
-        self.known = self._corpus_signatures() | {
-            sig for sig, n in self.flaky_seen.items() if n >= MAX_FLAKY}
+        self.known: list[KnownBug] = self._corpus_bugs() + [
+            KnownBug("(flaky, closed)", Identity(key, frozenset()))
+            for key, n in self.flaky_seen.items() if n >= MAX_FLAKY]
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.interrupt = threading.Event()
         self.best: dict[str, tuple[Case, Verdict]] = {}  # found, not yet recorded
-        self.owner: dict[str, int] = {}  # which search is shrinking a signature
+        self.owner: dict[str, int] = {}  # which search is shrinking a key
         self.database_path = config.database or config.corpus / ".hypothesis"
 
-    def _corpus_signatures(self) -> set[str]:
-        return known_signatures(self.config.corpus).union(
-            *(known_signatures(folder) for folder in self.config.known))
+    def _corpus_bugs(self) -> list[KnownBug]:
+        config = self.config
+        return [bug for folder in (config.corpus, *config.known)
+                for bug in known_bugs(folder, config.backend, self.layers)]
+
+    def covering(self, key: str, found: frozenset[str],
+                 bugs: list[KnownBug] | None = None) -> KnownBug | None:
+        """The known bug whose identity covers a failure of `key` on a case with features
+        `found`, if any."""
+        return next((b for b in (self.known if bugs is None else bugs)
+                     if b.identity.covers(key, found)), None)
+
+    def _hit(self, bug: KnownBug, case: Case, signature: str) -> None:
+        """Count a case that shows a known bug; keep the smallest as its sample."""
+        hit = self.stats.known_hits.setdefault(bug.entry, {"cases": 0, "signatures": set(),
+                                                           "sample": None})
+        hit["cases"] += 1
+        hit["signatures"].add(signature)
+        if hit["sample"] is None or _smaller(case, hit["sample"]):
+            hit["sample"] = case
 
     def stopping(self) -> bool:
         return self.stop.is_set()
@@ -234,48 +256,66 @@ class Fuzzer:
                                                      for t in r.phases.values()))
 
     def first_new(self, results: list[CaseResult], search: int) -> tuple[str, CaseResult] | None:
-        """The first failure of a signature that is neither known nor being shrunk by
-        another search; remembers the smallest case seen for it."""
+        """The first failure that no known bug covers and no other search is shrinking
+        (by key); remembers the smallest case seen for it. Failures a known bug covers are
+        counted on it."""
         with self.lock:
+            new = None
             for r in results:
+                found = features(r.case)
                 for failure in r.verdict.failures:
-                    sig = failure.signature
-                    if sig in self.known or self.owner.setdefault(sig, search) != search:
+                    key = failure.key
+                    bug = self.covering(key, found)
+                    if bug is not None:
+                        self._hit(bug, r.case, failure.signature)
                         continue
-                    if _smaller(r.case, self.best.get(sig, (None,))[0]):
-                        self.best[sig] = (r.case, r.verdict)
-                    return sig, r
-        return None
+                    if new is not None or self.owner.setdefault(key, search) != search:
+                        continue
+                    if _smaller(r.case, self.best.get(key, (None,))[0]):
+                        self.best[key] = (r.case, r.verdict)
+                    new = key, r
+            return new
 
-    def record(self, case: Case, verdict: Verdict, signature: str) -> None:
+    def record(self, case: Case, verdict: Verdict, key: str) -> None:
         """Confirm in a fresh process, then write to the corpus (or quarantine) and only
-        then report. A signature already in the corpus (another run may have saved it
-        meanwhile) or claimed by a concurrent run is dropped."""
+        then report. A bug already in the corpus (another run may have saved it meanwhile)
+        or claimed by a concurrent run is dropped."""
+        identity = Identity(key, features(case))
+        signature = next(f.signature for f in verdict.failures if f.key == key)
         with self.lock:
-            self.best.pop(signature, None)
-            if signature in self.known:
+            self.best.pop(key, None)
+            bug = self.covering(key, identity.features)
+            if bug is not None:
+                self._hit(bug, case, signature)
                 return
-            self.known.add(signature)
-        if signature in self._corpus_signatures() or not claim(self.config.corpus, signature):
+            self.known.append(KnownBug("(this run)", identity))
+        if self.covering(key, identity.features, self._corpus_bugs()) is not None \
+                or not claim(self.config.corpus, identity.name):
             return
         t0 = time.perf_counter()
         try:
-            self._confirm_and_write(case, verdict, signature)
+            self._confirm_and_write(case, verdict, identity, signature)
         finally:
-            release(self.config.corpus, signature)
+            release(self.config.corpus, identity.name)
             with self.lock:
                 self.stats.timings.add("confirm", time.perf_counter() - t0)
 
-    def _confirm_and_write(self, case: Case, verdict: Verdict, signature: str) -> None:
+    def _confirm_and_write(self, case: Case, verdict: Verdict, identity: Identity,
+                           signature: str) -> None:
         config, corpus = self.config, self.config.corpus
         with self.lock:
-            finding = {"signature": signature, "explanation": verdict.explain(),
+            resembles = sorted({b.entry for b in self.known if b.identity.key == identity.key
+                                and b.entry.endswith(".json")})
+            finding = {"signature": signature, "key": identity.key,
+                       "features": sorted(identity.features), "resembles": resembles,
+                       "explanation": verdict.explain(),
                        "kernels": list(verdict.kernels),
                        "found_at_s": round(self.stats.elapsed, 2),
                        "examples_at": self.stats.examples,
                        **environment(config.backend, case.device)}
         expect = Expectation("known-failure", signature, torch_min=torch.__version__.split("+")[0],
-                             note="found by sdpa-fuzz run; triage, then keep or promote")
+                             note="found by sdpa-fuzz run; triage, then keep or promote",
+                             keys=(identity.key,), features=tuple(sorted(identity.features)))
         case = replace(case, compile=replace(case.compile, backend=config.backend))
         pending = write_entry(corpus / ".pending", case, expect, finding, config.backend)
         folder, kind = corpus, "FOUND"
@@ -292,20 +332,27 @@ class Fuzzer:
                 folder, kind = corpus / "quarantine", "FLAKY (quarantined)"
         if doubt is not None:
             expect = replace(expect, outcome="flaky", note=doubt)
+        final = write_entry(folder, case, expect, finding, config.backend)
         if kind.startswith("FLAKY"):
             with self.lock:
-                self.flaky_seen[signature] += 1
-                if self.flaky_seen[signature] < MAX_FLAKY:
-                    self.known.discard(signature)  # a reproducible instance may still come
-        final = write_entry(folder, case, expect, finding, config.backend)
+                self.flaky_seen[identity.key] += 1
+                if self.flaky_seen[identity.key] < MAX_FLAKY:  # a reproducible one may come
+                    self.known = [b for b in self.known if b.identity != identity]
+        else:
+            with self.lock:  # its later cases are counted on it, as on any known bug
+                self.known = [KnownBug(final.name, b.identity) if b.identity == identity
+                              else b for b in self.known]
         for p in (pending, pending.with_suffix(".py")):
             p.unlink(missing_ok=True)
-        item = {"signature": signature, "case": str(final), "found_at_s": finding["found_at_s"],
+        item = {"signature": signature, "key": identity.key,
+                "features": finding["features"], "resembles": resembles,
+                "case": str(final), "found_at_s": finding["found_at_s"],
                 "examples_at": finding["examples_at"], "explanation": verdict.explain()}
         with self.lock:
             {"FOUND": self.stats.findings, "UNCONFIRMED": self.stats.unconfirmed}.get(
                 kind, self.stats.flaky).append(item)
-            print(f"\n{kind} {signature}\n  {final}\n  " +
+            like = f"\n  resembles the known {', '.join(resembles)}" if resembles else ""
+            print(f"\n{kind} {signature}\n  {final}{like}\n  " +
                   verdict.explain().replace("\n", "\n  "), flush=True)
         if kind == "FOUND" and config.stop_when is not None and config.stop_when(case):
             self.stop.set()
@@ -332,8 +379,8 @@ class Fuzzer:
         self.stats.restarts = sum(s.worker.restarts for s in searches)
         for search in searches:
             search.worker.close()
-        for signature, (case, verdict) in list(self.best.items()):
-            self.record(case, verdict, signature)  # found but not yet fully shrunk
+        for key, (case, verdict) in list(self.best.items()):
+            self.record(case, verdict, key)  # found but not yet fully shrunk
         errors = [s.error for s in searches if s.error is not None]
         if self.config.progress:
             sys.stderr.write("\n")
@@ -369,6 +416,14 @@ class Fuzzer:
         found = Counter(k for f in s.findings for k in f.get("kernels", ()))
         return {k: {"cases": n, "findings": found[k]} for k, n in s.kernel_cases.most_common()}
 
+    def known_hits(self) -> dict[str, dict[str, Any]]:
+        """Per known bug (corpus entry, or this run's finding): the cases that showed it,
+        the signatures it showed under, and the smallest such case."""
+        with self.lock:
+            return {entry: {"cases": h["cases"], "signatures": sorted(h["signatures"]),
+                            "sample": case_to_dict(h["sample"])}
+                    for entry, h in sorted(self.stats.known_hits.items())}
+
     def report(self) -> dict[str, Any]:
         s = self.stats
         total = max(s.elapsed, 1e-9)
@@ -389,6 +444,7 @@ class Fuzzer:
                 "time_share": shares, "rewrites": self.rewrite_coverage(),
                 "kernels": self.kernel_coverage(),
                 "error_ratio_max": dict(sorted(s.worst_ratio.items())),
+                "known_hits": self.known_hits(),
                 "failures": s.findings, "flaky": s.flaky,
                 "unconfirmed": s.unconfirmed}
 
@@ -453,8 +509,8 @@ class Search:
         self.variants = VariantPolicy(fuzzer.config.variants)
 
     def check(self, case: Case) -> None:
-        """The property: a case (and its seed variants) passes unless it fails with a
-        signature not yet known."""
+        """The property: a case (and its seed variants) passes unless it fails in a way
+        no known bug covers."""
         fuzzer = self.fuzzer
         if fuzzer.stopping() or fuzzer.over_budget():
             raise BudgetSpent
@@ -465,9 +521,9 @@ class Search:
         self.variants.learn(results)
         new = fuzzer.first_new(results, self.index)
         if new is not None:
-            signature, result = new
+            key, result = new
             self.variants.freeze(results.index(result))
-            raise finding_type(signature)(result.case, result.verdict)
+            raise finding_type(key)(result.case, result.verdict)
 
     def _round(self, round_no: int) -> None:
         config = self.fuzzer.config
@@ -494,7 +550,7 @@ class Search:
                     break
                 except (Finding, BaseExceptionGroup) as exc:
                     for finding in _findings(exc):
-                        fuzzer.record(finding.case, finding.verdict, finding.signature)
+                        fuzzer.record(finding.case, finding.verdict, finding.key)
                 round_no += 1
         except Interrupted:
             pass

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 import torch._dynamo
+import torch._inductor.config
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch.utils._pytree import tree_flatten_with_path
 
@@ -26,11 +27,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from fuzz import rewrites
 from fuzz.backends import resolve_backend
-from fuzz.case import CallContext, Case, marked_dims
+from fuzz.case import DROPOUT_SEED, CallContext, Case, marked_dims
 from fuzz.codegen import function_source
 from fuzz.kernels import KernelLog, MathSDPA
 from fuzz.materialize import input_factory
 from fuzz.sdpa_state import BackendState, current_state, restore_state
+
+# Inductor compiles random ops to draw as eager does (PyTorch's own tests do the same), so
+# that dropout values can be compared; it changes nothing else in the code it generates.
+torch._inductor.config.fallback_random = True
 
 # Fake-tensor tracing logs every error it meets at ERROR level; the oracle reports the ones
 # that matter, and invalid cases raise them on purpose.
@@ -182,6 +187,7 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
     With `grad`, then run backward from seeded upstream gradients (see `backward`). `mode`
     (eager code only) is active during the call: a `KernelLog` records its kernels."""
     restore_state(start)
+    torch.manual_seed(DROPOUT_SEED)  # every run draws the same dropout (docs/oracle.md)
     # Kernel-choice warnings, Dynamo's advice and torch.fx's printout of an error inside a
     # graph are not compared; the outcome itself is.
     with _outer(context), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):

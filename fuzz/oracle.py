@@ -16,11 +16,14 @@ from torch._dynamo.exc import Unsupported
 from torch.backends.cuda import SDPAParams
 
 from fuzz import rewrites
-from fuzz.case import STATEMENTS, Attention, Case, HandAttention, TensorSpec, walk
+from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, TensorSpec, exact_ops,
+                       fed_by_attention, walk)
 from fuzz.execute import CaseRun, Observation, upstream_gradient
 from fuzz.frames import must_break, predict_frames, size_recompiles
+from fuzz.errors import message_class, same_error, unwrap
 from fuzz.handwritten import effective_scale, program_precision
-from fuzz.tolerance import (ErrorMeasure, fudge, gradient_bounds, measure,
+from fuzz.identity import compose_key
+from fuzz.tolerance import (ErrorMeasure, fudge, gradient_bounds, measure, measure_exact,
                             score_conditioning)
 
 # What a kernel computes or refuses. The other checks (backend state, frames, identity,
@@ -39,11 +42,24 @@ class Failure:
     condition: str
     detail: str
     call: int = 0
+    rewrite: str = ""  # the Inductor attention replacements that fired (`sfdp5`)
+    kernels: str = ""  # on CUDA, for what a kernel computes: the kernels eager ran
+    message: str = ""  # for an outcome: the class of the innermost error's message
 
     @property
     def signature(self) -> str:
+        """What a reader sees: check, site, condition and every tag."""
+        tags = "".join(f"@{t}" for t in (self.rewrite, self.kernels) if t)
         later = "@later-call" if self.call else ""
-        return f"{self.check}:{self.where}:{self.condition}{later}"
+        return f"{self.check}:{self.where}:{self.condition}{tags}{later}"
+
+    @property
+    def key(self) -> str:
+        """What identifies the bug with a case's features (`fuzz.identity`): the
+        signature less its symptoms (the dtype, the rewrite pattern), plus an outcome's
+        message class."""
+        return compose_key(self.check, self.where, self.condition, self.message,
+                           self.kernels, bool(self.call))
 
 
 @dataclass(frozen=True)
@@ -74,35 +90,42 @@ def _dtype(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
 
-def _exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
-    while exc is not None:
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def _describe(exc: BaseException) -> str:
     first = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {first[0][:200] if first else ''}"
 
 
+def _compiled_error(exc: BaseException) -> tuple[str, str, str]:
+    """(how the condition names a compiled error, its innermost error's message class,
+    what the explanation adds): `internal-` marks a compiler failure."""
+    kind, inner, inner_type = unwrap(exc)
+    name = ("internal-" if kind == "compiler" else "") + inner_type.__name__
+    seen = "" if inner is exc else f" (innermost: {_describe(inner)})"
+    return name, message_class(inner), seen
+
+
 def check_outcome(eager: Observation, compiled: Observation) -> Failure | None:
-    """Both succeed, or both raise the same type. Dynamo wraps errors raised while tracing
-    (TorchRuntimeError from a RuntimeError, say), so any exception in the compiled error's
-    cause chain that is an instance of eager's type counts as the same."""
+    """Both succeed, or both raise the same error: compiled's innermost user-facing error
+    (`fuzz.errors.unwrap`) is of eager's type exactly. A compiler failure where eager
+    raised a user-facing error is a divergence, not the same error."""
     e, c = eager.error, compiled.error
     if e is None and c is None:
         return None
-    if e is not None and c is not None:
-        if any(isinstance(x, type(e)) for x in _exception_chain(c)):
-            return None
-        return Failure("outcome", "call", f"{type(e).__name__}-vs-{type(c).__name__}",
-                       f"eager raised {_describe(e)}; compiled raised {_describe(c)}")
+    if e is not None and c is not None and same_error(e, c):
+        return None
+    if c is None:
+        assert e is not None
+        return Failure("outcome", "call", f"eager-raised-{type(e).__name__}",
+                       f"eager raised {_describe(e)}; compiled succeeded",
+                       message=message_class(e))
+    name, message, seen = _compiled_error(c)
     if e is None:
-        assert c is not None
-        return Failure("outcome", "call", f"compiled-raised-{type(c).__name__}",
-                       f"eager succeeded; compiled raised {_describe(c)}")
-    return Failure("outcome", "call", f"eager-raised-{type(e).__name__}",
-                   f"eager raised {_describe(e)}; compiled succeeded")
+        return Failure("outcome", "call", f"compiled-raised-{name}",
+                       f"eager succeeded; compiled raised {_describe(c)}{seen}",
+                       message=message)
+    return Failure("outcome", "call", f"{type(e).__name__}-vs-{name}",
+                   f"eager raised {_describe(e)}; compiled raised {_describe(c)}{seen}",
+                   message=message)
 
 
 def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
@@ -112,27 +135,29 @@ def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
                    conditioning: float = 1.0, precision: str | None = None,
-                   strides: bool = True, terms: float = 0.0, factor: float | None = None
-                   ) -> tuple[list[Failure], ErrorMeasure | None]:
-    """Metadata, stride policy (unless `strides` is off), NaN/Inf positions, then values
-    against the reference (with fudge `factor`, if not the dtype's own)."""
+                   strides: bool = True, terms: float = 0.0, factor: float | None = None,
+                   exact_ops: int = 0) -> tuple[list[Failure], ErrorMeasure | None]:
+    """Metadata, stride policy (unless `strides` is off), NaN/Inf positions, then values:
+    against the reference (with fudge `factor`, if not the dtype's own), or, with
+    `exact_ops`, against eager itself to within that many ulps (`measure_exact`)."""
     cond = _dtype(e)
-    meta_e, meta_c = (tuple(e.shape), e.dtype, e.device), (tuple(c.shape), c.dtype, c.device)
+    meta_e, meta_c = ((tuple(e.shape), e.dtype, e.device, e.requires_grad),
+                      (tuple(c.shape), c.dtype, c.device, c.requires_grad))
     if meta_e != meta_c:
-        return [Failure("metadata", where, cond, f"{where}: eager is shape/dtype/device "
-                        f"{meta_e}, compiled {meta_c}")], None
+        return [Failure("metadata", where, cond, f"{where}: eager is shape/dtype/device/"
+                        f"requires_grad {meta_e}, compiled {meta_c}")], None
     failures = []
     if strides and _stride_signature(e) != _stride_signature(c):
         failures.append(Failure("stride", where, cond, f"{where}: eager strides {e.stride()}, "
                                 f"compiled {c.stride()} for shape {tuple(e.shape)}"))
-    if not numeric:
+    if not (numeric or exact_ops):  # dropout's draws: see docs/oracle.md
         return failures, None
     if not e.is_floating_point():
         if not torch.equal(e, c):
             failures.append(Failure("values", where, cond, f"{where}: {cond} values differ"))
         return failures, None
     e, c = e.detach(), c.detach()
-    exact = isinstance(r, torch.Tensor) and r.shape == e.shape
+    exact = not exact_ops and isinstance(r, torch.Tensor) and r.shape == e.shape
     # Where eager overflowed but the float64 truth is finite, a finite compiled value is
     # no divergence of its own; the values check below holds it to the truth there.
     rescued = (~torch.isfinite(e) & torch.isfinite(c) & torch.isfinite(r.detach().to(e.device))
@@ -145,6 +170,13 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
             failures.append(Failure("nan-inf", where, cond, f"{where}: {name} at "
                             f"{int(pe.sum())} positions in eager, {int(pc.sum())} in compiled, "
                             f"{int(differ.sum())} differ"))
+    if exact_ops:
+        m = measure_exact(e, c, exact_ops)
+        if m is not None and not m.passes:
+            failures.append(Failure("values", where, cond, f"{where}: no attention feeds "
+                            f"it, yet compiled differs from eager by {m.compiled:.3g}; allowed "
+                            f"{m.allowed:.3g} ({exact_ops} ulp of {cond} at its magnitude)"))
+        return failures, None
     if not exact:
         return failures, None
     m = measure(e, c, r, conditioning, precision, terms, factor)
@@ -154,6 +186,29 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
                         f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor "
                         f"x score conditioning {conditioning:.3g}))"))
     return failures, m
+
+
+def _storage_bytes(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All bytes of `t`'s storage, and which of them lie outside `t`'s view."""
+    raw = torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
+    inside = torch.zeros(raw.numel() // t.element_size(), dtype=torch.bool, device=t.device)
+    if t.numel():
+        inside.as_strided(t.shape, t.stride(), t.storage_offset()).fill_(True)
+    return raw, ~inside.repeat_interleave(t.element_size())
+
+
+def compare_storage(where: str, e: torch.Tensor, c: torch.Tensor) -> list[Failure]:
+    """The storage around an input's view (an `offset` or `strided` input lies inside a
+    larger buffer) is bit for bit what it was in eager: nothing may write past a view."""
+    if e.untyped_storage().nbytes() == e.numel() * e.element_size():
+        return []
+    raw_e, outside = _storage_bytes(e.detach())
+    raw_c, _ = _storage_bytes(c.detach())
+    if raw_e.shape != raw_c.shape or torch.equal(raw_e[outside], raw_c[outside]):
+        return []
+    changed = int((raw_e[outside] != raw_c[outside]).sum())
+    return [Failure("mutation", "input-storage", _dtype(e), f"{where}: {changed} byte(s) of "
+                    "its storage outside the view differ between eager and compiled")]
 
 
 def case_conditioning(case: Case, reference: Observation) -> float:
@@ -214,9 +269,9 @@ def judge(case: Case, run: CaseRun) -> Verdict:
     # A failure shows "first in a later call" only if the first call did not show it.
     first = {(f.check, f.where, f.condition) for f in failures if f.call == 0}
     failures = [f for f in failures if f.call == 0 or (f.check, f.where, f.condition) not in first]
-    if run.rewrites:  # one signature per replacement: each pattern is its own code
+    if run.rewrites:  # shown on the signature: the replacement is a symptom, not the bug
         tag = "+".join(sorted({rewrites.short(p) for p in run.rewrites}))
-        failures = [replace(f, condition=f"{f.condition}@{tag}") for f in failures]
+        failures = [replace(f, rewrite=tag) for f in failures]
     if case.device == "cuda":  # each CUDA kernel is its own code for numbers
         failures = [_kernel_tagged(f, run.eager[f.call].kernels) for f in failures]
     kernels = tuple(dict.fromkeys(run.eager[0].kernels))
@@ -229,7 +284,7 @@ def _kernel_tagged(failure: Failure, kernels: tuple[str, ...]) -> Failure:
     kernel could run) in its condition, if its check is about what a kernel computes."""
     if failure.check not in KERNEL_CHECKS or not kernels:
         return failure
-    return replace(failure, condition=f"{failure.condition}@{'+'.join(sorted(set(kernels)))}")
+    return replace(failure, kernels="+".join(sorted(set(kernels))))
 
 
 def _hand_notes(case: Case, run: CaseRun) -> tuple[str, ...]:
@@ -249,42 +304,43 @@ def _hand_notes(case: Case, run: CaseRun) -> tuple[str, ...]:
 
 def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Observation,
                 checked: set[str], ratios: list[tuple[str, float]]) -> list[Failure]:
+    """Every check, whatever failed before it: an outcome or structure divergence does not
+    excuse what the call did to its inputs or to the backend state."""
     checked.add("outcome")
     outcome = check_outcome(eager, compiled)
-    if outcome is not None:
-        return [outcome]
-    failures: list[Failure] = []
-    if eager.error is None:
-        numeric = not case.program.has_dropout
+    failures: list[Failure] = [outcome] if outcome is not None else []
+    numeric = case.program.draws_comparable
+    ops = exact_ops(case)
+    if numeric:
+        checked.update(("nan-inf", "values"))
+    kappa = case_conditioning(case, ref)
+    precision = program_precision(case)
+    if outcome is None and eager.error is None:
         checked.add("structure")
         assert eager.leaves is not None and compiled.leaves is not None
         if eager.structure != compiled.structure or len(eager.leaves) != len(compiled.leaves):
-            return [Failure("structure", "return", "pytree", f"eager returned "
-                            f"{eager.structure}, compiled {compiled.structure}")]
-        checked.update(("metadata", "stride", "identity", "mutation"))
-        if numeric:
-            checked.update(("nan-inf", "values"))
-        ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
-        kappa = case_conditioning(case, ref)
-        precision = program_precision(case)
-        for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
-            where = _leaf_name(case, eager, j)
-            r = ref_leaves[j] if j < len(ref_leaves) else None
-            found = _check_identity(where, eager, compiled, e, c)
-            found += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa,
-                                   precision)
-            site = _site(case, where)
-            failures += [replace(f, where=site + f.where[len(where):]) for f in found]
-        for name, spec in case.inputs:
-            if not isinstance(spec, TensorSpec):
-                continue
-            fails, _ = compare_tensor(f"input {name} after the call", eager.inputs[name],
-                                      compiled.inputs[name], ref.inputs.get(name), numeric,
-                                      kappa, precision)
-            failures += [Failure("mutation", "input", f.condition, f.detail) for f in fails]
+            failures.append(Failure("structure", "return", "pytree", f"eager returned "
+                            f"{eager.structure}, compiled {compiled.structure}"))
+        else:
+            checked.update(("metadata", "stride", "identity"))
+            failures += _judge_leaves(case, eager, ref, compiled, numeric, ratios, kappa,
+                                      precision)
         if case.backward:
             failures += _judge_backward(eager, ref, compiled, numeric, kappa, precision,
                                         checked, ratios, _gradient_terms(case, eager, ref))
+    checked.add("mutation")
+    # After an error, what the call did before it is a site of its own: Dynamo raises
+    # tracing errors before its graph runs, which is not what a wrong graph does.
+    site = "input-after-error" if eager.error is not None else "input"
+    for name, spec in case.inputs:
+        if not isinstance(spec, TensorSpec):
+            continue
+        where = f"input {name} after the call"
+        fails, _ = compare_tensor(where, eager.inputs[name], compiled.inputs[name],
+                                  ref.inputs.get(name), numeric, kappa, precision,
+                                  exact_ops=ops)
+        failures += [Failure("mutation", site, f.condition, f.detail) for f in fails]
+        failures += compare_storage(where, eager.inputs[name], compiled.inputs[name])
     checked.add("backend-state")
     if eager.state_after != compiled.state_after:
         # Which kernels are enabled, or only their order: two different kinds of leak.
@@ -294,6 +350,27 @@ def _judge_call(case: Case, eager: Observation, ref: Observation, compiled: Obse
                         "SDPA backend state right after the call: eager "
                         f"{eager.state_after.describe()}, compiled "
                         f"{compiled.state_after.describe()}"))
+    return failures
+
+
+def _judge_leaves(case: Case, eager: Observation, ref: Observation, compiled: Observation,
+                  numeric: bool, ratios: list[tuple[str, float]], kappa: float,
+                  precision: str | None) -> list[Failure]:
+    """Identity and values of each returned leaf; a leaf no attention feeds is held to
+    eager's own value (`measure_exact`), one that attention feeds to the float64 run."""
+    assert eager.leaves is not None and compiled.leaves is not None
+    failures = []
+    ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
+    fed = fed_by_attention(case)
+    for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
+        where = _leaf_name(case, eager, j)
+        r = ref_leaves[j] if j < len(ref_leaves) else None
+        ops = 0 if where.split("[")[0] in fed else exact_ops(case)
+        found = _check_identity(where, eager, compiled, e, c)
+        found += _compare_leaf(where, eager, compiled, e, c, r, numeric, ratios, kappa,
+                               precision, ops)
+        site = _site(case, where)
+        failures += [replace(f, where=site + f.where[len(where):]) for f in found]
     return failures
 
 
@@ -430,17 +507,18 @@ def _leaf_name(case: Case, obs: Observation, i: int) -> str:
 
 def _compare_leaf(where: str, eager: Observation, compiled: Observation, e: Any, c: Any,
                   r: Any, numeric: bool, ratios: list[tuple[str, float]], kappa: float,
-                  precision: str | None) -> list[Failure]:
+                  precision: str | None, ops: int) -> list[Failure]:
     if type(e) is not type(c):
         return [Failure("structure", where, "type", f"{where}: eager returned a "
                         f"{type(e).__name__}, compiled a {type(c).__name__}")]
     if isinstance(e, torch.Tensor):
-        fails, m = compare_tensor(where, e, c, r, numeric, kappa, precision)
+        fails, m = compare_tensor(where, e, c, r, numeric, kappa, precision, exact_ops=ops)
         if m is not None:
             ratios.append((_dtype(e), m.ratio))
         return fails
     if isinstance(e, SDPAParams):
-        return _compare_params(where, eager, compiled, e, c, r, numeric, kappa, precision)
+        return _compare_params(where, eager, compiled, e, c, r, numeric, kappa, precision,
+                               ops)
     if e != c:
         return [Failure("values", where, type(e).__name__,
                         f"{where}: eager returned {e!r}, compiled {c!r}")]
@@ -448,8 +526,8 @@ def _compare_leaf(where: str, eager: Observation, compiled: Observation, e: Any,
 
 
 def _compare_params(where: str, eager: Observation, compiled: Observation, e: Any, c: Any,
-                    r: Any, numeric: bool, kappa: float, precision: str | None
-                    ) -> list[Failure]:
+                    r: Any, numeric: bool, kappa: float, precision: str | None,
+                    ops: int) -> list[Failure]:
     """An SDPAParams's tensor fields are the very objects eager's are (mapped to each run's
     own inputs), or equal tensors where eager's are not inputs; other fields are equal."""
     failures = []
@@ -459,7 +537,7 @@ def _compare_params(where: str, eager: Observation, compiled: Observation, e: An
         if isinstance(fe, torch.Tensor) and isinstance(fc, torch.Tensor):
             fr = getattr(r, attr, None) if r is not None else None
             failures += compare_tensor(f"{where}.{attr}", fe, fc, fr, numeric, kappa,
-                                       precision)[0]
+                                       precision, exact_ops=ops)[0]
         elif (fe is None) != (fc is None):
             failures.append(Failure("structure", f"{where}.{attr}", "none",
                                     f"{where}.{attr}: eager {fe!r}, compiled {fc!r}"))

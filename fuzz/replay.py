@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from fuzz.corpus import Entry
+from fuzz.corpus import Entry, entry_identities
 from fuzz.oracle import Verdict
 from fuzz.worker import Worker
 
@@ -54,6 +54,7 @@ def replay_entry(entry: Entry, worker: Worker, backend: str | None = None,
     elif verdict.ok:
         status = "fixed"
     else:
-        status = "ok" if expect.signature in {f.signature for f in verdict.failures} \
-            else "different-failure"
+        keys = {i.key for i in entry_identities(entry)}
+        shown = any(f.signature == expect.signature or f.key in keys for f in verdict.failures)
+        status = "ok" if shown else "different-failure"
     return ReplayResult(entry, verdict, status)

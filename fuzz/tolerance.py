@@ -116,6 +116,22 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
                         fudge=FUDGE[dtype] if factor is None else factor)
 
 
+def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> ErrorMeasure | None:
+    """For a value no attention feeds (an input after its mutations, a shifted input):
+    compiled against eager itself, allowed `ops` ulps of the dtype at eager's largest
+    magnitude, one per elementwise op that may round differently (a fused chain rounds
+    once where eager rounds after each op; a contracted multiply-add, once for two). No
+    conditioning, no float64: both ran the same few exact-as-possible ops."""
+    e, c = eager.detach().double(), compiled.detach().double()
+    ok = torch.isfinite(e) & torch.isfinite(c)
+    if not bool(ok.any()):
+        return None
+    dtype = str(eager.dtype).removeprefix("torch.")
+    err = (c[ok] - e[ok]).abs().max().item()
+    base = max(ops * EPS[dtype] * e[ok].abs().max().item(), ops * SUBNORMAL[dtype], TINY)
+    return ErrorMeasure(eager=0.0, compiled=err, base=base, fudge=1.0)
+
+
 def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     scale: float | None, upstream: float) -> dict[str, float]:
     """Per input role, a bound on the terms that attention's backward sums to its gradient.

@@ -124,6 +124,12 @@ def _bf16_low_precision(c: Call):
         else None
 
 
+def _dropout_unscaled(c: Call):
+    """Dropout that forgets to rescale what it keeps by 1 / (1 - p): the same draws as
+    eager, values (1 - p) times too small. Wrong only where dropout is on."""
+    return c.run() * (1 - c.dropout_p) if c.dropout_p > 0 else None
+
+
 def _tf32(t: torch.Tensor) -> torch.Tensor:
     """float32 rounded (toward zero) to TF32's 10-bit mantissa, as tensor cores read it."""
     return (t.view(torch.int32) & ~0x1FFF).view(torch.float32)
@@ -231,6 +237,7 @@ transposed_query_misread = fault_backend(_transposed_query_misread)
 bf16_low_precision = fault_backend(_bf16_low_precision)
 half_output_upcast = fault_backend(_half_output_upcast)
 tf32_matmul = fault_backend(_tf32_matmul)
+dropout_unscaled = fault_backend(_dropout_unscaled)
 fused_kernel_drops_last_key = fault_backend(_fused_kernel_drops_last_key)
 
 
@@ -336,6 +343,16 @@ def _install_kernel_exit_fault() -> None:
 _install_kernel_exit_fault()
 
 
+def compile_crash_negative_scale(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend, except that compiling a graph whose SDPA call has a negative
+    scale fails an internal assertion: a compiler crash, of the coarse signature
+    (`outcome:call:compiled-raised-...`) that known torch bugs already have."""
+    for node in gm.graph.nodes:
+        if node.target is SDPA and (node.kwargs.get("scale") or 0.0) < 0:
+            raise AssertionError(f"lowering {node.name}: negative softmax scale unsupported")
+    return gm.forward
+
+
 def crash_or_hang(gm: torch.fx.GraphModule, example_inputs):
     """The eager backend, except that compiling a graph with a float16 input dereferences
     NULL (SIGSEGV), and compiling a graph with a causal SDPA call never returns. Only the
@@ -380,6 +397,7 @@ def _inductor_with_joint_pass(joint_pass: Callable) -> Callable:
         from torch._inductor.compile_fx import compile_fx
         with torch._inductor.config.patch(joint_custom_post_pass=joint_pass):
             return compile_fx(gm, example_inputs)
+    backend.sdpa_fuzz_layers = ("dynamo", "aot", "inductor")  # Inductor's bugs are its too
     return backend
 
 
@@ -442,6 +460,7 @@ CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "bf16_low_precision": _any(lambda c, a: _tensor(c, a.query).dtype == "bfloat16"),
     "half_output_upcast": _any(lambda c, a: _tensor(c, a.query).dtype == "float16"),
     "tf32_matmul": _any(lambda c, a: _tensor(c, a.query).dtype == "float32"),
+    "dropout_unscaled": _any(lambda c, a: a.dropout_p > 0),
     "dynamic_rows_nan": lambda c: c.compile.dynamic is True or (
         c.compile.dynamic is None and len({call.grow for call in c.calls}) > 1) or (
         c.compile.mark_dynamic and _marked_length_above_one(c)),

@@ -4,8 +4,9 @@
     HYPOTHESIS_PROFILE=fuzz pytest tests/test_property.py --backend mypkg.mod:my_backend
 
 On failure Hypothesis prints the minimal case; this test adds its JSON and repro script.
-Signatures of the committed corpus's known failures (docs/findings.md) do not fail it:
-they are torch bugs already on record, and the search should look past them. The six
+A failure that a known bug of the committed corpus covers (docs/findings.md; the same
+rule as `sdpa-fuzz run --known corpus`, see fuzz/identity.py) does not fail it: it is a
+torch bug already on record, and the search should look past it. The six
 scenarios of PyTorch's test/dynamo/test_sdpa.py (corpus/seed-*.json) run first, as
 explicit examples.
 """
@@ -13,27 +14,36 @@ explicit examples.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 from hypothesis import example, given, note
 
 from fuzz.caseio import case_to_json
+from fuzz.backends import declared_layers
 from fuzz.codegen import repro_script
-from fuzz.corpus import known_signatures, load_entry
+from fuzz.corpus import known_bugs, load_entry
 from fuzz.execute import run_case
+from fuzz.identity import backend_layers, features
 from fuzz.oracle import judge
 from fuzz.tolerance import table
 from strategies import cases, hand_attention_cases
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
-KNOWN = known_signatures(CORPUS)
 SEEDS = [load_entry(path).case for path in sorted(CORPUS.glob("seed-*.json"))]
+
+
+@cache
+def known(backend: str):
+    return known_bugs(CORPUS, backend, backend_layers(backend, declared_layers(backend)))
 
 
 def check(case, backend: str) -> None:
     case = replace(case, compile=replace(case.compile, backend=backend))
     verdict = judge(case, run_case(case, backend))
-    new = [f for f in verdict.failures if f.signature not in KNOWN]
+    found = features(case)
+    new = [f for f in verdict.failures
+           if not any(b.identity.covers(f.key, found) for b in known(backend))]
     if new:
         note(f"case JSON:\n{case_to_json(case)}")
         note(f"repro script:\n{repro_script(case, backend, table())}")

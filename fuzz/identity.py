@@ -1,0 +1,219 @@
+"""Bug identity: which failures are one bug.
+
+A failure's *key* says what diverged and where (check, site, and for checks that are not
+about numbers, how: the exception, the leaked state). The dtype, the rewrite pattern and
+the seed are left out: they are symptoms, and one bug shows under many. A case's
+*features* are what it still has beyond the plainest program: statement kinds, SDPA knobs,
+non-canonical details of hand-written attention, dtypes, layouts, compile settings.
+
+Shrinking removes every feature a failure does not need, so two shrunk cases of one bug
+share their features, and two bugs rarely do. An identity is a key with the features of
+a shrunk case; it *covers* a failing case with the same key whose features include the
+identity's: a case that shrinking could take to that very identity. Covering is decided
+per case, so it can be the property Hypothesis shrinks against: removing features never
+turns an uncovered failure into a covered one, and a new bug whose shrunk form lacks a
+feature of a known one is never hidden by it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
+                       MASK_DTYPES, Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
+                       SetFlag, Shift, TensorSpec, walk)
+
+# Checks whose condition is the dtype of the value compared: a symptom, not the bug.
+NUMERIC_CHECKS = ("values", "nan-inf", "metadata", "stride", "mutation")
+KERNEL_TAGS = ("math", "flash", "efficient", "cudnn", "none")
+LATER = "later-call"
+# The layers a bug can live in, and the layers each registered backend runs through. A
+# Dynamo bug holds for every backend, an AOTAutograd bug for those that trace with it,
+# an Inductor bug for Inductor alone.
+LAYERS = ("dynamo", "aot", "inductor")
+BACKEND_LAYERS = {"eager": ("dynamo",), "aot_eager": ("dynamo", "aot"),
+                  "aot_eager_decomp_partition": ("dynamo", "aot"),
+                  "inductor": ("dynamo", "aot", "inductor")}
+
+
+def backend_layers(backend: str, declared: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The layers `backend` runs through: a registered name's, what a callable declares
+    (its `sdpa_fuzz_layers` attribute, see `declared`), else Dynamo's alone, so that a
+    custom backend is never excused by a bug it may not share."""
+    if backend in BACKEND_LAYERS:
+        return BACKEND_LAYERS[backend]
+    return tuple(declared) if declared else ("dynamo",)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A bug: the key of its failure and the features its shrunk case needs."""
+
+    key: str
+    features: frozenset[str]
+
+    def covers(self, key: str, features: frozenset[str]) -> bool:
+        return key == self.key and self.features <= features
+
+    def to_dict(self) -> dict[str, object]:
+        return {"key": self.key, "features": sorted(self.features)}
+
+    @property
+    def name(self) -> str:
+        return self.key + ("{" + ",".join(sorted(self.features)) + "}")
+
+
+def key_of_signature(signature: str) -> str:
+    """The key of an older signature string (`values:out:bfloat16@sfdp5@later-call`): the
+    dtype and rewrite tags dropped, a kernel tag and the later-call tag kept. Outcome
+    signatures had no message class, so their keys have none either."""
+    check, where, rest = (signature.split(":", 2) + ["", ""])[:3]
+    condition, *tags = rest.split("@")
+    kept = [t for t in tags if t in KERNEL_TAGS or "+" in t and
+            all(k in KERNEL_TAGS for k in t.split("+"))]
+    return compose_key(check, where, condition, "", "+".join(kept), LATER in tags)
+
+
+def compose_key(check: str, where: str, condition: str, message: str, kernels: str,
+                later: bool) -> str:
+    kind = "" if check in NUMERIC_CHECKS and condition in MASK_DTYPES else condition
+    return (f"{check}:{where}" + (f":{kind}" if kind else "")
+            + (f"~{message}" if message else "") + (f"@{kernels}" if kernels else "")
+            + (f"@{LATER}" if later else ""))
+
+
+def _scale_class(scale: float | None) -> str:
+    if scale is None:
+        return "default"
+    if not math.isfinite(scale):
+        return "nonfinite"
+    if scale == 0:
+        return "zero"
+    return ("negative-" if scale < 0 else "") + ("large" if abs(scale) > 4 else "plain")
+
+
+def _tensor_features(name: str, spec: TensorSpec, role: str) -> set[str]:
+    """A mask's rank is a feature (broadcasting is where mask bugs live); an operand's is
+    not, since a valid call needs every operand's rank alike, and which of several ranks
+    a shrunk case keeps is the shrinker's whim. Query, key and value share one role: a
+    valid call needs their dtypes alike too."""
+    found = {f"mask:rank{len(spec.shape)}"} if role == "mask" else set()
+    role = "qkv" if role in ("query", "key", "value") else role
+    if spec.dtype != "float32":
+        found.add(f"{role}:dtype={spec.dtype}")
+    if spec.values not in ("normal", "random"):
+        found.add(f"{role}:values={spec.values}")
+    if spec.layout != "contiguous":
+        found.add(f"{role}:layout={spec.layout}")
+    if spec.requires_grad:
+        found.add(f"{role}:requires_grad")
+    return found
+
+
+def _attention_features(a: Attention, case: Case) -> set[str]:
+    found = {"sdpa"}
+    specs = {n: s for n, s in case.inputs if isinstance(s, TensorSpec)}
+    q, k = specs.get(a.query), specs.get(a.key)
+    if a.mask is not None:
+        m = specs.get(a.mask)
+        found.add("sdpa:mask" + (f":rank{len(m.shape)}" if m else ":computed"))
+        if m is not None and q is not None and m.shape[-2:] != (q.shape[-2], m.shape[-1]):
+            found.add("sdpa:mask:broadcast")
+    if a.dropout_p:
+        found.add("sdpa:dropout")
+    if a.is_causal:
+        found.add("sdpa:causal")
+    if a.scale is not None:
+        found.add(f"sdpa:scale={_scale_class(a.scale)}")
+    if a.enable_gqa:
+        found.add("sdpa:gqa")
+    if q is not None and len(q.shape) >= 2 and q.shape[-2] == 1:
+        found.add("sdpa:L=1")
+    if q is not None and k is not None and len(q.shape) >= 2 and len(k.shape) >= 2 \
+            and q.shape[-2] != k.shape[-2]:
+        found.add("sdpa:L!=S")
+    if len({a.query, a.key, a.value}) < 3:
+        found.add("sdpa:shared-inputs")
+    return found
+
+
+# Fields of hand-written attention whose value is continuous: whether it deviates is the
+# feature, not the value itself.
+_CONTINUOUS = {"scale", "dropout_p", "heads", "causal_diagonal", "perm", "key_perm",
+               "softmax_dim", "fill"}
+
+
+def _statement_features(stmt: object, case: Case) -> set[str]:
+    if isinstance(stmt, Attention):
+        return _attention_features(stmt, case)
+    if isinstance(stmt, HandAttention):
+        found = {"hand"}
+        for deviation in stmt.deviations():
+            field_name, _, value = deviation.partition("=")
+            found.add(f"hand:{field_name}" if field_name in _CONTINUOUS
+                      else f"hand:{field_name}={value}")
+        return found
+    if isinstance(stmt, Mutate):
+        return {f"mutate:{stmt.method}"}
+    if isinstance(stmt, BuildParams):
+        return {"params"} | ({"params:mask"} if stmt.mask else set()) | (
+            {"params:causal"} if stmt.is_causal else set())
+    if isinstance(stmt, ParamsAttr):
+        return {f"params-attr:{stmt.attr}"}
+    if isinstance(stmt, Shift):
+        return {"shift"}
+    if isinstance(stmt, GraphBreak):
+        return {f"break:{stmt.place}"}
+    if isinstance(stmt, ReadBackends):
+        return {"read-backends" + (":priority" if stmt.with_priority else "")}
+    if isinstance(stmt, ReadFlag):
+        return {"read-flag"}
+    if isinstance(stmt, SetFlag):
+        return {f"set-flag:{'on' if stmt.enabled else 'off'}"}
+    assert isinstance(stmt, KernelBlock)
+    return {f"kernel-block:{stmt.style}"} | ({"kernel-block:priority"} if stmt.set_priority
+                                             else set())
+
+
+def features(case: Case) -> frozenset[str]:
+    """What the case has beyond the plainest program of one SDPA call on float32 inputs."""
+    found: set[str] = set()
+    roles: dict[str, str] = {}
+    for stmt in walk(case.program.body):
+        for role in ("query", "key", "value", "mask"):
+            name = getattr(stmt, role, None)
+            if isinstance(name, str):
+                roles.setdefault(name, role)
+        found |= _statement_features(stmt, case)
+    for name, spec in case.inputs:
+        if isinstance(spec, TensorSpec):
+            found |= _tensor_features(name, spec, roles.get(name, "input"))
+        else:
+            assert isinstance(spec, ParamsInput)
+            found.add("params-input")
+    settings = case.compile
+    if settings.fullgraph:
+        found.add("fullgraph")
+    if settings.dynamic is not None:
+        found.add(f"dynamic={settings.dynamic}")
+    if settings.mode not in (None, "default"):
+        found.add(f"mode={settings.mode}")
+    if settings.mark_dynamic:
+        found.add("mark-dynamic")
+    if case.device != "cpu":
+        found.add(f"device={case.device}")
+    if case.backward:
+        found.add("backward")
+    if len(case.calls) > 1:
+        found.add("calls:several")
+    for call in case.calls:
+        if call.backends is not None:
+            found.add("calls:context" + (":priority" if call.set_priority else ""))
+        if call.reseed:
+            found.add("calls:reseed")
+        if call.grow:
+            found.add("calls:grow")
+    if len(case.program.returns) > 1:
+        found.add("returns:several")
+    return frozenset(found)

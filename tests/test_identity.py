@@ -1,0 +1,93 @@
+"""Bug identity: a known bug silences only itself.
+
+Each test takes a real failure, judged by the oracle on a real backend, and asks the same
+question `sdpa-fuzz run --known corpus` and the property test ask: does a bug on record in
+the committed corpus cover it? A new bug whose coarse signature (`check:where:condition`)
+a known bug shares must still be new.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fuzz.case import Attention, Case, CompileSpec, KernelBlock, Program, Shift, TensorSpec
+from fuzz.corpus import known_bugs, load_entry
+from fuzz.execute import run_case
+from fuzz.identity import backend_layers, features
+from fuzz.oracle import judge
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+
+
+def known(backend: str):
+    return known_bugs(CORPUS, backend, backend_layers(backend))
+
+
+def covered(case: Case, backend: str) -> list[tuple[str, bool]]:
+    """(signature, whether a known bug covers it) for each failure of the case."""
+    verdict = judge(case, run_case(case, backend))
+    assert not verdict.ok, f"{backend} does not fail the case"
+    found = features(case)
+    return [(f.signature, any(b.identity.covers(f.key, found) for b in known(backend)))
+            for f in verdict.failures]
+
+
+def qkv(shape=(1, 2, 3, 4), **changes) -> tuple:
+    return tuple((n, TensorSpec(shape, seed=i, **changes)) for i, n in enumerate("qkv"))
+
+
+def test_a_compiler_crash_is_new_although_its_coarse_signature_is_known() -> None:
+    """Finding 4's entry was recorded as `outcome:call:compiled-raised-BackendCompilerFailed`:
+    under that signature every compiler crash on an SDPA call was known."""
+    crash = Case(qkv(), Program((Attention("out", scale=-0.5),), ("out",)))
+    results = covered(crash, "tests.faults:compile_crash_negative_scale")
+    assert results and not any(hit for _, hit in results), results
+    assert any(s.startswith("outcome:call:compiled-raised-internal-AssertionError")
+               for s, _ in results), results
+
+
+def test_a_backend_state_leak_is_new_although_its_coarse_signature_is_known() -> None:
+    """kernel_exit_dropped leaks the block's backends: `backend-state:after-call:enabled`,
+    the coarse signature of findings 1 and 8, which hid it under `--known corpus`."""
+    assert any(b.identity.key.startswith("backend-state:after-call:enabled")
+               for b in known("tests.faults:kernel_exit_dropped"))
+    leak = Case(qkv(), Program((KernelBlock(("MATH",), (Attention("out"),)),), ("out",)))
+    results = covered(leak, "tests.faults:kernel_exit_dropped")
+    assert ("backend-state:after-call:enabled", False) in results, results
+
+
+def test_a_known_bug_still_covers_its_own_case_and_its_symptoms() -> None:
+    """The softmax-dim bug (finding 13) covers its entry's case, and the same case in
+    float64 or with an additive mask: other dtypes and other rewrite patterns of one bug."""
+    entry = load_entry(CORPUS / "known-rewrite-softmax-dim-ignored.json")
+    base = replace_inputs(entry.case, dtype="float64")
+    assert all(hit for _, hit in covered(entry.case, "inductor"))
+    assert all(hit for _, hit in covered(base, "inductor"))
+
+
+def replace_inputs(case: Case, **changes) -> Case:
+    from dataclasses import replace
+    return replace(case, inputs=tuple((n, replace(s, **changes)) for n, s in case.inputs))
+
+
+def test_known_bugs_hold_only_for_their_layer_and_torch_range(tmp_path) -> None:
+    """An Inductor bug is not known to a Dynamo-only backend; a bug of a torch range that
+    excludes this torch is not known at all."""
+    inductor_only = {b.entry for b in known("inductor")} - {b.entry for b in known("eager")}
+    assert "known-rewrite-softmax-dim-ignored.json" in inductor_only
+    assert {b.entry for b in known("eager")} <= {b.entry for b in known("aot_eager")}
+    text = (CORPUS / "known-rewrite-softmax-dim-ignored.json").read_text()
+    (tmp_path / "old.json").write_text(text.replace('"torch_min": "2.13.0"',
+                                                    '"torch_min": "2.13.0", "torch_below": "2.13.0"'))
+    assert not known_bugs(tmp_path, "inductor", backend_layers("inductor"))
+
+
+def test_shrinking_never_turns_a_new_failure_into_a_known_one() -> None:
+    """Covering needs every feature of the known bug: a case with fewer features (what
+    shrinking makes) is covered by no more bugs than the case it came from."""
+    full = Case(qkv((1, 2, 1, 4), dtype="bfloat16"),
+                Program((Shift("q2", "q"), Attention("out", query="q2", is_causal=True)),
+                        ("out",)), CompileSpec(dynamic=True))
+    plain = Case(qkv(), Program((Attention("out"),), ("out",)))
+    assert features(plain) < features(full)
+    assert features(plain) == frozenset({"sdpa"})
