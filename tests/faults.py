@@ -213,13 +213,12 @@ def _last_row_nan(c: Call):
 
 
 def _symbolic_sizes(gm: torch.fx.GraphModule) -> bool:
-    """Whether Dynamo traced the graph with symbolic sizes (a dynamic-shape graph)."""
-    for node in gm.graph.nodes:
-        value = node.meta.get("example_value")
-        if isinstance(value, torch.SymInt) or (isinstance(value, torch.Tensor) and any(
-                isinstance(d, torch.SymInt) for d in value.shape)):
-            return True
-    return False
+    """Whether Dynamo traced the graph with a tensor of symbolic size (a dynamic-shape
+    graph). A symbolic int alone is not enough: a marked input whose view has a storage
+    offset gets a symbolic offset even where every size is 1 and so specialised."""
+    return any(isinstance(value, torch.Tensor) and any(isinstance(d, torch.SymInt)
+                                                       for d in value.shape)
+               for value in (node.meta.get("example_value") for node in gm.graph.nodes))
 
 
 def dynamic_rows_nan(gm: torch.fx.GraphModule, example_inputs):
