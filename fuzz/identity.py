@@ -77,7 +77,11 @@ def key_of_signature(signature: str) -> str:
 
 def compose_key(check: str, where: str, condition: str, message: str, kernels: str,
                 later: bool) -> str:
+    """The key; `message` is kept only where compiled raised, since it then says how the
+    compiler failed. Where only eager raised, it says why the input is invalid, which is
+    the case's business: its features tell those bugs apart."""
     kind = "" if check in NUMERIC_CHECKS and condition in MASK_DTYPES else condition
+    message = "" if condition.startswith("eager-raised-") else message
     return (f"{check}:{where}" + (f":{kind}" if kind else "")
             + (f"~{message}" if message else "") + (f"@{kernels}" if kernels else "")
             + (f"@{LATER}" if later else ""))
@@ -176,8 +180,21 @@ def _statement_features(stmt: object, case: Case) -> set[str]:
                                              else set())
 
 
+def _with_parents(found: set[str]) -> frozenset[str]:
+    """Each feature with the coarser ones it refines (`calls:context:priority` has
+    `calls:context` and `calls`, `qkv:dtype=float16` has `qkv:dtype`), so that an identity
+    triaged down to the coarse feature covers every refinement of it."""
+    closed = set(found)
+    for feature in found:
+        for i, char in enumerate(feature):
+            if char in ":=":
+                closed.add(feature[:i])
+    return frozenset(closed)
+
+
 def features(case: Case) -> frozenset[str]:
-    """What the case has beyond the plainest program of one SDPA call on float32 inputs."""
+    """What the case has beyond the plainest program of one SDPA call on float32 inputs,
+    each with the coarser features it refines."""
     found: set[str] = set()
     roles: dict[str, str] = {}
     for stmt in walk(case.program.body):
@@ -216,4 +233,4 @@ def features(case: Case) -> frozenset[str]:
             found.add("calls:grow")
     if len(case.program.returns) > 1:
         found.add("returns:several")
-    return frozenset(found)
+    return _with_parents(found)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fuzz.case import Attention, Case, CompileSpec, KernelBlock, Program, Shift, TensorSpec
+from dataclasses import replace
+
+from fuzz.case import (Attention, CallContext, Case, CompileSpec, KernelBlock, Program, Shift,
+                       TensorSpec)
 from fuzz.corpus import known_bugs, load_entry
 from fuzz.execute import run_case
 from fuzz.identity import backend_layers, features
@@ -66,7 +69,6 @@ def test_a_known_bug_still_covers_its_own_case_and_its_symptoms() -> None:
 
 
 def replace_inputs(case: Case, **changes) -> Case:
-    from dataclasses import replace
     return replace(case, inputs=tuple((n, replace(s, **changes)) for n, s in case.inputs))
 
 
@@ -91,3 +93,4 @@ def test_shrinking_never_turns_a_new_failure_into_a_known_one() -> None:
     plain = Case(qkv(), Program((Attention("out"),), ("out",)))
     assert features(plain) < features(full)
     assert features(plain) == frozenset({"sdpa"})
+    assert {"calls", "calls:context"} <= features(replace(plain, calls=(CallContext(("MATH",), True),)))
