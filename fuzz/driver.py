@@ -262,7 +262,7 @@ class Fuzzer:
         with self.lock:
             new = None
             for r in results:
-                found = features(r.case)
+                found = features(r.case) if r.verdict.failures else frozenset()
                 for failure in r.verdict.failures:
                     key = failure.key
                     bug = self.covering(key, found)

@@ -56,9 +56,6 @@ class Identity:
     def covers(self, key: str, features: frozenset[str]) -> bool:
         return key == self.key and self.features <= features
 
-    def to_dict(self) -> dict[str, object]:
-        return {"key": self.key, "features": sorted(self.features)}
-
     @property
     def name(self) -> str:
         return self.key + ("{" + ",".join(sorted(self.features)) + "}")

@@ -8,6 +8,7 @@ import torch
 from fuzz.case import Attention, Case, Mutate, Program, TensorSpec
 from fuzz.execute import run_case
 from fuzz.materialize import build_tensor
+from fuzz.errors import same_error
 from fuzz.oracle import compare_storage, judge
 
 
@@ -19,7 +20,7 @@ def test_a_dropped_mutation_is_caught_beside_a_badly_conditioned_attention() -> 
     """`q.mul_(0.5)` lost by the backend, in a program whose attention (on k) has a large
     scale: a conditioning applied to every leaf let this pass."""
     case = Case(qkv(), Program((Mutate("q", "mul_", 0.5),
-                                Attention("out", query="k", scale=1000.0)), ("out",)))
+                                Attention("out", query="k", scale=1e9)), ("out",)))
     verdict = judge(case, run_case(case, "tests.faults:clone_inputs"))
     assert "mutation:input" in {f.key for f in verdict.failures}, verdict.explain()
     assert judge(case, run_case(case, "eager")).ok
@@ -52,3 +53,22 @@ def test_a_write_outside_a_view_is_caught() -> None:
     assert torch.equal(eager, compiled)
     [failure] = compare_storage("input q", eager, compiled)
     assert failure.key == "mutation:input-storage"
+
+
+def test_a_compiler_crash_is_not_the_error_eager_raised() -> None:
+    """A backend that fails with eager's very type (RuntimeError) and text still crashed:
+    the old rule took any instance of eager's type in the cause chain as the same error."""
+    def crashing(gm, example_inputs):
+        raise RuntimeError("boom")
+
+    x = torch.ones(2)
+    try:
+        torch.compile(lambda t: t + 1, backend=crashing)(x)
+    except Exception as exc:  # noqa: BLE001 - the compiled error under test
+        compiled = exc
+    assert not same_error(RuntimeError("boom"), compiled)
+    try:  # a fake-tensor error while tracing is the user's error, wrapped
+        torch.compile(lambda t: t @ torch.ones(3), backend="eager")(x)
+    except Exception as exc:  # noqa: BLE001
+        traced = exc
+    assert same_error(RuntimeError("size mismatch"), traced)
