@@ -1,8 +1,10 @@
 """sdpa-fuzz repro: runs fn eagerly, compiled and in float64 on identical inputs, once
-per outer sdpa_kernel context, and compares outputs, identities, inputs after the call,
-the global SDPA backend state and Dynamo's frame count.
+per call, and compares outputs, identities, inputs after the call, the global SDPA
+backend state and Dynamo's frame counts, with sdpa-fuzz's own checker (below).
 
 Exit status 1 while a divergence holds, 0 once it is gone."""
+from __future__ import annotations
+
 import sys
 import torch
 import torch.nn.functional as F
@@ -93,26 +95,6 @@ def make_inputs(dtype=None, salt=0, grow=0):
     t['params'] = torch.backends.cuda.SDPAParams(t['q'], t['k'], t['v'], None, 0.0, False, False)
     return t
 
-BACKEND = 'eager'
-COMPILE_KWARGS = {'fullgraph': False, 'dynamic': None}
-CALLS = [None]  # outer sdpa_kernel (backends, set_priority) per call, or None
-SALTS = [0]  # per call: 0, or the seed variant whose input values it gets
-GROWS = [0]  # per call: how much longer L and S are
-RECOMPILES = None  # per call: graphs it may compile, if sizes vary
-EXPECTED_FRAMES = 1  # the frame model's count
-MUST_BREAK = False  # so fullgraph=True must raise
-NUMERIC = True  # False: an unused dropout's draws
-RETURNS = ['q']  # the names fn returns
-DROPOUT_SEED = 20240607  # torch.manual_seed before every call
-FED = []  # names some attention computes
-EXACT_OPS = 2  # ulps a value no attention feeds may differ by
-BACKWARD = False  # run backward from seeded upstream gradients
-TOLERANCES = {'float64': (4.0, 1.7763568394002505e-15, 1.7763568394002505e-15, 4e-323), 'float32': (4.0, 9.5367431640625e-07, 9.5367431640625e-07, 1.1210387714598537e-44), 'bfloat16': (4.0, 0.0078125, 9.5367431640625e-07, 9.183549615799121e-41), 'float16': (4.0, 0.0009765625, 9.5367431640625e-07, 5.960464477539063e-08)}  # dtype -> (fudge, output floor, score floor, absolute floor)
-SCORES = []  # (query, key, scale, permutation, value, mask) per attention
-PRECISION = None  # the coarsest dtype fn casts through
-MATH_REFERENCE = False  # float64 SDPA by math (see MathSDPA)
-MARK_DYNAMIC = {}  # input -> dims marked dynamic before compiled calls
-
 from torch.overrides import TorchFunctionMode
 
 
@@ -134,83 +116,61 @@ class MathSDPA(TorchFunctionMode):
                                                    ).masked_fill(~mask, float("-inf"))
         return torch.ops.aten._scaled_dot_product_attention_math(**kwargs)[0]
 
-def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None) -> float:
-    """An upper bound on sum_i |scale * q_i * k_i| over the score dot products.
+FUSED = ('flash', 'efficient', 'cudnn')
 
-    Any implementation computing the scores in a given precision may be off by about eps
-    times this, and softmax passes that absolute error on to the output; so two correct
-    implementations can differ by that much however accurate one of them happens to be.
-    """
-    q, k = query.detach().double().abs(), key.detach().double().abs()
-    if q.numel() == 0 or k.numel() == 0:
-        return 1.0
-    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
-    return s * q.sum(-1).max().item() * k.max().item()
 
-def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                    scale: float | None, upstream: float) -> dict[str, float]:
-    """Per input role, a bound on the terms that attention's backward sums to its gradient.
-
-    A gradient is a sum with cancellation (`dS = P * (dP - rowsum(dP * P))`), so its own
-    magnitude says nothing about the rounding in it; the terms' magnitudes do. With
-    `dP = g @ v^T` bounded by `Ev * |g| * |v|`: the query's terms by
-    `2 |scale| S |dP| |k|`, the key's by `2 |scale| L |dP| |q|`, the value's by `L |g|`,
-    and an additive mask's by `2 |dP|`. Any implementation computing in a precision may
-    be off by about its eps times these.
-    """
-    q, k, v = (t.detach().double().abs() for t in (query, key, value))
-    if min(q.numel(), k.numel(), v.numel()) == 0:
-        return {}
-    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
-    L, S = q.size(-2), k.size(-2)
-    d_p = v.size(-1) * upstream * v.max().item()
-    return {"query": 2 * s * S * d_p * k.max().item(), "key": 2 * s * L * d_p * q.max().item(),
-            "value": L * upstream, "mask": 2 * d_p}
+# --- fuzz.sdpa_state ----------------------------------------------------------
 
 from dataclasses import dataclass
 
-EPS = {'float64': 2.220446049250313e-16, 'float32': 1.1920928955078125e-07, 'bfloat16': 0.0078125, 'float16': 0.0009765625}
-SUBNORMAL = {'float64': 5e-324, 'float32': 1.401298464324817e-45, 'bfloat16': 9.183549615799121e-41, 'float16': 5.960464477539063e-08}
-TINY = 1e-300
+import torch
+
+FLAGS = ("flash", "mem_efficient", "math", "cudnn", "overrideable")
 
 
 @dataclass(frozen=True)
-class ErrorMeasure:
-    """Errors of eager and compiled against the reference, and the bound compiled must meet."""
+class BackendState:
+    enabled: tuple[str, ...]
+    priority: tuple[int, ...]
 
-    eager: float
-    compiled: float
-    base: float
-    fudge: float
-
-    @property
-    def allowed(self) -> float:
-        return self.fudge * self.base
-
-    @property
-    def ratio(self) -> float:
-        """compiled error / max(eager error, floor): the quantity the fudge factor bounds."""
-        return self.compiled / self.base
-
-    @property
-    def passes(self) -> bool:
-        return self.compiled <= self.allowed
+    def describe(self) -> str:
+        return f"enabled={list(self.enabled)} priority={list(self.priority)}"
 
 
-def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> ErrorMeasure | None:
-    """For a value no attention feeds (an input after its mutations, a shifted input):
-    compiled against eager itself, allowed `ops` ulps of the dtype at eager's largest
-    magnitude, one per elementwise op that may round differently (a fused chain rounds
-    once where eager rounds after each op; a contracted multiply-add, once for two). No
-    conditioning, no float64: both ran the same few exact-as-possible ops."""
-    e, c = eager.detach().double(), compiled.detach().double()
-    ok = torch.isfinite(e) & torch.isfinite(c)
-    if not bool(ok.any()):
-        return None
-    dtype = str(eager.dtype).removeprefix("torch.")
-    err = (c[ok] - e[ok]).abs().max().item()
-    base = max(ops * EPS[dtype] * e[ok].abs().max().item(), ops * SUBNORMAL[dtype], TINY)
-    return ErrorMeasure(eager=0.0, compiled=err, base=base, fudge=1.0)
+def _getter(flag: str):
+    return getattr(torch._C, f"_get_{flag}_sdp_enabled")
+
+
+def _setter(flag: str):
+    return getattr(torch._C, f"_set_sdp_use_{flag}")
+
+
+def current_state() -> BackendState:
+    enabled = tuple(flag for flag in FLAGS if _getter(flag)())
+    return BackendState(enabled, tuple(int(p) for p in torch._C._get_sdp_priority_order()))
+
+
+def restore_state(state: BackendState) -> None:
+    for flag in FLAGS:
+        _setter(flag)(flag in state.enabled)
+    torch._C._set_sdp_priority_order(list(state.priority))
+
+
+def settle(device: torch.device) -> None:
+    """Let CUDA torch choose its default priority order before any state is captured.
+
+    It does so lazily, at the first SDPA dispatch in a process (`priority_order` in
+    sdp_utils.cpp puts cuDNN first where `check_prefer_cudnn_attention` holds, as on an
+    H100 or H200). A state captured before that dispatch and restored after it would
+    undo torch's choice for good, and the first case of every process would see a
+    priority change that no compiled code made. One dispatch choice on a tiny input
+    settles it; it runs no kernel."""
+    if device.type == "cuda":
+        q = torch.zeros(1, 1, 1, 8, device=device, dtype=torch.float16)
+        torch._fused_sdp_choice(q, q, q)
+
+
+# --- fuzz.errors --------------------------------------------------------------
 
 import builtins
 import os
@@ -349,34 +309,244 @@ def message_class(exc):
     return text.strip().lower()[:100]
 
 
-import contextlib
+# --- fuzz.tolerance -----------------------------------------------------------
 
-from torch._dynamo.testing import CompileCounterWithBackend
+from dataclasses import dataclass
+
+import torch
+
+
+EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "bfloat16": 2.0**-7, "float16": 2.0**-10}
+FUDGE = {"float64": 4.0, "float32": 4.0, "bfloat16": 4.0, "float16": 4.0}
+FLOOR = {"float64": 8 * EPS["float64"], "float32": 8 * EPS["float32"],
+         "bfloat16": EPS["bfloat16"], "float16": EPS["float16"]}
+SCORE_FLOOR = {"float64": 8 * EPS["float64"], "float32": 8 * EPS["float32"],
+               "bfloat16": 8 * EPS["float32"], "float16": 8 * EPS["float32"]}
+# The spacing of the dtype's subnormals: below the smallest normal number, rounding is
+# absolute, so a floor relative to the output's magnitude alone would allow no rounding
+# at all there. The absolute floor is that spacing times the same multiple of ulps.
+SUBNORMAL = {"float64": 2.0**-1074, "float32": 2.0**-149, "bfloat16": 2.0**-133,
+             "float16": 2.0**-24}
+ABS_FLOOR = {dtype: FLOOR[dtype] / EPS[dtype] * SUBNORMAL[dtype] for dtype in FLOOR}
+TINY = 1e-300
+# The fused CUDA kernels' backward sums the query's (and with GQA the key's and value's)
+# gradient with atomics in no fixed order, so two runs of one kernel on equal inputs
+# differ, and eager's error is one draw of a spread that compiled draws again. PyTorch's
+# own tests allow these gradients 8 (value) to 160 (query) times the error of math at low
+# precision (test_transformers.py); against the same kernel's own eager run, 8 suffices.
+FUSED_GRAD_FUDGE = 8.0
+
+
+@dataclass(frozen=True)
+class ErrorMeasure:
+    """Errors of eager and compiled against the reference, and the bound compiled must meet."""
+
+    eager: float
+    compiled: float
+    base: float
+    fudge: float
+
+    @property
+    def allowed(self) -> float:
+        return self.fudge * self.base
+
+    @property
+    def ratio(self) -> float:
+        """compiled error / max(eager error, floor): the quantity the fudge factor bounds."""
+        return self.compiled / self.base
+
+    @property
+    def passes(self) -> bool:
+        return self.compiled <= self.allowed
+
+
+def fudge(dtype: str, kernels: tuple[str, ...] = (), gradient: bool = False) -> float:
+    """The factor for a value of `dtype` from a program whose SDPA ran `kernels` in eager."""
+    fused = gradient and any(k in FUSED for k in kernels)
+    return max(FUDGE[dtype], FUSED_GRAD_FUDGE) if fused else FUDGE[dtype]
+
+
+def table() -> dict[str, tuple[float, float, float, float]]:
+    """dtype -> (fudge, floor, score floor, absolute floor), the form a repro script embeds."""
+    return {dtype: (FUDGE[dtype], FLOOR[dtype], SCORE_FLOOR[dtype], ABS_FLOOR[dtype])
+            for dtype in FUDGE}
+
+
+def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None) -> float:
+    """An upper bound on sum_i |scale * q_i * k_i| over the score dot products.
+
+    Any implementation computing the scores in a given precision may be off by about eps
+    times this, and softmax passes that absolute error on to the output; so two correct
+    implementations can differ by that much however accurate one of them happens to be.
+    """
+    q, k = query.detach().double().abs(), key.detach().double().abs()
+    if q.numel() == 0 or k.numel() == 0:
+        return 1.0
+    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
+    return s * q.sum(-1).max().item() * k.max().item()
+
+
+def coarsest(dtype: str, precision: str | None) -> str:
+    """The less precise of an output's dtype and the precision its program casts through."""
+    return dtype if precision is None or EPS[precision] <= EPS[dtype] else precision
+
+
+def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
+            conditioning: float = 1.0, precision: str | None = None,
+            terms: float = 0.0, factor: float | None = None) -> ErrorMeasure | None:
+    """Max-abs errors: eager's over the positions finite in all three, compiled's over
+    those where it and the reference are finite (including where eager overflowed); None
+    when there are none. `precision`: the coarsest dtype the program casts its values
+    through, which rounds the float64 run too, so that it bounds what any implementation
+    can be held to. `terms`: for a gradient, the bound on the magnitude of the terms
+    summed into it (`gradient_bounds`), which takes the place of the output's magnitude
+    in the score floor. `factor`: the fudge factor, if not the dtype's own (`fudge`)."""
+    e, c, r = eager.detach().double(), compiled.detach().double(), reference.detach().double()
+    ok_c = torch.isfinite(c) & torch.isfinite(r)
+    ok = ok_c & torch.isfinite(e)
+    if not bool(ok_c.any()):
+        return None
+    err_e = (e[ok] - r[ok]).abs().max().item() if bool(ok.any()) else 0.0
+    err_c = (c[ok_c] - r[ok_c]).abs().max().item()
+    dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
+    floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
+    floor = max(floor, SCORE_FLOOR[dtype] * terms)
+    base = max(err_e, floor, ABS_FLOOR[dtype], TINY)
+    return ErrorMeasure(eager=err_e, compiled=err_c, base=base,
+                        fudge=FUDGE[dtype] if factor is None else factor)
+
+
+def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> ErrorMeasure | None:
+    """For a value no attention feeds (an input after its mutations, a shifted input):
+    compiled against eager itself, allowed `ops` ulps of the dtype at eager's largest
+    magnitude, one per elementwise op that may round differently (a fused chain rounds
+    once where eager rounds after each op; a contracted multiply-add, once for two). No
+    conditioning, no float64: both ran the same few exact-as-possible ops."""
+    e, c = eager.detach().double(), compiled.detach().double()
+    ok = torch.isfinite(e) & torch.isfinite(c)
+    if not bool(ok.any()):
+        return None
+    dtype = str(eager.dtype).removeprefix("torch.")
+    err = (c[ok] - e[ok]).abs().max().item()
+    base = max(ops * EPS[dtype] * e[ok].abs().max().item(), ops * SUBNORMAL[dtype], TINY)
+    return ErrorMeasure(eager=0.0, compiled=err, base=base, fudge=1.0)
+
+
+def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    scale: float | None, upstream: float) -> dict[str, float]:
+    """Per input role, a bound on the terms that attention's backward sums to its gradient.
+
+    A gradient is a sum with cancellation (`dS = P * (dP - rowsum(dP * P))`), so its own
+    magnitude says nothing about the rounding in it; the terms' magnitudes do. With
+    `dP = g @ v^T` bounded by `Ev * |g| * |v|`: the query's terms by
+    `2 |scale| S |dP| |k|`, the key's by `2 |scale| L |dP| |q|`, the value's by `L |g|`,
+    and an additive mask's by `2 |dP|`. Any implementation computing in a precision may
+    be off by about its eps times these.
+    """
+    q, k, v = (t.detach().double().abs() for t in (query, key, value))
+    if min(q.numel(), k.numel(), v.numel()) == 0:
+        return {}
+    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
+    L, S = q.size(-2), k.size(-2)
+    d_p = v.size(-1) * upstream * v.max().item()
+    return {"query": 2 * s * S * d_p * k.max().item(), "key": 2 * s * L * d_p * q.max().item(),
+            "value": L * upstream, "mask": 2 * d_p}
+
+
+# --- fuzz.calls ---------------------------------------------------------------
+
+import contextlib
+import io
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._pytree import tree_flatten_with_path
 
-FLAGS = ("flash", "mem_efficient", "math", "cudnn", "overrideable")
+
+# torch's generator is seeded with this right before every call of the function, eager,
+# float64 and compiled alike, so that their dropout draws are the same.
+DROPOUT_SEED = 20240607
+DEVICE_ERROR_EXIT = 3  # how a worker, or a repro script, ends after a device error
 
 
-def backend_state():
-    enabled = [f for f in FLAGS if getattr(torch._C, f"_get_{f}_sdp_enabled")()]
-    return enabled, list(torch._C._get_sdp_priority_order())
+class DeviceError(RuntimeError):
+    """The GPU reported an error (an illegal or misaligned address, say). The CUDA context
+    is unusable after one, so this is no outcome to compare but the end of the process:
+    a worker exits with DEVICE_ERROR_EXIT, which the driver reports as a crash."""
 
 
-def set_backend_state(state):
-    for f in FLAGS:
-        getattr(torch._C, f"_set_sdp_use_{f}")(f in state[0])
-    torch._C._set_sdp_priority_order(state[1])
+def is_device_error(exc: BaseException) -> bool:
+    return type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc)
 
 
-def upstream(leaf, index, rounded_to=None):
-    """the seeded gradient flowing into output leaf `index`, as sdpa-fuzz draws it"""
+def _synchronize() -> None:
+    """Surface a kernel's asynchronous error inside the call that launched it."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One call of the function: its flat outputs (or the exception) and the world after it.
+
+    `state_after` is read right after the call, still inside the call's outer context, so
+    that a leak is not hidden by the outer context restoring its own state.
+    """
+
+    leaves: tuple[Any, ...] | None
+    paths: tuple[tuple[int, ...], ...] | None  # each leaf's index path in the result
+    structure: str | None
+    error: BaseException | None
+    inputs: dict[str, Any]
+    state_after: BackendState
+    grads: dict[str, Any] | None = None  # input name -> its gradient (None: unused)
+    grad_error: BaseException | None = None  # what backward raised
+    kernels: tuple[str, ...] = ()  # the kernel of each SDPA call, where they were logged
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Dynamo's own accounting, read from a counting backend: graphs compiled by each call,
+    then by one more call that repeats the first (same context, equal inputs).
+
+    `reused` says the compiled function was already warm from a case that differs only
+    in its seeds, so its calls must compile nothing at all.
+    """
+
+    per_call: tuple[int, ...]
+    repeat: int
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of the function: its outer `sdpa_kernel` context (`backends` None: none),
+    and which seed variant (`salt`) and length growth (`grow`) its inputs have."""
+
+    backends: tuple[str, ...] | None = None
+    set_priority: bool = False
+    salt: int = 0
+    grow: int = 0
+
+
+def upstream_gradient(leaf: torch.Tensor, index: int, rounded_to: torch.dtype | None = None
+                      ) -> torch.Tensor:
+    """The seeded gradient flowing into output leaf `index`: the same values in every run,
+    rounded to the dtype the case's own runs use (`rounded_to`, for the float64 run)."""
     gen = torch.Generator().manual_seed(7919 * (index + 1))
     g = torch.randn(tuple(leaf.shape), generator=gen).to(rounded_to or leaf.dtype)
     return g.to(device=leaf.device, dtype=leaf.dtype)
 
 
-def gradients(leaves, inputs, rounded_to=None):
-    """(grads of the inputs that require grad, backward's error)"""
+def backward(leaves: tuple[Any, ...], inputs: dict[str, Any],
+             rounded_to: tuple[torch.dtype, ...] | None = None
+             ) -> tuple[dict[str, Any] | None, BaseException | None]:
+    """Gradients of every input that requires grad, from the seeded upstream gradients of
+    every output that has a grad_fn: (grads by input name, None) or (None, the error)."""
     wanted = [n for n, t in inputs.items() if isinstance(t, torch.Tensor) and t.requires_grad]
     outs = [(i, t) for i, t in enumerate(leaves)
             if isinstance(t, torch.Tensor) and t.grad_fn is not None]
@@ -385,238 +555,726 @@ def gradients(leaves, inputs, rounded_to=None):
     try:
         grads = torch.autograd.grad(
             [t for _, t in outs], [inputs[n] for n in wanted],
-            [upstream(t, i, rounded_to[i] if rounded_to else None) for i, t in outs],
+            [upstream_gradient(t, i, rounded_to[i] if rounded_to else None) for i, t in outs],
             allow_unused=True)
-    except Exception as exc:
+        _synchronize()
+    except Exception as exc:  # the outcome of backward is compared too
+        if is_device_error(exc):
+            raise DeviceError(f"the GPU reported an error in backward: {exc}") from exc
         return None, exc
     return dict(zip(wanted, grads)), None
 
 
-def call(f, inputs, context, start, rounded_to=None):
-    """(leaves, error, inputs, state right after the call inside its outer context,
-    (input gradients, backward's error), the returned name of each leaf); dropout draws
-    from a generator seeded right before the call, the same in every run"""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    set_backend_state(start)
-    torch.manual_seed(DROPOUT_SEED)
-    outer = contextlib.nullcontext() if context is None else sdpa_kernel(
-        [getattr(SDPBackend, b) for b in context[0]], set_priority=context[1])
-    with outer:
+def _outer(call: Call) -> contextlib.AbstractContextManager:
+    if call.backends is None:
+        return contextlib.nullcontext()
+    return sdpa_kernel([getattr(SDPBackend, b) for b in call.backends],
+                       set_priority=call.set_priority)
+
+
+def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
+            call: Call = Call(), grad: bool = False,
+            rounded_to: tuple[torch.dtype, ...] | None = None,
+            mode: torch.overrides.TorchFunctionMode | None = None) -> Observation:
+    """Call `fn` once inside `call`'s context, from the `start` backend state; restore it
+    after. With `grad`, then run backward from seeded upstream gradients (`backward`).
+    `mode` (eager code only) is active during the call: a kernel log records its kernels
+    in a `kernels` list."""
+    restore_state(start)
+    torch.manual_seed(DROPOUT_SEED)  # every run draws the same dropout (docs/oracle.md)
+    # Kernel-choice warnings, Dynamo's advice and torch.fx's printout of an error inside a
+    # graph are not compared; the outcome itself is.
+    with _outer(call), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
         try:
-            flat = tree_flatten_with_path(f(**inputs))[0]
-            leaves, error = [leaf for _, leaf in flat], None
-            names = [RETURNS[path[0].idx] if len(RETURNS) > 1 else RETURNS[0]
-                     for path, _ in flat]
-            if torch.cuda.is_initialized():
-                torch.cuda.synchronize()
-        except Exception as exc:  # the outcome is part of what is compared
-            if type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc):
-                print("device error (the CUDA context is unusable now):", exc)
-                sys.exit(3)
-            leaves, error, names = None, exc, None
-        state = backend_state()
-        grads = gradients(leaves, inputs, rounded_to) if BACKWARD and leaves else (None, None)
-    set_backend_state(start)
-    return leaves, error, inputs, state, grads, names
+            with mode or contextlib.nullcontext():
+                result = fn(**inputs)
+            _synchronize()
+        except Exception as exc:  # the outcome itself is observed
+            if is_device_error(exc):
+                raise DeviceError(f"the GPU reported an error in a call: {exc}") from exc
+            leaves, paths, structure, error = None, None, None, exc
+        else:
+            flat, spec = tree_flatten_with_path(result)
+            leaves = tuple(leaf for _, leaf in flat)
+            paths = tuple(tuple(k.idx for k in path) for path, _ in flat)
+            structure, error = str(spec), None
+        after = current_state()
+        grads, grad_error = backward(leaves, inputs, rounded_to) if grad and leaves \
+            else (None, None)
+    restore_state(start)
+    return Observation(leaves, paths, structure, error, inputs, after, grads, grad_error,
+                       tuple(getattr(mode, "kernels", ())))
 
 
-def input_name(inputs, x):
-    return next((n for n, t in inputs.items() if t is x), None)
+@dataclass(frozen=True)
+class Runs:
+    """Per call: eager, float64 reference and compiled observations, and the frame counts."""
+
+    eager: tuple[Observation, ...]
+    reference: tuple[Observation, ...]
+    compiled: tuple[Observation, ...]
+    frames: Frames
 
 
-def compare(name, e, c, r, kappa, problems, strides=True, terms=0.0, ops=0):
-    """as the oracle's compare_tensor: with `ops`, a value no attention feeds, held to
-    eager's own value within `ops` ulps"""
-    if not isinstance(e, torch.Tensor):
-        if type(e) is not type(c) or (not isinstance(e, torch.backends.cuda.SDPAParams)
-                                      and e != c):
-            problems.append(f"{name}: eager {e!r}, compiled {c!r}")
-        return
-    meta = lambda t: (tuple(t.shape), t.dtype, t.device, t.requires_grad)
-    if meta(e) != meta(c):
-        problems.append(f"{name}: shape, dtype, device, requires_grad: eager {meta(e)}, "
-                        f"compiled {meta(c)}")
-        return
-    big = lambda t: [(d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1]
-    if strides and big(e) != big(c):
-        problems.append(f"{name}: strides eager {e.stride()}, compiled {c.stride()}")
-    if not (NUMERIC or ops):
-        return
+def run_calls(fn: Callable[..., Any], compiled_fn: Callable[..., Any],
+              frame_count: Callable[[], int], make_inputs: Callable[..., dict[str, Any]],
+              calls: tuple[Call, ...], grad: bool,
+              mark: Callable[[dict[str, Any]], dict[str, Any]] = lambda inputs: inputs,
+              eager_mode: Callable[[], Any] = lambda: None,
+              reference_mode: Callable[[], Any] = lambda: None,
+              record: Callable[[str, float], None] = lambda phase, seconds: None,
+              reused: bool = False) -> Runs:
+    """Every call eagerly, in float64 and compiled (on its own fresh copy of the inputs,
+    `mark`ed as a user marks dynamic dims), then the first call once more, compiled.
+    `frame_count` reads the compile counter; `record(phase, seconds)` gets each phase's
+    time, a compiled call that compiled anything charged to "compile"."""
+    def timed(phase: str, thunk: Callable[[], Observation]) -> Observation:
+        t0 = time.perf_counter()
+        try:
+            return thunk()
+        finally:
+            record(phase, time.perf_counter() - t0)
+
+    for device in {t.device for t in make_inputs().values() if isinstance(t, torch.Tensor)}:
+        settle(device)
+    start = current_state()
+    eager, reference, compiled, per_call = [], [], [], []
+    for call in calls:
+        eager.append(timed("eager", lambda: observe(
+            fn, make_inputs(salt=call.salt, grow=call.grow), start, call, grad,
+            mode=eager_mode())))
+        dtypes = tuple(getattr(leaf, "dtype", None) for leaf in eager[-1].leaves or ())
+        reference.append(timed("reference", lambda: observe(
+            fn, make_inputs(torch.float64, call.salt, call.grow), start, call, grad, dtypes,
+            reference_mode())))
+        before, t0 = frame_count(), time.perf_counter()
+        compiled.append(observe(compiled_fn, mark(make_inputs(salt=call.salt, grow=call.grow)),
+                                start, call, grad))
+        per_call.append(frame_count() - before)
+        record("compile" if per_call[-1] else "compiled", time.perf_counter() - t0)
+    before = frame_count()
+    if compiled[0].error is None:
+        first = calls[0]
+        timed("compiled", lambda: observe(
+            compiled_fn, mark(make_inputs(salt=first.salt, grow=first.grow)), start, first))
+    frames = Frames(tuple(per_call), frame_count() - before, reused)
+    return Runs(tuple(eager), tuple(reference), tuple(compiled), frames)
+
+
+# --- fuzz.check ---------------------------------------------------------------
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch._dynamo.exc import Unsupported
+from torch.backends.cuda import SDPAParams
+
+
+# What a kernel computes or refuses. The other checks (backend state, frames, identity,
+# mutations) are Dynamo's, the same whichever kernel runs, and keep one signature.
+KERNEL_CHECKS = ("outcome", "values", "nan-inf", "metadata", "stride")
+# Checks whose condition is the dtype of the value compared: a symptom, not the bug.
+NUMERIC_CHECKS = ("values", "nan-inf", "metadata", "stride", "mutation")
+DTYPE_CONDITIONS = ("float64", "float32", "bfloat16", "float16", "bool", "int64", "int32",
+                    "uint8")
+LATER = "later-call"
+
+
+def compose_key(check: str, where: str, condition: str, message: str, kernels: str,
+                later: bool) -> str:
+    """A failure's key (`fuzz.identity`): its signature less the symptoms (a dtype, the
+    rewrite pattern). `message` is kept only where compiled raised, since it then says how
+    the compiler failed; where only eager raised, it says why the input is invalid, which
+    is the case's business: its features tell those bugs apart."""
+    kind = "" if check in NUMERIC_CHECKS and condition in DTYPE_CONDITIONS else condition
+    message = "" if condition.startswith("eager-raised-") else message
+    return (f"{check}:{where}" + (f":{kind}" if kind else "")
+            + (f"~{message}" if message else "") + (f"@{kernels}" if kernels else "")
+            + (f"@{LATER}" if later else ""))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed check. `call` is the index of the call it happened in: a failure first
+    seen in a later call (a different outer context, or a reused compiled function) has a
+    signature of its own, whichever later call it was."""
+
+    check: str
+    where: str
+    condition: str
+    detail: str
+    call: int = 0
+    rewrite: str = ""  # the Inductor attention replacements that fired (`sfdp5`)
+    kernels: str = ""  # on CUDA, for what a kernel computes: the kernels eager ran
+    message: str = ""  # for an outcome: the class of the innermost error's message
+
+    @property
+    def signature(self) -> str:
+        """What a reader sees: check, site, condition and every tag."""
+        tags = "".join(f"@{t}" for t in (self.rewrite, self.kernels) if t)
+        later = f"@{LATER}" if self.call else ""
+        return f"{self.check}:{self.where}:{self.condition}{tags}{later}"
+
+    @property
+    def key(self) -> str:
+        """What identifies the bug together with a case's features (`fuzz.identity`)."""
+        return compose_key(self.check, self.where, self.condition, self.message,
+                           self.kernels, bool(self.call))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One attention's score computation: its operands by name, the scale it applies
+    (None: SDPA's default) and the permutation a hand-written form applies first."""
+
+    query: str
+    key: str
+    value: str
+    mask: str | None = None
+    scale: float | None = None
+    perm: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a case implies for judging it, computed once from the case (`fuzz.plan`)."""
+
+    returns: tuple[str, ...]  # the names the function returns
+    input_names: tuple[str, ...]  # every input, in order
+    tensor_inputs: tuple[str, ...]  # the inputs whose values after a call are compared
+    origins: dict[str, str]  # a statement's output -> its kind (`attention`, ...)
+    scores: tuple[Scores, ...]  # every attention, in program order
+    feeders: dict[str, tuple[int, ...]]  # a value some attention feeds -> those attentions
+    exact_ops: int  # ulps a value no attention feeds may differ by
+    numeric: bool = True  # False: an unused dropout's draws (docs/oracle.md)
+    precision: str | None = None  # the coarsest dtype the program casts through
+    backward: bool = False
+    fullgraph: bool = False
+    must_break: bool = False  # the program breaks the graph, so fullgraph must raise
+    hand: bool = False  # hand-written attention: an error in it is a site of its own
+    expected_frames: int | None = None  # the frame model's count for the first call
+    size_rules: tuple[tuple[int, ...], ...] | None = None  # per call: graphs it may compile
+    size_mode: str = "automatic"  # how the dynamic-shape rules were chosen
+    repeats_context: tuple[bool, ...] = (False,)  # per call: an earlier call's context
+    grows: tuple[int, ...] = (0,)  # per call: how much longer L and S are
+    device: str = "cpu"
+
+
+@dataclass
+class Judgement:
+    """What judging found: failures, the checks that ran, and every values measurement
+    as (label, where, measure), label the dtype or `grad-q:float32`."""
+
+    failures: list[Failure] = field(default_factory=list)
+    checked: set[str] = field(default_factory=set)
+    measures: list[tuple[str, str, ErrorMeasure]] = field(default_factory=list)
+    excused: list[str] = field(default_factory=list)  # why some comparison had no truth
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def describe_error(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+
+
+def _compiled_error(exc: BaseException) -> tuple[str, str, str]:
+    """(how the condition names a compiled error, its innermost error's message class,
+    what the explanation adds): `internal-` marks a compiler failure."""
+    kind, inner, inner_type = unwrap(exc)
+    name = ("internal-" if kind == "compiler" else "") + inner_type.__name__
+    seen = "" if inner is exc else f" (innermost: {describe_error(inner)})"
+    return name, message_class(inner), seen
+
+
+def check_outcome(e: BaseException | None, c: BaseException | None) -> Failure | None:
+    """Both succeed, or both raise the same error: compiled's innermost user-facing error
+    (`fuzz.errors.unwrap`) is of eager's type exactly. A compiler failure where eager
+    raised a user-facing error is a divergence, not the same error."""
+    if e is None and c is None:
+        return None
+    if e is not None and c is not None and same_error(e, c):
+        return None
+    if c is None:
+        assert e is not None
+        return Failure("outcome", "call", f"eager-raised-{type(e).__name__}",
+                       f"eager raised {describe_error(e)}; compiled succeeded",
+                       message=message_class(e))
+    name, message, seen = _compiled_error(c)
+    if e is None:
+        return Failure("outcome", "call", f"compiled-raised-{name}",
+                       f"eager succeeded; compiled raised {describe_error(c)}{seen}",
+                       message=message)
+    return Failure("outcome", "call", f"{type(e).__name__}-vs-{name}",
+                   f"eager raised {describe_error(e)}; compiled raised "
+                   f"{describe_error(c)}{seen}", message=message)
+
+
+def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
+    """Strides on the dims that have more than one element: the only ones that matter."""
+    return tuple((d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """How a value is held: to the float64 run under `conditioning` (and, for a gradient,
+    its `terms` and fudge `factor`), or with `exact_ops`, to eager's own value within
+    that many ulps."""
+
+    conditioning: float = 1.0
+    precision: str | None = None
+    terms: float = 0.0
+    factor: float | None = None
+    exact_ops: int = 0
+
+
+def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
+                   bound: Bound, strides: bool = True
+                   ) -> tuple[list[Failure], ErrorMeasure | None]:
+    """Metadata, stride policy (unless `strides` is off), NaN/Inf positions, then values
+    as `bound` says."""
+    cond = _dtype(e)
+    meta_e, meta_c = ((tuple(e.shape), e.dtype, e.device, e.requires_grad),
+                      (tuple(c.shape), c.dtype, c.device, c.requires_grad))
+    if meta_e != meta_c:
+        return [Failure("metadata", where, cond, f"{where}: eager is shape/dtype/device/"
+                        f"requires_grad {meta_e}, compiled {meta_c}")], None
+    failures = []
+    if strides and _stride_signature(e) != _stride_signature(c):
+        failures.append(Failure("stride", where, cond, f"{where}: eager strides {e.stride()}, "
+                                f"compiled {c.stride()} for shape {tuple(e.shape)}"))
+    ops = bound.exact_ops
+    if not (numeric or ops):  # dropout's draws: see docs/oracle.md
+        return failures, None
     if not e.is_floating_point():
         if not torch.equal(e, c):
-            problems.append(f"{name}: values differ")
-        return
+            failures.append(Failure("values", where, cond, f"{where}: {cond} values differ"))
+        return failures, None
     e, c = e.detach(), c.detach()
+    exact = not ops and isinstance(r, torch.Tensor) and r.shape == e.shape
+    # Where eager overflowed but the float64 truth is finite, a finite compiled value is
+    # no divergence of its own; the values check below holds it to the truth there.
+    rescued = (~torch.isfinite(e) & torch.isfinite(c) & torch.isfinite(r.detach().to(e.device))
+               if exact else torch.zeros_like(e, dtype=torch.bool))
+    for name, test in (("NaN", torch.isnan), ("+inf", torch.isposinf),
+                       ("-inf", torch.isneginf)):
+        pe, pc = test(e), test(c)
+        differ = (pe != pc) & ~rescued
+        if bool(differ.any()):
+            failures.append(Failure("nan-inf", where, cond, f"{where}: {name} at "
+                            f"{int(pe.sum())} positions in eager, {int(pc.sum())} in compiled, "
+                            f"{int(differ.sum())} differ"))
     if ops:
-        for what, test in (("NaN", torch.isnan), ("+inf", torch.isposinf),
-                           ("-inf", torch.isneginf)):
-            if (test(e) != test(c)).any():
-                problems.append(f"{name}: {what} positions differ")
         m = measure_exact(e, c, ops)
-        if m is not None:
-            print(f"{name}: no attention feeds it; compiled differs from eager by "
-                  f"{m.compiled:.3g}, allowed {m.allowed:.3g}")
-            if not m.passes:
-                problems.append(f"{name}: compiled differs from eager by {m.compiled:.3g} "
-                                f"> allowed {m.allowed:.3g}")
-        return
-    exact = isinstance(r, torch.Tensor) and r.shape == e.shape
-    r = r.detach().to(torch.float64) if exact else None
-    # eager overflowed where the float64 truth is finite: compiled may be finite there
-    rescued = (~torch.isfinite(e) & torch.isfinite(c) & torch.isfinite(r) if exact
-               else torch.zeros_like(e, dtype=torch.bool))
-    for what, test in (("NaN", torch.isnan), ("+inf", torch.isposinf), ("-inf", torch.isneginf)):
-        if ((test(e) != test(c)) & ~rescued).any():
-            problems.append(f"{name}: {what} positions differ")
+        if m is not None and not m.passes:
+            failures.append(Failure("values", where, cond, f"{where}: no attention feeds "
+                            f"it, yet compiled differs from eager by {m.compiled:.3g}; allowed "
+                            f"{m.allowed:.3g} ({ops} ulp of {cond} at its magnitude)"))
+        return failures, m
     if not exact:
-        return
-    ok_c = torch.isfinite(c) & torch.isfinite(r)
-    ok = ok_c & torch.isfinite(e)
-    if ok_c.any():
-        err_e = (e.double() - r)[ok].abs().max().item() if ok.any() else 0.0
-        err_c = (c.double() - r)[ok_c].abs().max().item()
-        dtype = str(e.dtype).replace("torch.", "")
-        if PRECISION is not None and TOLERANCES[PRECISION][1] > TOLERANCES[dtype][1]:
-            dtype = PRECISION  # the program rounds through a coarser dtype
-        fudge, floor, score_floor, abs_floor = TOLERANCES[dtype]
-        relative = max(floor, score_floor * kappa)
-        allowed = fudge * max(err_e, relative * r[ok_c].abs().max().item(), abs_floor,
-                              score_floor * terms, 1e-300)
-        print(f"{name}: error vs float64: eager {err_e:.3g}, compiled {err_c:.3g}, "
-              f"allowed {allowed:.3g}")
-        if err_c > allowed:
-            problems.append(f"{name}: compiled error {err_c:.3g} > allowed {allowed:.3g}")
+        return failures, None
+    m = measure(e, c, r, bound.conditioning, bound.precision, bound.terms, bound.factor)
+    if m is not None and not m.passes:
+        failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
+                        f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
+                        f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor "
+                        f"x score conditioning {bound.conditioning:.3g}))"))
+    return failures, m
 
 
-def storage_outside(name, e, c, problems):
-    """the storage around an input's view is bit for bit eager's"""
+def _storage_bytes(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All bytes of `t`'s storage, and which of them lie outside `t`'s view."""
+    raw = torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
+    inside = torch.zeros(raw.numel() // t.element_size(), dtype=torch.bool, device=t.device)
+    if t.numel():
+        inside.as_strided(t.shape, t.stride(), t.storage_offset()).fill_(True)
+    return raw, ~inside.repeat_interleave(t.element_size())
+
+
+def compare_storage(where: str, e: torch.Tensor, c: torch.Tensor) -> list[Failure]:
+    """The storage around an input's view (an `offset` or `strided` input lies inside a
+    larger buffer) is bit for bit what it was in eager: nothing may write past a view."""
     if e.untyped_storage().nbytes() == e.numel() * e.element_size():
-        return
-    def outside(t):
-        raw = torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
-        inside = torch.zeros(raw.numel() // t.element_size(), dtype=torch.bool, device=t.device)
-        if t.numel():
-            inside.as_strided(t.shape, t.stride(), t.storage_offset()).fill_(True)
-        return raw[~inside.repeat_interleave(t.element_size())]
-    if not torch.equal(outside(e.detach()), outside(c.detach())):
-        problems.append(f"{name}: its storage outside the view differs")
+        return []
+    raw_e, outside = _storage_bytes(e.detach())
+    raw_c, _ = _storage_bytes(c.detach())
+    if raw_e.shape != raw_c.shape or torch.equal(raw_e[outside], raw_c[outside]):
+        return []
+    changed = int((raw_e[outside] != raw_c[outside]).sum())
+    return [Failure("mutation", "input-storage", _dtype(e), f"{where}: {changed} byte(s) of "
+                    "its storage outside the view differ between eager and compiled")]
 
 
-def check_call(i, eager, ref, compiled, problems):
-    """every check, whatever failed before it, as the oracle's judge"""
-    (e_out, e_exc, e_in, e_state, e_grads, e_names), (r_out, _, r_in, _, r_grads, _), \
-        (c_out, c_exc, c_in, c_state, c_grads, _) = eager, ref, compiled
-    tag = f"call {i}: "
-    if e_state != c_state:  # compared whatever the outcome: a raising call must clean up too
-        problems.append(tag + f"SDPA backend state after the call: eager {e_state}, "
-                        f"compiled {c_state}")
-    if COMPILE_KWARGS["fullgraph"] and MUST_BREAK:
-        from torch._dynamo.exc import Unsupported
-        if not (isinstance(c_exc, Unsupported) or (e_exc is not None and same_error(e_exc, c_exc))):
-            problems.append(tag + f"fullgraph=True must raise on a graph break; compiled {c_exc!r}")
-        return
-    for name, e in e_in.items():
-        if isinstance(e, torch.Tensor):
-            compare(tag + f"input {name} after the call", e, c_in[name], r_in[name], 1.0,
-                    problems, ops=EXACT_OPS)
-            storage_outside(tag + f"input {name}", e, c_in[name], problems)
-    if e_exc is not None or c_exc is not None:
-        if e_exc is None or c_exc is None or not same_error(e_exc, c_exc):
-            problems.append(tag + f"outcome: eager {e_exc!r}, compiled {c_exc!r}")
-        return
-    if len(e_out) != len(c_out):
-        problems.append(tag + f"eager returned {len(e_out)} values, compiled {len(c_out)}")
-        return
-    kappas = [score_conditioning(r_in[q].permute(p) if p else r_in[q],
-                                 r_in[k].permute(p) if p else r_in[k], scale)
-              for q, k, scale, p, _, _ in SCORES if isinstance(r_in.get(q), torch.Tensor)
-              and isinstance(r_in.get(k), torch.Tensor)]
-    kappa = max([1.0] + kappas)
-    for j, (e, c, r) in enumerate(zip(e_out, c_out, r_out or [None] * len(e_out))):
-        if input_name(e_in, e) != input_name(c_in, c):
-            problems.append(tag + f"output[{j}] is input {input_name(e_in, e)} in eager but "
-                            f"{input_name(c_in, c)} in compiled")
-        ops = 0 if e_names[j] in FED else EXACT_OPS
-        compare(tag + f"output[{j}]", e, c, r, kappa, problems, ops=ops)
-        if isinstance(e, torch.backends.cuda.SDPAParams):
-            for attr in ("query", "key", "value", "attn_mask", "dropout", "is_causal",
-                         "enable_gqa"):
-                fe, fc = getattr(e, attr), getattr(c, attr)
-                if input_name(e_in, fe) != input_name(c_in, fc):
-                    problems.append(tag + f"output[{j}].{attr} is input {input_name(e_in, fe)} "
-                                    f"in eager but {input_name(c_in, fc)} in compiled")
-                compare(tag + f"output[{j}].{attr}", fe, fc, getattr(r, attr, None), kappa,
-                        problems, ops=ops)
-    if BACKWARD:
-        (e_g, e_gexc), (c_g, c_gexc), (r_g, _) = e_grads, c_grads, r_grads
-        if e_gexc is not None or c_gexc is not None:
-            if e_gexc is None or c_gexc is None or not same_error(e_gexc, c_gexc):
-                problems.append(tag + f"backward: eager {e_gexc!r}, compiled {c_gexc!r}")
-            return
-        g_max = max([upstream(t, j).abs().max().item() for j, t in enumerate(e_out)
-                     if isinstance(t, torch.Tensor) and t.numel()] or [0.0])
-        terms = {}
-        for q, k, scale, p, v, m in SCORES:
-            qkv = [r_in.get(n) for n in (q, k, v)]
-            if all(isinstance(t, torch.Tensor) for t in qkv):
-                qkv = [t.permute(p) if p else t for t in qkv]
-                for role, bound in gradient_bounds(*qkv, scale, g_max).items():
-                    name = dict(query=q, key=k, value=v, mask=m)[role]
-                    terms[name] = max(terms.get(name, 0.0), bound)
-        for name, ge in e_g.items():
-            gc = c_g.get(name)
-            if (ge is None) != (gc is None):
-                problems.append(tag + f"grad {name}: eager {ge is not None}, compiled "
-                                f"{gc is not None} (has a gradient)")
-            elif ge is not None:
-                compare(tag + f"grad {name}", ge, gc, (r_g or {}).get(name), kappa, problems,
-                        strides=False, terms=terms.get(name, 0.0))
+def _operands(s: Scores, inputs: dict[str, Any]) -> list[torch.Tensor] | None:
+    """The attention's query, key and value as its scores see them (permuted), or None
+    where one is not a tensor input."""
+    qkv = [inputs.get(n) for n in (s.query, s.key, s.value)]
+    if not all(isinstance(t, torch.Tensor) for t in qkv):
+        return None
+    return [t.permute(s.perm) if s.perm else t for t in qkv]
 
 
-def mark(inputs):
-    for name, dims in MARK_DYNAMIC.items():
-        for dim in dims:
-            torch._dynamo.mark_dynamic(inputs[name], dim)
-    return inputs
+def conditionings(plan: Plan, reference: Observation) -> list[float]:
+    """Per attention, its score conditioning on the float64 inputs; 1 where it cannot be
+    computed (an invalid call raises in eager anyway)."""
+    kappas = []
+    for s in plan.scores:
+        qkv = _operands(s, reference.inputs)
+        kappa = score_conditioning(qkv[0], qkv[1], s.scale) if qkv else 1.0
+        kappas.append(kappa if math.isfinite(kappa) else 1.0)
+    return kappas
 
 
-def main():
-    import torch._inductor.config
+def _worst(kappas: list[float], which: Any) -> float:
+    return max([1.0] + [kappas[i] for i in which])
+
+
+def gradient_terms(plan: Plan, eager: Observation, reference: Observation) -> dict[str, float]:
+    """Input name -> the bound on its gradient's terms (`gradient_bounds`), worst over the
+    attentions that read it, from the float64 inputs and the upstream gradients' size."""
+    upstream = max([upstream_gradient(t, i).abs().max().item()
+                    for i, t in enumerate(eager.leaves or ())
+                    if isinstance(t, torch.Tensor) and t.numel()] or [0.0])
+    terms: dict[str, float] = {}
+    for s in plan.scores:
+        qkv = _operands(s, reference.inputs)
+        if qkv is None:
+            continue
+        for role, bound in gradient_bounds(*qkv, s.scale, upstream).items():
+            name = getattr(s, role)
+            if name is not None and math.isfinite(bound):
+                terms[name] = max(terms.get(name, 0.0), bound)
+    return terms
+
+
+def _input_name(obs: Observation, leaf: Any) -> str | None:
+    return next((n for n, t in obs.inputs.items() if t is leaf), None)
+
+
+def _site(plan: Plan, leaf_name: str) -> str:
+    """Where a leaf comes from, stably across programs: the kind of statement that made
+    the returned value (`attention`, `read_backends`, ...) or `input`, not its name, so
+    that one bug seen through differently named values has one signature."""
+    name = leaf_name.split("[")[0]
+    if name in plan.input_names:
+        return "input"
+    return plan.origins.get(name, name)
+
+
+def _leaf_name(plan: Plan, obs: Observation, i: int) -> str:
+    """The returned name a leaf comes from, with its index inside it: `out`, `backends2[1]`."""
+    assert obs.paths is not None
+    path = obs.paths[i]
+    if len(plan.returns) > 1:
+        name, path = plan.returns[path[0]], path[1:]
+    else:
+        name = plan.returns[0]
+    return name + "".join(f"[{k}]" for k in path)
+
+
+def judge(plan: Plan, eager: tuple[Observation, ...], reference: tuple[Observation, ...],
+          compiled: tuple[Observation, ...], frames: Frames) -> Judgement:
+    """Every check of the compiled runs against eager, the reference and the frame model."""
+    out = Judgement()
+    for i, (e, r, c) in enumerate(zip(eager, reference, compiled)):
+        if plan.fullgraph and plan.must_break:
+            out.checked.add("fullgraph")
+            # An error eager raises too may come first while tracing; that is no failure.
+            same = e.error is not None and check_outcome(e.error, c.error) is None
+            if not (isinstance(c.error, Unsupported) or same):
+                seen = "raised " + describe_error(c.error) if c.error else "succeeded"
+                out.failures.append(Failure(
+                    "fullgraph", "call", "breaking-program", "the program breaks the graph, "
+                    f"so fullgraph=True must raise Unsupported; compiled {seen}", i))
+            continue
+        out.failures += [replace(f, call=i, detail=f"call {i}: {f.detail}" if i else f.detail)
+                         for f in _judge_call(plan, e, r, c, out)]
+    out.failures += check_frames(plan, compiled, frames, out.checked)
+    if plan.hand:  # an error in hand-written attention is its own bug
+        out.failures = [replace(f, where="hand_attention") if f.check == "outcome" else f
+                        for f in out.failures]
+    # A failure shows "first in a later call" only if the first call did not show it.
+    first = {(f.check, f.where, f.condition) for f in out.failures if f.call == 0}
+    out.failures = [f for f in out.failures
+                    if f.call == 0 or (f.check, f.where, f.condition) not in first]
+    if plan.device == "cuda":  # each CUDA kernel is its own code for numbers
+        out.failures = [_kernel_tagged(f, eager[f.call].kernels) for f in out.failures]
+    return out
+
+
+def _kernel_tagged(failure: Failure, kernels: tuple[str, ...]) -> Failure:
+    """The failure with the kernels eager ran in its call (`@flash`, `@none` where no
+    kernel could run) in its condition, if its check is about what a kernel computes."""
+    if failure.check not in KERNEL_CHECKS or not kernels:
+        return failure
+    return replace(failure, kernels="+".join(sorted(set(kernels))))
+
+
+EAGER_ACCEPTS_UNEQUAL_KEY_VALUE = "eager-accepts-unequal-key-value-lengths"
+
+
+def eager_invalid(plan: Plan, eager: Observation) -> str | None:
+    """Why eager's success is eager's own bug, if it is: an attention whose key and value
+    have different sequence lengths, which SDPA must refuse (the math kernel does), yet CPU
+    flash runs, reading past the value (docs/findings.md). Its output is no truth to hold
+    compiled to, and compiled raising is right."""
+    if eager.error is not None:
+        return None
+    for s in plan.scores:
+        qkv = _operands(s, eager.inputs)
+        if qkv and qkv[1].dim() >= 2 and qkv[2].dim() >= 2 and \
+                qkv[1].size(-2) != qkv[2].size(-2):
+            return EAGER_ACCEPTS_UNEQUAL_KEY_VALUE
+    return None
+
+
+def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
+                out: Judgement) -> list[Failure]:
+    """Every check, whatever failed before it: an outcome or structure divergence does not
+    excuse what the call did to its inputs or to the backend state. Where eager's success
+    is its own bug (`eager_invalid`), its outputs are not compared, nothing else skipped."""
+    out.checked.add("outcome")
+    invalid = eager_invalid(plan, eager)
+    if invalid:
+        out.excused.append(invalid)
+    outcome = None if invalid else check_outcome(eager.error, compiled.error)
+    failures: list[Failure] = [outcome] if outcome is not None else []
+    if plan.numeric:
+        out.checked.update(("nan-inf", "values"))
+    kappas = conditionings(plan, ref)
+    if outcome is None and eager.error is None and not invalid:
+        out.checked.add("structure")
+        assert eager.leaves is not None and compiled.leaves is not None
+        if eager.structure != compiled.structure or len(eager.leaves) != len(compiled.leaves):
+            failures.append(Failure("structure", "return", "pytree", f"eager returned "
+                            f"{eager.structure}, compiled {compiled.structure}"))
+        else:
+            out.checked.update(("metadata", "stride", "identity"))
+            failures += _judge_leaves(plan, eager, ref, compiled, kappas, out)
+        if plan.backward:
+            failures += _judge_backward(plan, eager, ref, compiled, kappas, out)
+    out.checked.add("mutation")
+    # After an error, what the call did before it is a site of its own: Dynamo raises
+    # tracing errors before its graph runs, which is not what a wrong graph does.
+    site = "input-after-error" if eager.error is not None else "input"
+    exact = Bound(exact_ops=plan.exact_ops)
+    for name in plan.tensor_inputs:
+        where = f"input {name} after the call"
+        e, c = eager.inputs[name], compiled.inputs[name]
+        fails, _ = compare_tensor(where, e, c, ref.inputs.get(name), plan.numeric, exact)
+        failures += [Failure("mutation", site, f.condition, f.detail) for f in fails]
+        failures += compare_storage(where, e, c)
+    out.checked.add("backend-state")
+    if eager.state_after != compiled.state_after:
+        # Which kernels are enabled, or only their order: two different kinds of leak.
+        kind = "enabled" if eager.state_after.enabled != compiled.state_after.enabled \
+            else "priority"
+        failures.append(Failure("backend-state", "after-call", kind,
+                        "SDPA backend state right after the call: eager "
+                        f"{eager.state_after.describe()}, compiled "
+                        f"{compiled.state_after.describe()}"))
+    return failures
+
+
+def _leaf_bound(plan: Plan, name: str, kappas: list[float]) -> Bound:
+    """A value some attention feeds is held to the float64 run, conditioned by the
+    attentions that feed it alone; any other to eager's own value (`measure_exact`)."""
+    if name in plan.feeders:
+        return Bound(_worst(kappas, plan.feeders[name]), plan.precision)
+    return Bound(exact_ops=plan.exact_ops)
+
+
+def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
+                  kappas: list[float], out: Judgement) -> list[Failure]:
+    """Identity and values of each returned leaf."""
+    assert eager.leaves is not None and compiled.leaves is not None
+    failures = []
+    ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
+    for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
+        where = _leaf_name(plan, eager, j)
+        r = ref_leaves[j] if j < len(ref_leaves) else None
+        bound = _leaf_bound(plan, where.split("[")[0], kappas)
+        found = _check_identity(where, eager, compiled, e, c)
+        found += _compare_leaf(plan, where, eager, compiled, e, c, r, bound, out)
+        site = _site(plan, where)
+        failures += [replace(f, where=site + f.where[len(where):]) for f in found]
+    return failures
+
+
+def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
+                    kappas: list[float], out: Judgement) -> list[Failure]:
+    """Backward from the same seeded upstream gradients: both raise alike or both succeed;
+    every input's gradient exists in both or in neither, and is compared like an output
+    (`grad-q`, `grad-mask`, ...) against the float64 run's gradient."""
+    out.checked.add("backward")
+    if eager.grad_error is not None or compiled.grad_error is not None:
+        outcome = check_outcome(eager.grad_error, compiled.grad_error)
+        return [replace(outcome, where="backward")] if outcome else []
+    failures = []
+    terms = gradient_terms(plan, eager, ref)
+    ref_grads = ref.grads or {}
+    for name, ge in (eager.grads or {}).items():
+        gc, where = (compiled.grads or {}).get(name), f"grad-{name}"
+        if (ge is None) != (gc is None):
+            failures.append(Failure("structure", where, "none", f"{where}: eager "
+                            f"{'has no' if ge is None else 'has a'} gradient, compiled "
+                            f"{'has no' if gc is None else 'has a'} gradient"))
+        elif ge is not None:
+            readers = [i for i, s in enumerate(plan.scores)
+                       if name in (s.query, s.key, s.value, s.mask)]
+            bound = Bound(_worst(kappas, readers), plan.precision, terms.get(name, 0.0),
+                          fudge(_dtype(ge), eager.kernels, gradient=True))
+            # A gradient's layout is the autograd engine's choice, not the program's: eager
+            # SDPA's own backward returns non-contiguous gradients, AOTAutograd others.
+            fails, m = compare_tensor(where, ge, gc, ref_grads.get(name), plan.numeric,
+                                      bound, strides=False)
+            failures += fails
+            if m is not None:
+                out.measures.append((f"{where}:{_dtype(ge)}", where, m))
+    return failures
+
+
+def check_frames(plan: Plan, compiled: tuple[Observation, ...], frames: Frames,
+                 checked: set[str]) -> list[Failure]:
+    """First call: the frame model's count. A later call from a context already seen, and
+    the repeat of the first call: nothing new. A reused compiled function: nothing at all."""
+    if compiled[0].error is not None:
+        return []
+    checked.add("recompile")
+    failures = []
+    expected = 0 if frames.reused else plan.expected_frames
+    if expected is not None:
+        checked.add("frames")
+    if expected is not None and frames.per_call[0] != expected:
+        failures.append(Failure("frames", "first-call", f"expected-{expected}",
+                        f"the counting backend compiled {frames.per_call[0]} graph(s) on the "
+                        f"first call; the frame model predicts {expected}"
+                        + (" (warm from an equal case)" if frames.reused else "")))
+    sized = None if frames.reused else plan.size_rules
+    if sized is not None:  # calls of other sequence lengths: the dynamic-shape rules
+        for i, (got, want) in enumerate(zip(frames.per_call[1:], sized[1:]), start=1):
+            if got not in want and compiled[i].error is None:
+                failures.append(Failure("recompile", "call", f"size-{plan.size_mode}",
+                                f"call {i} (lengths +{plan.grows[i]}, {plan.size_mode} "
+                                f"shapes) compiled {got} graph(s); the dynamic-shape rules "
+                                f"allow {' or '.join(map(str, sorted(want)))}", i))
+    else:
+        for i, seen in enumerate(plan.repeats_context[1:], start=1):
+            if seen and frames.per_call[i] and compiled[i].error is None:
+                failures.append(Failure("recompile", "call", "same-context",
+                                f"call {i} repeats an earlier call's context with inputs of "
+                                f"equal shapes but compiled {frames.per_call[i]} more "
+                                "graph(s)", i))
+    if frames.repeat:
+        failures.append(Failure("recompile", "repeat", "equal-inputs",
+                        f"repeating the first call with equal inputs compiled {frames.repeat} "
+                        "more graph(s)"))
+    return failures
+
+
+def _compare_leaf(plan: Plan, where: str, eager: Observation, compiled: Observation, e: Any,
+                  c: Any, r: Any, bound: Bound, out: Judgement) -> list[Failure]:
+    if type(e) is not type(c):
+        return [Failure("structure", where, "type", f"{where}: eager returned a "
+                        f"{type(e).__name__}, compiled a {type(c).__name__}")]
+    if isinstance(e, torch.Tensor):
+        fails, m = compare_tensor(where, e, c, r, plan.numeric, bound)
+        if m is not None and not bound.exact_ops:
+            out.measures.append((_dtype(e), where, m))
+        return fails
+    if isinstance(e, SDPAParams):
+        return _compare_params(plan, where, eager, compiled, e, c, r, bound)
+    if e != c:
+        return [Failure("values", where, type(e).__name__,
+                        f"{where}: eager returned {e!r}, compiled {c!r}")]
+    return []
+
+
+def _compare_params(plan: Plan, where: str, eager: Observation, compiled: Observation,
+                    e: Any, c: Any, r: Any, bound: Bound) -> list[Failure]:
+    """An SDPAParams's tensor fields are the very objects eager's are (mapped to each run's
+    own inputs), or equal tensors where eager's are not inputs; other fields are equal."""
+    failures = []
+    for attr in ("query", "key", "value", "attn_mask"):
+        fe, fc = getattr(e, attr), getattr(c, attr)
+        failures += _check_identity(f"{where}.{attr}", eager, compiled, fe, fc)
+        if isinstance(fe, torch.Tensor) and isinstance(fc, torch.Tensor):
+            fr = getattr(r, attr, None) if r is not None else None
+            failures += compare_tensor(f"{where}.{attr}", fe, fc, fr, plan.numeric, bound)[0]
+        elif (fe is None) != (fc is None):
+            failures.append(Failure("structure", f"{where}.{attr}", "none",
+                                    f"{where}.{attr}: eager {fe!r}, compiled {fc!r}"))
+    for attr in ("dropout", "is_causal", "enable_gqa"):
+        if getattr(e, attr) != getattr(c, attr):
+            failures.append(Failure("values", f"{where}.{attr}", "params", f"{where}.{attr}: "
+                            f"eager {getattr(e, attr)!r}, compiled {getattr(c, attr)!r}"))
+    return failures
+
+
+def _check_identity(where: str, eager: Observation, compiled: Observation, e: Any, c: Any
+                    ) -> list[Failure]:
+    """An input returned as itself by eager must be returned as itself by compiled."""
+    name_e, name_c = _input_name(eager, e), _input_name(compiled, c)
+    if name_e == name_c:
+        return []
+    said = {n: f"input {n} itself" if n else "a new object" for n in (name_e, name_c)}
+    return [Failure("identity", where, f"returns-{name_e or 'new'}",
+                    f"{where}: eager returns {said[name_e]}, compiled returns {said[name_c]}")]
+
+
+# --- fuzz.standalone ----------------------------------------------------------
+
+from typing import Any, Callable
+
+import torch
+import torch._inductor.config
+from torch._dynamo.testing import CompileCounterWithBackend
+
+
+
+def main(fn: Callable[..., Any], make_inputs: Callable[..., dict[str, Any]], backend: Any,
+         compile_kwargs: dict[str, Any], calls: tuple[Call, ...], plan: Plan,
+         mark_dynamic: dict[str, list[int]], reference_mode: Callable[[], Any]) -> int:
+    """Run and judge the case; print every measurement and divergence. Exit status: 1
+    while a divergence holds, 0 once it is gone, DEVICE_ERROR_EXIT after a GPU error."""
     torch._inductor.config.fallback_random = True  # Inductor draws as eager does
-    problems = []
-    start = backend_state()
-    counter = CompileCounterWithBackend(BACKEND)
-    compiled_fn = torch.compile(fn, backend=counter, **COMPILE_KWARGS)
-    first_frames = first_raised = None
-    for i, (context, salt, grow) in enumerate(zip(CALLS, SALTS, GROWS)):
-        eager = call(fn, make_inputs(salt=salt, grow=grow), context, start)
-        with MathSDPA() if MATH_REFERENCE else contextlib.nullcontext():
-            ref = call(fn, make_inputs(torch.float64, salt, grow), context, start,
-                       [getattr(t, "dtype", None) for t in eager[0] or ()])
-        before = counter.frame_count
-        compiled = call(compiled_fn, mark(make_inputs(salt=salt, grow=grow)), context, start)
-        if first_frames is None:
-            first_frames, first_raised = counter.frame_count, compiled[1] is not None
-        elif RECOMPILES and compiled[1] is None and                 counter.frame_count - before not in RECOMPILES[i]:
-            problems.append(f"recompile: call {i} (lengths +{grow}) compiled "
-                            f"{counter.frame_count - before} graph(s); the dynamic-shape "
-                            f"rules allow {RECOMPILES[i]}")
-        check_call(i, eager, ref, compiled, problems)
-    if not first_raised:
-        before = counter.frame_count
-        call(compiled_fn, mark(make_inputs(salt=SALTS[0], grow=GROWS[0])), CALLS[0], start)
-        if counter.frame_count != before:
-            problems.append("recompile: repeating the first call with equal inputs compiled "
-                            f"{counter.frame_count - before} more graph(s)")
-    print(f"graphs compiled by the first call: {first_frames}; frame model: {EXPECTED_FRAMES}")
-    if EXPECTED_FRAMES is not None and first_frames != EXPECTED_FRAMES and not first_raised:
-        problems.append(f"frames: {first_frames} graphs, the frame model predicts "
-                        f"{EXPECTED_FRAMES}")
-    for p in problems:
-        print("DIVERGENCE:", p)
-    print("diverges" if problems else "no divergence")
-    return 1 if problems else 0
+    counter = CompileCounterWithBackend(backend)
+    compiled_fn = torch.compile(fn, backend=counter, **compile_kwargs)
 
+    def mark(inputs: dict[str, Any]) -> dict[str, Any]:
+        for name, dims in mark_dynamic.items():
+            for dim in dims:
+                torch._dynamo.mark_dynamic(inputs[name], dim)
+        return inputs
+
+    try:
+        runs = run_calls(fn, compiled_fn, lambda: counter.frame_count, make_inputs, calls,
+                         plan.backward, mark=mark, reference_mode=reference_mode)
+    except DeviceError as exc:
+        print("device error (the CUDA context is unusable now):", exc)
+        return DEVICE_ERROR_EXIT
+    judged = judge(plan, runs.eager, runs.reference, runs.compiled, runs.frames)
+    for _, where, m in judged.measures:
+        print(f"{where}: max error vs float64: eager {m.eager:.3g}, compiled "
+              f"{m.compiled:.3g}, allowed {m.allowed:.3g}")
+    print(f"graphs compiled per call: {list(runs.frames.per_call)}, by repeating the first: "
+          f"{runs.frames.repeat}; the frame model predicts {plan.expected_frames} first")
+    for f in judged.failures:
+        print(f"DIVERGENCE [{f.signature}] {f.detail}")
+    print("diverges" if judged.failures else "no divergence")
+    return 1 if judged.failures else 0
+
+
+BACKEND = 'eager'
+COMPILE_KWARGS = {'fullgraph': False, 'dynamic': None}
+CALLS = (Call(backends=None, set_priority=False, salt=0, grow=0),)
+PLAN = Plan(returns=('q',), input_names=('q', 'k', 'v', 'mask', 'params'), tensor_inputs=('q', 'k', 'v', 'mask'), origins={}, scores=(), feeders={}, exact_ops=2, numeric=True, precision=None, backward=False, fullgraph=False, must_break=False, hand=False, expected_frames=1, size_rules=None, size_mode='automatic', repeats_context=(False,), grows=(0,), device='cpu')
+MARK_DYNAMIC = {}  # input -> dims marked dynamic before compiled calls
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(fn, make_inputs, BACKEND, COMPILE_KWARGS, CALLS, PLAN, MARK_DYNAMIC, lambda: None))

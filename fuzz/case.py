@@ -419,9 +419,6 @@ class ParamsInput:
 
 
 MAX_CALLS = 8
-# torch's generator is seeded with this right before every call of the function, eager,
-# float64 and compiled alike, so that their dropout draws are the same.
-DROPOUT_SEED = 20240607
 
 
 def reseed(seed: int, salt: int) -> int:
@@ -539,21 +536,26 @@ def marked_dims(case: "Case") -> dict[str, list[int]]:
             for name, dims in grow_dims(case).items()}
 
 
-def fed_by_attention(case: Case) -> set[str]:
+def attention_feeds(case: Case) -> dict[str, tuple[int, ...]]:
     """The names whose values some attention computes, directly or through the program's
-    other statements; every other value is a few exact ops on the inputs."""
-    fed: set[str] = set()
+    other statements, each with the attentions that feed it (indices in program order);
+    every other value is a few exact ops on the inputs."""
+    feeds: dict[str, set[int]] = {}
+    attentions = 0
     for stmt in walk(case.program.body):
         if isinstance(stmt, (Attention, HandAttention)):
-            fed.add(stmt.out)
-        elif isinstance(stmt, Shift) and stmt.source in fed:
-            fed.add(stmt.out)
-        elif isinstance(stmt, BuildParams) and {stmt.query, stmt.key, stmt.value,
-                                                stmt.mask} & fed:
-            fed.add(stmt.out)
-        elif isinstance(stmt, ParamsAttr) and stmt.params in fed:
-            fed.add(stmt.out)
-    return fed
+            feeds[stmt.out] = {attentions}
+            attentions += 1
+        elif isinstance(stmt, Shift) and stmt.source in feeds:
+            feeds[stmt.out] = set(feeds[stmt.source])
+        elif isinstance(stmt, BuildParams):
+            sources = [feeds[n] for n in (stmt.query, stmt.key, stmt.value, stmt.mask)
+                       if n in feeds]
+            if sources:
+                feeds[stmt.out] = set().union(*sources)
+        elif isinstance(stmt, ParamsAttr) and stmt.params in feeds:
+            feeds[stmt.out] = set(feeds[stmt.params])
+    return {name: tuple(sorted(which)) for name, which in feeds.items()}
 
 
 def exact_ops(case: Case) -> int:

@@ -151,10 +151,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_repro(args: argparse.Namespace) -> int:
     from fuzz.codegen import repro_script
     from fuzz.corpus import load_entry
-    from fuzz.tolerance import table
 
     case = load_entry(args.case).case
-    print(repro_script(case, args.backend or case.compile.backend, table()), end="")
+    print(repro_script(case, args.backend or case.compile.backend), end="")
     return EXIT_OK
 
 

@@ -25,7 +25,6 @@ from fuzz.case import Case, CaseError
 from fuzz.caseio import case_from_dict, case_to_dict
 from fuzz.codegen import repro_script
 from fuzz.identity import LAYERS, Identity, features, key_of_signature
-from fuzz.tolerance import table
 
 OUTCOMES = ("pass", "known-failure", "flaky")
 # Folders of a corpus that hold no entries to replay: flaky findings, findings a stopped
@@ -167,7 +166,7 @@ def write_entry(folder: Path, case: Case, expect: Expectation, finding: dict[str
     disk always has its script."""
     name = entry_name(case, finding.get("signature", expect.outcome))
     case_path = folder / f"{name}.json"
-    atomic_write(case_path.with_suffix(".py"), repro_script(case, backend, table()))
+    atomic_write(case_path.with_suffix(".py"), repro_script(case, backend))
     document = {**case_to_dict(case), "expect": expect.to_dict(), "finding": finding}
     atomic_write(case_path, json.dumps(document, indent=1) + "\n")
     return case_path

@@ -103,6 +103,7 @@ class RunStats:
     rewrite_hits: Counter = field(default_factory=Counter)  # family -> rewritten ones
     rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
     kernel_cases: Counter = field(default_factory=Counter)  # eager's SDPA kernel -> cases
+    excused: Counter = field(default_factory=Counter)  # why outputs went uncompared -> cases
     worst_ratio: dict[str, float] = field(default_factory=dict)  # quantity -> max error ratio
     timings: Timings = field(default_factory=Timings)
     findings: list[dict[str, Any]] = field(default_factory=list)
@@ -242,6 +243,7 @@ class Fuzzer:
                 s.warm_only.update(r.warm_only)
                 s.checks.update(r.verdict.checked)
                 s.kernel_cases.update(set(r.verdict.kernels))
+                s.excused.update(set(r.verdict.excused))
                 tag = "@" + "+".join(sorted(set(r.verdict.kernels))) if r.verdict.kernels else ""
                 for quantity, ratio in r.verdict.errors:
                     key = quantity + tag
@@ -442,7 +444,7 @@ class Fuzzer:
                 "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
                 "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
                 "time_share": shares, "rewrites": self.rewrite_coverage(),
-                "kernels": self.kernel_coverage(),
+                "kernels": self.kernel_coverage(), "excused": dict(s.excused),
                 "error_ratio_max": dict(sorted(s.worst_ratio.items())),
                 "known_hits": self.known_hits(),
                 "failures": s.findings, "flaky": s.flaky,

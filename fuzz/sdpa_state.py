@@ -39,3 +39,17 @@ def restore_state(state: BackendState) -> None:
     for flag in FLAGS:
         _setter(flag)(flag in state.enabled)
     torch._C._set_sdp_priority_order(list(state.priority))
+
+
+def settle(device: torch.device) -> None:
+    """Let CUDA torch choose its default priority order before any state is captured.
+
+    It does so lazily, at the first SDPA dispatch in a process (`priority_order` in
+    sdp_utils.cpp puts cuDNN first where `check_prefer_cudnn_attention` holds, as on an
+    H100 or H200). A state captured before that dispatch and restored after it would
+    undo torch's choice for good, and the first case of every process would see a
+    priority change that no compiled code made. One dispatch choice on a tiny input
+    settles it; it runs no kernel."""
+    if device.type == "cuda":
+        q = torch.zeros(1, 1, 1, 8, device=device, dtype=torch.float16)
+        torch._fused_sdp_choice(q, q, q)

@@ -85,7 +85,8 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
     started with).
     """
     os.environ.update(env)
-    from fuzz.execute import DEVICE_ERROR_EXIT, DeviceError, Timings, is_device_error, run_case
+    from fuzz.calls import DEVICE_ERROR_EXIT, DeviceError, is_device_error
+    from fuzz.execute import Timings, run_case
     from fuzz.oracle import judge
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop

@@ -22,11 +22,13 @@ import torch.nn.functional as F
 
 from fuzz.case import (Attention, BuildParams, Case, HandAttention, KernelBlock, Mutate,
                        TensorSpec, grow_dims, walk)
-from fuzz.execute import load_function, observe
+from fuzz.calls import observe
+from fuzz.execute import load_function
+from fuzz.plan import calls_of
 from fuzz.kernels import NO_KERNEL, KernelLog, chosen_kernel
 from fuzz.kernels import SDPACall as Call
 from fuzz.materialize import input_factory
-from fuzz.sdpa_state import current_state
+from fuzz.sdpa_state import current_state, settle
 
 SDPA = F.scaled_dot_product_attention
 
@@ -438,8 +440,12 @@ def _marked_length_above_one(case: Case) -> bool:
 
 def eager_kernels(case: Case) -> tuple[str, ...]:
     """The kernels eager runs for the case's first call, from its outer context."""
-    observed = observe(load_function(case), input_factory(case)(), current_state(),
-                       case.calls[0], mode=KernelLog())
+    inputs = input_factory(case)()
+    for t in inputs.values():
+        if isinstance(t, torch.Tensor):
+            settle(t.device)
+    observed = observe(load_function(case), inputs, current_state(), calls_of(case)[0],
+                       mode=KernelLog())
     return observed.kernels
 
 

@@ -14,7 +14,9 @@ import torch
 from hypothesis import given, settings
 
 from fuzz.case import Case, TensorSpec
-from fuzz.execute import _outer, run_case
+from fuzz.calls import _outer
+from fuzz.execute import run_case
+from fuzz.plan import calls_of
 from fuzz.kernels import FUSED, NO_KERNEL, SDPACall, chosen_kernel, kernel_of
 from fuzz.materialize import input_factory
 from strategies import cases, hand_attention_cases
@@ -64,7 +66,7 @@ def test_the_kernel_named_is_the_one_the_dispatcher_picks() -> None:
         inputs = input_factory(case)()
         call = SDPACall(inputs["q"], inputs["k"], inputs["v"], inputs.get("mask"),
                         a.dropout_p, a.is_causal, a.scale, a.enable_gqa)
-        with _outer(case.calls[0]):
+        with _outer(calls_of(case)[0]):
             try:
                 expected = kernel_of(torch._fused_sdp_choice(
                     call.query, call.key, call.value, call.attn_mask, call.dropout_p,

@@ -26,7 +26,6 @@ from fuzz.corpus import known_bugs, load_entry
 from fuzz.execute import run_case
 from fuzz.identity import backend_layers, features
 from fuzz.oracle import judge
-from fuzz.tolerance import table
 from strategies import cases, hand_attention_cases
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -46,7 +45,7 @@ def check(case, backend: str) -> None:
            if not any(b.identity.covers(f.key, found) for b in known(backend))]
     if new:
         note(f"case JSON:\n{case_to_json(case)}")
-        note(f"repro script:\n{repro_script(case, backend, table())}")
+        note(f"repro script:\n{repro_script(case, backend)}")
     assert not new, verdict.explain()
 
 

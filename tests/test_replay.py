@@ -14,7 +14,6 @@ from fuzz.case import CaseError
 from fuzz.codegen import repro_script
 from fuzz.corpus import corpus_files, load_entry
 from fuzz.replay import replay_entry
-from fuzz.tolerance import table
 from fuzz.worker import Worker
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -57,7 +56,7 @@ def test_repro_script_agrees_with_the_entry(path: Path) -> None:
     user pastes into a bug report shows what the fuzzer saw, and nothing when it passes."""
     entry = load_entry(path)
     script = path.with_suffix(".py")
-    assert script.read_text() == repro_script(entry.case, entry.case.compile.backend, table()), \
+    assert script.read_text() == repro_script(entry.case, entry.case.compile.backend), \
         f"{script.name} is stale: regenerate it with `sdpa-fuzz repro {path.name}`"
     skip_without_its_device(entry)
     result = subprocess.run([sys.executable, str(script)], cwd=path.parent.parent,

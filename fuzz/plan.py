@@ -1,0 +1,72 @@
+"""A case's judging plan: everything the checks need to know about the case, computed once.
+
+The judge (`fuzz.check`) and the repro script consume the same frozen `Plan`; the script
+holds it as a literal, so nothing about a case is derived twice.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, TensorSpec, attention_feeds,
+                       exact_ops, walk)
+from fuzz.calls import Call
+from fuzz.check import Plan, Scores
+from fuzz.frames import must_break, predict_frames, size_recompiles
+from fuzz.handwritten import effective_scale, logical_head_dim, program_precision
+from fuzz.rewrites import hand_attentions
+
+
+def _scores(case: Case) -> tuple[Scores, ...]:
+    """Every attention's operands and scale, as its scores compute them. A hand-written
+    division by zero has no finite scores, so no scale: its conditioning is 1."""
+    found = []
+    for a in walk(case.program.body):
+        if isinstance(a, Attention):
+            found.append(Scores(a.query, a.key, a.value, a.mask, a.scale))
+        elif isinstance(a, HandAttention):
+            spec = case.spec(a.query)
+            assert isinstance(spec, TensorSpec)
+            scale = effective_scale(a, logical_head_dim(a, spec.shape))
+            found.append(Scores(a.query, a.key, a.value, a.mask,
+                                scale if math.isfinite(scale) else None, a.perm))
+    return tuple(found)
+
+
+def _expected_frames(case: Case) -> int | None:
+    try:
+        return predict_frames(case.program, dict(case.inputs), case.compile.dynamic)
+    except ValueError:
+        return None  # a construct the frame model has no rule for: never generated
+
+
+def plan_of(case: Case) -> Plan:
+    origins = {s.out: op for s in walk(case.program.body) if getattr(s, "out", None)
+               for op, cls in STATEMENTS.items() if type(s) is cls}
+    sized = size_recompiles(case)
+    contexts = [c.kernel for c in case.calls]
+    return Plan(
+        returns=tuple(case.program.returns),
+        input_names=case.input_names,
+        tensor_inputs=tuple(n for n, s in case.inputs if isinstance(s, TensorSpec)),
+        origins=origins,
+        scores=_scores(case),
+        feeders=attention_feeds(case),
+        exact_ops=exact_ops(case),
+        numeric=case.program.draws_comparable,
+        precision=program_precision(case),
+        backward=case.backward,
+        fullgraph=case.compile.fullgraph,
+        must_break=must_break(case.program),
+        hand=bool(hand_attentions(case)),
+        expected_frames=_expected_frames(case),
+        size_rules=None if sized is None else tuple(tuple(sorted(a)) for a in sized),
+        size_mode={True: "dynamic", False: "static", None: "automatic"}[case.compile.dynamic],
+        repeats_context=tuple(k in contexts[:i] for i, k in enumerate(contexts)),
+        grows=tuple(c.grow for c in case.calls),
+        device=case.device)
+
+
+def calls_of(case: Case) -> tuple[Call, ...]:
+    """The case's calls as `fuzz.calls` makes them."""
+    return tuple(Call(c.backends, c.set_priority, c.reseed, c.grow) for c in case.calls)

@@ -1,0 +1,35 @@
+"""A repro script runs the fuzzer's own code: the carried modules must stand alone in order."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+
+from fuzz.carry import CARRIED, carried_source
+
+
+def _top_level_names(source: str) -> list[str]:
+    names = []
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def test_each_carried_module_imports_only_carried_modules_before_it() -> None:
+    seen = {"fuzz.kernels"}  # FUSED, which the script defines first
+    for module in CARRIED:
+        tree = ast.parse(open(module.__file__).read())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                    and (node.module or "").startswith("fuzz")}
+        assert imported <= seen, f"{module.__name__} imports {imported - seen}"
+        seen.add(module.__name__)
+
+
+def test_carried_modules_define_each_name_once() -> None:
+    """Concatenated, a second definition would silently replace the first."""
+    counts = Counter(_top_level_names(carried_source()))
+    assert [name for name, n in counts.items() if n > 1] == []
