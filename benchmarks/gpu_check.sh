@@ -2,7 +2,7 @@
 # The CUDA check, for a GPU machine: under 8 minutes in all.
 #   1. the CUDA tests (tests/test_cuda.py, tests/test_kernels.py) under eager and inductor,
 #      and the replay of the corpus's CUDA entries and their repro scripts;
-#   2. a 3-minute `sdpa-fuzz run --device cuda --backend inductor`;
+#   2. a 2-minute `sdpa-fuzz run --device cuda --backend inductor` (confirming may take longer);
 #   3. a table per kernel eager ran: cases, findings, and the worst compiled/eager error
 #      ratio per quantity (what the fudge factors bound).
 # Uses the machine's own torch; PYTHON picks the interpreter, OUT the output folder.
@@ -29,7 +29,9 @@ for entry in $cuda_entries; do
 done
 
 t0=$SECONDS
-timeout -s INT 240 "$PY" -m fuzz.cli run --device cuda --backend inductor --time-budget 180 \
+# --foreground: the driver alone gets the interrupt (it stops its workers itself); a second
+# SIGINT to the whole group once aborted it before it wrote its report.
+timeout --foreground -s INT -k 30 240 "$PY" -m fuzz.cli run --device cuda --backend inductor --time-budget 120 \
     --workers 6 --known corpus --corpus "$OUT_DIR/corpus" --report "$OUT_DIR/report.json" \
     > "$OUT_DIR/fuzz.log" 2>&1
 fuzz_rc=$?

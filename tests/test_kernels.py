@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -70,10 +70,11 @@ def test_fused_gradients_get_the_atomics_allowance_and_nothing_else_does() -> No
 def test_cuda_cases_pin_each_kernel_and_draw_shapes_the_fused_kernels_take() -> None:
     """Drawing needs no GPU. CUDA cases must pin each kernel with a context, keep it for
     every call, and often draw head dims and dtypes the fused kernels take: otherwise a
-    CUDA run would test math alone."""
+    CUDA run would test math alone. Which cases a derandomized run draws moves with
+    Hypothesis's version (6.168 drew no efficient context in 200), hence 500."""
     contexts, fused_ready = set(), 0
 
-    @settings(max_examples=200, database=None, derandomize=True)
+    @settings(max_examples=500, database=None, derandomize=True, phases=[Phase.generate])
     @given(attention_cases("eager", "cuda", form="call"))
     def draw(case):
         nonlocal fused_ready
@@ -86,4 +87,4 @@ def test_cuda_cases_pin_each_kernel_and_draw_shapes_the_fused_kernels_take() -> 
     draw()
     assert {None, ("MATH",), ("FLASH_ATTENTION",), ("EFFICIENT_ATTENTION",),
             ("CUDNN_ATTENTION",)} <= contexts
-    assert fused_ready >= 40, fused_ready
+    assert fused_ready >= 100, fused_ready
