@@ -372,7 +372,8 @@ def table() -> dict[str, tuple[float, float, float, float]]:
 
 
 def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None) -> float:
-    """An upper bound on sum_i |scale * q_i * k_i| over the score dot products.
+    """An upper bound on sum_i |scale * q_i * k_i| over the score dot products (the worst
+    query row's; `row_conditioning` gives each row's).
 
     Any implementation computing the scores in a given precision may be off by about eps
     times this, and softmax passes that absolute error on to the output; so two correct
@@ -385,17 +386,30 @@ def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | No
     return s * q.sum(-1).max().item() * k.max().item()
 
 
+def row_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None
+                     ) -> torch.Tensor:
+    """`score_conditioning` for each query row, shaped (..., L, 1) to broadcast over the
+    output's rows: a row's scores, and so its output row, carry rounding of eps times
+    its own bound, not the worst row's."""
+    q, k = query.detach().double().abs(), key.detach().double().abs()
+    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
+    return s * q.sum(-1, keepdim=True) * (k.max() if k.numel() else 0.0)
+
+
 def coarsest(dtype: str, precision: str | None) -> str:
     """The less precise of an output's dtype and the precision its program casts through."""
     return dtype if precision is None or EPS[precision] <= EPS[dtype] else precision
 
 
 def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
-            conditioning: float = 1.0, precision: str | None = None,
+            conditioning: float | torch.Tensor = 1.0, precision: str | None = None,
             terms: float = 0.0, factor: float | None = None) -> ErrorMeasure | None:
     """Max-abs errors: eager's over the positions finite in all three, compiled's over
     those where it and the reference are finite (including where eager overflowed); None
-    when there are none. `precision`: the coarsest dtype the program casts its values
+    when there are none. `conditioning`: the score conditioning, one number, or one per
+    output row (a tensor that broadcasts to the output with a trailing dim of 1); per row,
+    each row's floor is its own conditioning times its own magnitude, and the measure is
+    that of the worst row. `precision`: the coarsest dtype the program casts its values
     through, which rounds the float64 run too, so that it bounds what any implementation
     can be held to. `terms`: for a gradient, the bound on the magnitude of the terms
     summed into it (`gradient_bounds`), which takes the place of the output's magnitude
@@ -406,13 +420,20 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     if not bool(ok_c.any()):
         return None
     err_e = (e[ok] - r[ok]).abs().max().item() if bool(ok.any()) else 0.0
-    err_c = (c[ok_c] - r[ok_c]).abs().max().item()
     dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
+    fudge = FUDGE[dtype] if factor is None else factor
+    least = max(err_e, SCORE_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
+    if isinstance(conditioning, torch.Tensor):
+        magnitude = torch.where(ok_c, r.abs(), 0.0).amax(-1, keepdim=True)
+        relative = torch.clamp(SCORE_FLOOR[dtype] * conditioning.double(), min=FLOOR[dtype])
+        base = torch.clamp(relative * magnitude, min=least).expand_as(r)
+        err = torch.where(ok_c, (c - r).abs(), 0.0)
+        worst = int((err / base).flatten().argmax())
+        return ErrorMeasure(eager=err_e, compiled=err.flatten()[worst].item(),
+                            base=base.flatten()[worst].item(), fudge=fudge)
+    err_c = (c[ok_c] - r[ok_c]).abs().max().item()
     floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
-    floor = max(floor, SCORE_FLOOR[dtype] * terms)
-    base = max(err_e, floor, ABS_FLOOR[dtype], TINY)
-    return ErrorMeasure(eager=err_e, compiled=err_c, base=base,
-                        fudge=FUDGE[dtype] if factor is None else factor)
+    return ErrorMeasure(eager=err_e, compiled=err_c, base=max(floor, least), fudge=fudge)
 
 
 def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> ErrorMeasure | None:
@@ -825,7 +846,7 @@ class Bound:
     its `terms` and fudge `factor`), or with `exact_ops`, to eager's own value within
     that many ulps."""
 
-    conditioning: float = 1.0
+    conditioning: float | torch.Tensor = 1.0  # a tensor: one per output row
     precision: str | None = None
     terms: float = 0.0
     factor: float | None = None
@@ -882,8 +903,14 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
                         f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor "
-                        f"x score conditioning {bound.conditioning:.3g}))"))
+                        f"x score conditioning {_largest(bound.conditioning):.3g}))"))
     return failures, m
+
+
+def _largest(conditioning: float | torch.Tensor) -> float:
+    if isinstance(conditioning, torch.Tensor):
+        return conditioning.max().item() if conditioning.numel() else 1.0
+    return conditioning
 
 
 def _storage_bytes(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -927,6 +954,16 @@ def conditionings(plan: Plan, reference: Observation) -> list[float]:
         kappa = score_conditioning(qkv[0], qkv[1], s.scale) if qkv else 1.0
         kappas.append(kappa if math.isfinite(kappa) else 1.0)
     return kappas
+
+
+def row_conditionings(plan: Plan, reference: Observation) -> list[torch.Tensor | None]:
+    """Per SDPA call, its score conditioning per query row (`row_conditioning`), where its
+    output's rows are its query's: None for a hand-written form, which may permute."""
+    rows: list[torch.Tensor | None] = []
+    for s in plan.scores:
+        qkv = None if s.perm else _operands(s, reference.inputs)
+        rows.append(row_conditioning(qkv[0], qkv[1], s.scale) if qkv else None)
+    return [r if r is not None and bool(torch.isfinite(r).all()) else None for r in rows]
 
 
 def _worst(kappas: list[float], which: Any) -> float:
@@ -1080,12 +1117,26 @@ def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Obse
     return failures
 
 
-def _leaf_bound(plan: Plan, name: str, kappas: list[float]) -> Bound:
+def _leaf_bound(plan: Plan, name: str, leaf: Any, kappas: list[float],
+                rows: list[torch.Tensor | None]) -> Bound:
     """A value some attention feeds is held to the float64 run, conditioned by the
-    attentions that feed it alone; any other to eager's own value (`measure_exact`)."""
-    if name in plan.feeders:
-        return Bound(_worst(kappas, plan.feeders[name]), plan.precision)
-    return Bound(exact_ops=plan.exact_ops)
+    attentions that feed it alone, row by row where it is one SDPA call's own output;
+    any other value to eager's own (`measure_exact`)."""
+    if name not in plan.feeders:
+        return Bound(exact_ops=plan.exact_ops)
+    which = plan.feeders[name]
+    own = rows[which[0]] if len(which) == 1 and plan.origins.get(name) == "attention" \
+        else None
+    if own is not None and isinstance(leaf, torch.Tensor) and _broadcasts(own, leaf):
+        return Bound(own, plan.precision)
+    return Bound(_worst(kappas, which), plan.precision)
+
+
+def _broadcasts(rows: torch.Tensor, t: torch.Tensor) -> bool:
+    try:
+        return torch.broadcast_shapes(rows.shape, t.shape) == t.shape
+    except RuntimeError:
+        return False
 
 
 def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
@@ -1094,10 +1145,11 @@ def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Ob
     assert eager.leaves is not None and compiled.leaves is not None
     failures = []
     ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
+    rows = row_conditionings(plan, ref)
     for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
         where = _leaf_name(plan, eager, j)
         r = ref_leaves[j] if j < len(ref_leaves) else None
-        bound = _leaf_bound(plan, where.split("[")[0], kappas)
+        bound = _leaf_bound(plan, where.split("[")[0], e, kappas, rows)
         found = _check_identity(where, eager, compiled, e, c)
         found += _compare_leaf(plan, where, eager, compiled, e, c, r, bound, out)
         site = _site(plan, where)

@@ -21,7 +21,7 @@ from torch.backends.cuda import SDPAParams
 from fuzz.calls import Frames, Observation, upstream_gradient
 from fuzz.errors import message_class, same_error, unwrap
 from fuzz.tolerance import (ErrorMeasure, fudge, gradient_bounds, measure, measure_exact,
-                            score_conditioning)
+                            row_conditioning, score_conditioning)
 
 # What a kernel computes or refuses. The other checks (backend state, frames, identity,
 # mutations) are Dynamo's, the same whichever kernel runs, and keep one signature.
@@ -176,7 +176,7 @@ class Bound:
     its `terms` and fudge `factor`), or with `exact_ops`, to eager's own value within
     that many ulps."""
 
-    conditioning: float = 1.0
+    conditioning: float | torch.Tensor = 1.0  # a tensor: one per output row
     precision: str | None = None
     terms: float = 0.0
     factor: float | None = None
@@ -233,8 +233,14 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
                         f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor "
-                        f"x score conditioning {bound.conditioning:.3g}))"))
+                        f"x score conditioning {_largest(bound.conditioning):.3g}))"))
     return failures, m
+
+
+def _largest(conditioning: float | torch.Tensor) -> float:
+    if isinstance(conditioning, torch.Tensor):
+        return conditioning.max().item() if conditioning.numel() else 1.0
+    return conditioning
 
 
 def _storage_bytes(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,6 +284,16 @@ def conditionings(plan: Plan, reference: Observation) -> list[float]:
         kappa = score_conditioning(qkv[0], qkv[1], s.scale) if qkv else 1.0
         kappas.append(kappa if math.isfinite(kappa) else 1.0)
     return kappas
+
+
+def row_conditionings(plan: Plan, reference: Observation) -> list[torch.Tensor | None]:
+    """Per SDPA call, its score conditioning per query row (`row_conditioning`), where its
+    output's rows are its query's: None for a hand-written form, which may permute."""
+    rows: list[torch.Tensor | None] = []
+    for s in plan.scores:
+        qkv = None if s.perm else _operands(s, reference.inputs)
+        rows.append(row_conditioning(qkv[0], qkv[1], s.scale) if qkv else None)
+    return [r if r is not None and bool(torch.isfinite(r).all()) else None for r in rows]
 
 
 def _worst(kappas: list[float], which: Any) -> float:
@@ -431,12 +447,26 @@ def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Obse
     return failures
 
 
-def _leaf_bound(plan: Plan, name: str, kappas: list[float]) -> Bound:
+def _leaf_bound(plan: Plan, name: str, leaf: Any, kappas: list[float],
+                rows: list[torch.Tensor | None]) -> Bound:
     """A value some attention feeds is held to the float64 run, conditioned by the
-    attentions that feed it alone; any other to eager's own value (`measure_exact`)."""
-    if name in plan.feeders:
-        return Bound(_worst(kappas, plan.feeders[name]), plan.precision)
-    return Bound(exact_ops=plan.exact_ops)
+    attentions that feed it alone, row by row where it is one SDPA call's own output;
+    any other value to eager's own (`measure_exact`)."""
+    if name not in plan.feeders:
+        return Bound(exact_ops=plan.exact_ops)
+    which = plan.feeders[name]
+    own = rows[which[0]] if len(which) == 1 and plan.origins.get(name) == "attention" \
+        else None
+    if own is not None and isinstance(leaf, torch.Tensor) and _broadcasts(own, leaf):
+        return Bound(own, plan.precision)
+    return Bound(_worst(kappas, which), plan.precision)
+
+
+def _broadcasts(rows: torch.Tensor, t: torch.Tensor) -> bool:
+    try:
+        return torch.broadcast_shapes(rows.shape, t.shape) == t.shape
+    except RuntimeError:
+        return False
 
 
 def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
@@ -445,10 +475,11 @@ def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Ob
     assert eager.leaves is not None and compiled.leaves is not None
     failures = []
     ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
+    rows = row_conditionings(plan, ref)
     for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
         where = _leaf_name(plan, eager, j)
         r = ref_leaves[j] if j < len(ref_leaves) else None
-        bound = _leaf_bound(plan, where.split("[")[0], kappas)
+        bound = _leaf_bound(plan, where.split("[")[0], e, kappas, rows)
         found = _check_identity(where, eager, compiled, e, c)
         found += _compare_leaf(plan, where, eager, compiled, e, c, r, bound, out)
         site = _site(plan, where)

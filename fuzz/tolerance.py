@@ -73,7 +73,8 @@ def table() -> dict[str, tuple[float, float, float, float]]:
 
 
 def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None) -> float:
-    """An upper bound on sum_i |scale * q_i * k_i| over the score dot products.
+    """An upper bound on sum_i |scale * q_i * k_i| over the score dot products (the worst
+    query row's; `row_conditioning` gives each row's).
 
     Any implementation computing the scores in a given precision may be off by about eps
     times this, and softmax passes that absolute error on to the output; so two correct
@@ -86,17 +87,30 @@ def score_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | No
     return s * q.sum(-1).max().item() * k.max().item()
 
 
+def row_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None
+                     ) -> torch.Tensor:
+    """`score_conditioning` for each query row, shaped (..., L, 1) to broadcast over the
+    output's rows: a row's scores, and so its output row, carry rounding of eps times
+    its own bound, not the worst row's."""
+    q, k = query.detach().double().abs(), key.detach().double().abs()
+    s = abs(scale) if scale is not None else q.size(-1) ** -0.5
+    return s * q.sum(-1, keepdim=True) * (k.max() if k.numel() else 0.0)
+
+
 def coarsest(dtype: str, precision: str | None) -> str:
     """The less precise of an output's dtype and the precision its program casts through."""
     return dtype if precision is None or EPS[precision] <= EPS[dtype] else precision
 
 
 def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
-            conditioning: float = 1.0, precision: str | None = None,
+            conditioning: float | torch.Tensor = 1.0, precision: str | None = None,
             terms: float = 0.0, factor: float | None = None) -> ErrorMeasure | None:
     """Max-abs errors: eager's over the positions finite in all three, compiled's over
     those where it and the reference are finite (including where eager overflowed); None
-    when there are none. `precision`: the coarsest dtype the program casts its values
+    when there are none. `conditioning`: the score conditioning, one number, or one per
+    output row (a tensor that broadcasts to the output with a trailing dim of 1); per row,
+    each row's floor is its own conditioning times its own magnitude, and the measure is
+    that of the worst row. `precision`: the coarsest dtype the program casts its values
     through, which rounds the float64 run too, so that it bounds what any implementation
     can be held to. `terms`: for a gradient, the bound on the magnitude of the terms
     summed into it (`gradient_bounds`), which takes the place of the output's magnitude
@@ -107,13 +121,20 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     if not bool(ok_c.any()):
         return None
     err_e = (e[ok] - r[ok]).abs().max().item() if bool(ok.any()) else 0.0
-    err_c = (c[ok_c] - r[ok_c]).abs().max().item()
     dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
+    fudge = FUDGE[dtype] if factor is None else factor
+    least = max(err_e, SCORE_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
+    if isinstance(conditioning, torch.Tensor):
+        magnitude = torch.where(ok_c, r.abs(), 0.0).amax(-1, keepdim=True)
+        relative = torch.clamp(SCORE_FLOOR[dtype] * conditioning.double(), min=FLOOR[dtype])
+        base = torch.clamp(relative * magnitude, min=least).expand_as(r)
+        err = torch.where(ok_c, (c - r).abs(), 0.0)
+        worst = int((err / base).flatten().argmax())
+        return ErrorMeasure(eager=err_e, compiled=err.flatten()[worst].item(),
+                            base=base.flatten()[worst].item(), fudge=fudge)
+    err_c = (c[ok_c] - r[ok_c]).abs().max().item()
     floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
-    floor = max(floor, SCORE_FLOOR[dtype] * terms)
-    base = max(err_e, floor, ABS_FLOOR[dtype], TINY)
-    return ErrorMeasure(eager=err_e, compiled=err_c, base=base,
-                        fudge=FUDGE[dtype] if factor is None else factor)
+    return ErrorMeasure(eager=err_e, compiled=err_c, base=max(floor, least), fudge=fudge)
 
 
 def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> ErrorMeasure | None:

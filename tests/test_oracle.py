@@ -9,7 +9,9 @@ from fuzz.case import Attention, Case, Mutate, Program, TensorSpec
 from fuzz.execute import run_case
 from fuzz.materialize import build_tensor
 from fuzz.errors import same_error
-from fuzz.check import compare_storage
+from fuzz.calls import Frames, Observation
+from fuzz.check import Plan, Scores, compare_storage, judge as judge_runs
+from fuzz.sdpa_state import current_state
 from fuzz.oracle import judge
 
 
@@ -105,3 +107,31 @@ def test_eager_accepting_a_value_longer_than_the_key_is_eager_s_bug() -> None:
         assert verdict.ok and verdict.excused == ("eager-accepts-unequal-key-value-lengths",)
     else:  # a torch whose eager refuses it: the outcome is compared as ever
         assert verdict.ok
+
+
+def test_each_output_row_is_held_to_its_own_conditioning() -> None:
+    """Query row 0 is 1e6 times larger than the others, so its scores (and only its) may
+    carry rounding that large; an error of 1e-3 in row 1 hid under it while the worst
+    row's conditioning stood for every row. Judged on real tensors under a plan."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 1, 4, 8) for _ in range(3))
+    q[..., 0, :] *= 1e6
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    ref_in = {n: t.double() for n, t in zip("qkv", (q, k, v))}
+    ref = torch.nn.functional.scaled_dot_product_attention(*ref_in.values())
+    wrong = out.clone()
+    wrong[..., 1, :] += 1e-3 * out.abs().max()
+
+    def observed(leaf, inputs):
+        return Observation((leaf,), ((),), "*", None, inputs, current_state())
+
+    plan = Plan(returns=("out",), input_names=("q", "k", "v"), tensor_inputs=(),
+                origins={"out": "attention"}, scores=(Scores("q", "k", "v"),),
+                feeders={"out": (0,)}, exact_ops=1)
+    inputs = dict(zip("qkv", (q, k, v)))
+    judged = judge_runs(plan, (observed(out, inputs),), (observed(ref, ref_in),),
+                        (observed(wrong, inputs),), Frames((1,), 0))
+    assert [f.key for f in judged.failures] == ["values:attention"], judged.failures
+    judged = judge_runs(plan, (observed(out, inputs),), (observed(ref, ref_in),),
+                        (observed(out.clone(), inputs),), Frames((1,), 0))
+    assert judged.failures == []
