@@ -20,7 +20,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 from fuzz import rewrites
 from fuzz.backends import resolve_backend
-from fuzz.calls import Frames, Observation, run_calls
+from fuzz.calls import Runs, run_calls
 from fuzz.case import Case, marked_dims
 from fuzz.codegen import function_source
 from fuzz.kernels import KernelLog, MathSDPA
@@ -55,13 +55,9 @@ class CompiledProgram:
 
 
 @dataclass(frozen=True)
-class CaseRun:
-    """Per call: eager, float64 reference and compiled observations."""
+class CaseRun(Runs):
+    """A case's runs, with the compiled program they used and what Inductor rewrote."""
 
-    eager: tuple[Observation, ...]
-    reference: tuple[Observation, ...]
-    compiled: tuple[Observation, ...]
-    frames: Frames
     program: CompiledProgram
     rewrites: tuple[str, ...] = ()  # Inductor attention patterns applied while compiling
 

@@ -183,15 +183,21 @@ gqa_tiled = fault_backend(_gqa_tiled)
 causal_bottom_right = fault_backend(_causal_bottom_right)
 single_query_ignores_mask = fault_backend(_single_query_ignores_mask)
 float_mask_as_bool = fault_backend(_float_mask_as_bool)
-class _KeyGradFromFirstHead(torch.autograd.Function):
-    """GQA attention whose key gradient is the first query head's of each group, times
-    the group size, instead of the sum over the group's heads."""
+
+
+class _WrongGradient(torch.autograd.Function):
+    """Attention computed as the call says, whose backward a subclass gets wrong."""
 
     @staticmethod
     def forward(ctx, call: Call, *tensors: torch.Tensor) -> torch.Tensor:
         ctx.call = call
         ctx.save_for_backward(*tensors)
         return call.run()
+
+
+class _KeyGradFromFirstHead(_WrongGradient):
+    """GQA attention whose key gradient is the first query head's of each group, times
+    the group size, instead of the sum over the group's heads."""
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -230,14 +236,8 @@ def _gqa_key_grad(c: Call):
 LONG_WIDE = 4096
 
 
-class _QueryGradScaled(torch.autograd.Function):
+class _QueryGradScaled(_WrongGradient):
     """Attention whose query gradient is 1.25 times the right one."""
-
-    @staticmethod
-    def forward(ctx, call: Call, *tensors: torch.Tensor) -> torch.Tensor:
-        ctx.call = call
-        ctx.save_for_backward(*tensors)
-        return call.run()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
