@@ -60,6 +60,7 @@ class Failure:
     rewrite: str = ""  # the Inductor attention replacements that fired (`sfdp5`)
     kernels: str = ""  # on CUDA, for what a kernel computes: the kernels eager ran
     message: str = ""  # for an outcome: the class of the innermost error's message
+    subject: str = ""  # what was compared: a returned leaf (`out[1]`), `grad-q`, an input
 
     @property
     def signature(self) -> str:
@@ -433,8 +434,9 @@ def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Obse
         where = f"input {name} after the call"
         e, c = eager.inputs[name], compiled.inputs[name]
         fails, _ = compare_tensor(where, e, c, ref.inputs.get(name), plan.numeric, exact)
-        failures += [Failure("mutation", site, f.condition, f.detail) for f in fails]
-        failures += compare_storage(where, e, c)
+        failures += [Failure("mutation", site, f.condition, f.detail, subject=name)
+                     for f in fails]
+        failures += [replace(f, subject=name) for f in compare_storage(where, e, c)]
     out.checked.add("backend-state")
     if eager.state_after != compiled.state_after:
         # Which kernels are enabled, or only their order: two different kinds of leak.
@@ -483,7 +485,8 @@ def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Ob
         found = _check_identity(where, eager, compiled, e, c)
         found += _compare_leaf(plan, where, eager, compiled, e, c, r, bound, out)
         site = _site(plan, where)
-        failures += [replace(f, where=site + f.where[len(where):]) for f in found]
+        failures += [replace(f, where=site + f.where[len(where):], subject=f.where)
+                     for f in found]
     return failures
 
 
@@ -504,7 +507,7 @@ def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: 
         if (ge is None) != (gc is None):
             failures.append(Failure("structure", where, "none", f"{where}: eager "
                             f"{'has no' if ge is None else 'has a'} gradient, compiled "
-                            f"{'has no' if gc is None else 'has a'} gradient"))
+                            f"{'has no' if gc is None else 'has a'} gradient", subject=where))
         elif ge is not None:
             readers = [i for i, s in enumerate(plan.scores)
                        if name in (s.query, s.key, s.value, s.mask)]
@@ -514,7 +517,7 @@ def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: 
             # SDPA's own backward returns non-contiguous gradients, AOTAutograd others.
             fails, m = compare_tensor(where, ge, gc, ref_grads.get(name), plan.numeric,
                                       bound, strides=False)
-            failures += fails
+            failures += [replace(f, subject=where) for f in fails]
             if m is not None:
                 out.measures.append((f"{where}:{_dtype(ge)}", where, m))
     return failures

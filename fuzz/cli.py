@@ -73,11 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--backend", help="override the backend each case records")
     replay.add_argument("--device", choices=DEVICES)
     replay.add_argument("--case-timeout", type=_positive(float), default=300.0, metavar="S")
-    for name, text in (("repro", "print the standalone repro script"),
+    for name, text in (("repro", "print the minimal repro script of the entry's failure"),
                        ("show", "print the case readably")):
         p = sub.add_parser(name, help=text)
         p.add_argument("case", type=Path)
         p.add_argument("--backend", help="backend for the script (default: the case's)")
+        if name == "repro":
+            p.add_argument("--full", action="store_true",
+                           help="the full checker instead: every check, every call, for "
+                                "triage")
     return parser
 
 
@@ -150,10 +154,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_repro(args: argparse.Namespace) -> int:
     from fuzz.codegen import repro_script
-    from fuzz.corpus import load_entry
+    from fuzz.corpus import entry_script, load_entry
 
-    case = load_entry(args.case).case
-    print(repro_script(case, args.backend or case.compile.backend), end="")
+    entry = load_entry(args.case)
+    backend = args.backend or entry.case.compile.backend
+    script = None if args.full else entry_script(entry.case, entry.finding, backend)
+    if script is None and not args.full:
+        raise UsageError(f"{args.case} records no failure to show; `--full` prints the "
+                         "full checker for it")
+    print(script or repro_script(entry.case, backend), end="")
     return EXIT_OK
 
 

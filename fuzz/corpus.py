@@ -1,7 +1,8 @@
 """The corpus: committed cases, each with what it must show, written atomically.
 
-An entry is a case file (the Case JSON plus `expect` and `finding`) and, beside it, the
-standalone repro script. Entries are written to a temporary file and renamed into place,
+An entry is a case file (the Case JSON plus `expect` and `finding`) and, beside it for a
+failure, its minimal repro script (`fuzz.minimal`; the finding's `target` says what it
+shows) and, for a finding of a run, its issue text (`.md`). Entries are written to a temporary file and renamed into place,
 so a killed run never leaves half a file, and two runs sharing a folder never clobber
 each other's work.
 """
@@ -23,7 +24,8 @@ import torch
 
 from fuzz.case import Case, CaseError
 from fuzz.caseio import case_from_dict, case_to_dict
-from fuzz.codegen import repro_script
+from fuzz.issue import issue_text
+from fuzz.minimal import Target, minimal_script
 from fuzz.identity import LAYERS, Identity, features, key_of_signature
 
 OUTCOMES = ("pass", "known-failure", "flaky")
@@ -160,13 +162,24 @@ def environment(backend: str, device: str) -> dict[str, str]:
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+def entry_script(case: Case, finding: dict[str, Any], backend: str) -> str | None:
+    """The entry's minimal repro script, if it records a failure to show (`target`)."""
+    target = finding.get("target")
+    return minimal_script(case, Target.from_dict(target), backend) if target else None
+
+
 def write_entry(folder: Path, case: Case, expect: Expectation, finding: dict[str, Any],
-                backend: str) -> Path:
-    """Write the case file and its repro script; the script first, so that a case file on
-    disk always has its script."""
+                backend: str, issue: bool = False) -> Path:
+    """Write the case file and, for a failure, its minimal repro script (and with `issue`,
+    its issue text); the script first, so that a case file on disk always has its script."""
     name = entry_name(case, finding.get("signature", expect.outcome))
     case_path = folder / f"{name}.json"
-    atomic_write(case_path.with_suffix(".py"), repro_script(case, backend))
+    script = entry_script(case, finding, backend)
+    if script is not None:
+        atomic_write(case_path.with_suffix(".py"), script)
+        if issue:
+            target = Target.from_dict(finding["target"])
+            atomic_write(case_path.with_suffix(".md"), issue_text(target, finding, script))
     document = {**case_to_dict(case), "expect": expect.to_dict(), "finding": finding}
     atomic_write(case_path, json.dumps(document, indent=1) + "\n")
     return case_path

@@ -15,6 +15,7 @@ import faulthandler
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -33,7 +34,8 @@ from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment
                          prune_claims, quarantined, release, write_entry)
 from fuzz.identity import Identity, backend_layers, features
 from fuzz.execute import Timings
-from fuzz.oracle import Verdict
+from fuzz.minimal import target_of
+from fuzz.oracle import Failure, Verdict
 from fuzz import rewrites
 from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
@@ -134,12 +136,13 @@ def _process_signal(signature: str) -> int | None:
         return None
 
 
-def _wait(cmd: list[str], timeout: float, stopping: Callable[[], bool]) -> int | None:
-    """Run `cmd` quietly: its exit status, None if it timed out. Raises Interrupted (and
-    kills it) if the run stops meanwhile. It runs in a session of its own, so that a
-    Ctrl-C meant for the run reaches it only through the run, never as a failure of its
-    own that would pass for a finding that does not reproduce."""
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def _wait(cmd: list[str], timeout: float, stopping: Callable[[], bool],
+          stderr: Any = subprocess.DEVNULL) -> int | None:
+    """Run `cmd` quietly (its error output to `stderr`): its exit status, None if it timed
+    out. Raises Interrupted (and kills it) if the run stops meanwhile. It runs in a session
+    of its own, so that a Ctrl-C meant for the run reaches it only through the run, never
+    as a failure of its own that would pass for a finding that does not reproduce."""
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
                                start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
@@ -162,9 +165,10 @@ def _wait(cmd: list[str], timeout: float, stopping: Callable[[], bool]) -> int |
 def confirm(path: Path, signature: str, backend: str, case_timeout: float,
             stopping: Callable[[], bool] = lambda: False) -> str | None:
     """Why a pending entry is not confirmed, or None: replayed in a fresh process it must
-    fail the same way again, and its standalone repro script must show it too (exit 1 for
-    a divergence; the same signal for a crash; no end for a hang). A finding only the
-    harness sees is the harness's bug, not torch's."""
+    fail the same way again, and its minimal repro script must show it too (exit 1 for a
+    divergence, its own check's, not an exception of the script's; the same signal for a
+    crash; no end for a hang). A finding only the harness sees is the harness's bug, not
+    torch's; one its minimal script cannot show is not reported as a bug."""
     check = signature.split(":")[0]
     replay = [sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend,
               "--case-timeout", str(case_timeout)]
@@ -175,10 +179,15 @@ def confirm(path: Path, signature: str, backend: str, case_timeout: float,
         script_timeout = case_timeout + 20  # its own start-up, then the hang
         return None if _wait(script, script_timeout, stopping) is None else \
             f"its standalone repro script ended within {script_timeout:g} s"
-    status = _wait(script, case_timeout + 600, stopping)
+    with tempfile.TemporaryFile() as errors:
+        status = _wait(script, case_timeout + 600, stopping, stderr=errors)
+        errors.seek(0)
+        raised = b"Traceback (most recent call last)" in errors.read()
     expected = _process_signal(signature) if check == "crash" else 1
     if status != expected:
-        return f"its standalone repro script exited {status}, not {expected}"
+        return f"its minimal repro script exited {status}, not {expected}"
+    if raised and check != "crash":
+        return "its minimal repro script raised an exception of its own"
     return None
 
 
@@ -283,7 +292,8 @@ class Fuzzer:
         then report. A bug already in the corpus (another run may have saved it meanwhile)
         or claimed by a concurrent run is dropped."""
         identity = Identity(key, features(case))
-        signature = next(f.signature for f in verdict.failures if f.key == key)
+        failure = next(f for f in verdict.failures if f.key == key)
+        signature = failure.signature
         with self.lock:
             self.best.pop(key, None)
             bug = self.covering(key, identity.features)
@@ -296,21 +306,24 @@ class Fuzzer:
             return
         t0 = time.perf_counter()
         try:
-            self._confirm_and_write(case, verdict, identity, signature)
+            self._confirm_and_write(case, verdict, identity, failure)
         finally:
             release(self.config.corpus, identity.name)
             with self.lock:
                 self.stats.timings.add("confirm", time.perf_counter() - t0)
 
     def _confirm_and_write(self, case: Case, verdict: Verdict, identity: Identity,
-                           signature: str) -> None:
+                           failure: Failure) -> None:
         config, corpus = self.config, self.config.corpus
+        signature = failure.signature
         with self.lock:
             resembles = sorted({b.entry for b in self.known if b.identity.key == identity.key
                                 and b.entry.endswith(".json")})
             finding = {"signature": signature, "key": identity.key,
                        "features": sorted(identity.features), "resembles": resembles,
                        "explanation": verdict.explain(),
+                       "target": target_of(failure, verdict.bounds).to_dict(),
+                       "checked": list(verdict.checked),
                        "kernels": list(verdict.kernels),
                        "found_at_s": round(self.stats.elapsed, 2),
                        "examples_at": self.stats.examples,
@@ -334,7 +347,7 @@ class Fuzzer:
                 folder, kind = corpus / "quarantine", "FLAKY (quarantined)"
         if doubt is not None:
             expect = replace(expect, outcome="flaky", note=doubt)
-        final = write_entry(folder, case, expect, finding, config.backend)
+        final = write_entry(folder, case, expect, finding, config.backend, issue=True)
         if kind.startswith("FLAKY"):
             with self.lock:
                 self.flaky_seen[identity.key] += 1
@@ -344,7 +357,7 @@ class Fuzzer:
             with self.lock:  # its later cases are counted on it, as on any known bug
                 self.known = [KnownBug(final.name, b.identity) if b.identity == identity
                               else b for b in self.known]
-        for p in (pending, pending.with_suffix(".py")):
+        for p in (pending, pending.with_suffix(".py"), pending.with_suffix(".md")):
             p.unlink(missing_ok=True)
         item = {"signature": signature, "key": identity.key,
                 "features": finding["features"], "resembles": resembles,

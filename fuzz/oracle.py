@@ -22,6 +22,9 @@ class Verdict:
     notes: tuple[str, ...] = ()  # what a reader of a failure needs to know about the case
     kernels: tuple[str, ...] = ()  # the SDPA kernels eager ran, in the order of first use
     excused: tuple[str, ...] = ()  # why a call's outputs had no truth to compare with
+    # (subject, fudge, floor, ratio) of each values measurement: the bound a minimal
+    # repro holds its subject to (`fuzz.minimal.Target`)
+    bounds: tuple[tuple[str, float, float, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -48,7 +51,8 @@ def judge(case: Case, run: CaseRun) -> Verdict:
     kernels = tuple(dict.fromkeys(run.eager[0].kernels))
     return Verdict(tuple(failures), tuple(sorted(judged.checked)),
                    tuple((label, m.ratio) for label, _, m in judged.measures), run.rewrites,
-                   _hand_notes(case, run), kernels, tuple(judged.excused))
+                   _hand_notes(case, run), kernels, tuple(judged.excused),
+                   tuple((where, m.fudge, m.floor, m.ratio) for _, where, m in judged.measures))
 
 
 def _hand_notes(case: Case, run: CaseRun) -> tuple[str, ...]:

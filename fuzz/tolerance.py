@@ -48,6 +48,7 @@ class ErrorMeasure:
     compiled: float
     base: float
     fudge: float
+    floor: float = 0.0  # what `base` is without eager's error: the bound's own part
 
     @property
     def allowed(self) -> float:
@@ -120,18 +121,21 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     err_e = (e[ok] - r[ok]).abs().max().item() if bool(ok.any()) else 0.0
     dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
     fudge = FUDGE[dtype] if factor is None else factor
-    least = max(err_e, SCORE_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
+    least = max(SCORE_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
     if isinstance(conditioning, torch.Tensor):
         magnitude = torch.where(ok_c, r.abs(), 0.0).amax(-1, keepdim=True)
         relative = torch.clamp(SCORE_FLOOR[dtype] * conditioning.double(), min=FLOOR[dtype])
-        base = torch.clamp(relative * magnitude, min=least).expand_as(r)
+        floors = torch.clamp(relative * magnitude, min=least).expand_as(r)
         err = torch.where(ok_c, (c - r).abs(), 0.0)
-        worst = int((err / base).flatten().argmax())
+        worst = int((err / torch.clamp(floors, min=err_e)).flatten().argmax())
+        floor = floors.flatten()[worst].item()
         return ErrorMeasure(eager=err_e, compiled=err.flatten()[worst].item(),
-                            base=base.flatten()[worst].item(), fudge=fudge)
+                            base=max(floor, err_e), fudge=fudge, floor=floor)
     err_c = (c[ok_c] - r[ok_c]).abs().max().item()
     floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
-    return ErrorMeasure(eager=err_e, compiled=err_c, base=max(floor, least), fudge=fudge)
+    floor = max(floor, least)
+    return ErrorMeasure(eager=err_e, compiled=err_c, base=max(floor, err_e), fudge=fudge,
+                        floor=floor)
 
 
 def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> ErrorMeasure | None:
@@ -147,7 +151,7 @@ def measure_exact(eager: torch.Tensor, compiled: torch.Tensor, ops: int) -> Erro
     dtype = str(eager.dtype).removeprefix("torch.")
     err = (c[ok] - e[ok]).abs().max().item()
     base = max(ops * EPS[dtype] * e[ok].abs().max().item(), ops * SUBNORMAL[dtype], TINY)
-    return ErrorMeasure(eager=0.0, compiled=err, base=base, fudge=1.0)
+    return ErrorMeasure(eager=0.0, compiled=err, base=base, fudge=1.0, floor=base)
 
 
 def gradient_bounds(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -55,13 +55,13 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def assert_consistent(corpus: Path) -> None:
-    """Every case file anywhere in the corpus parses and has its repro script; no entry is
-    left half-confirmed or claimed."""
+    """Every case file anywhere in the corpus parses and has its minimal repro script and
+    issue text; no entry is left half-confirmed or claimed."""
     for path in corpus.rglob("*.json"):
         if ".hypothesis" in path.parts:
             continue
-        load_entry(path)
-        assert path.with_suffix(".py").exists(), path
+        assert "target" in load_entry(path).finding, path
+        assert path.with_suffix(".py").exists() and path.with_suffix(".md").exists(), path
     assert not list((corpus / ".claims").glob("*")) if (corpus / ".claims").exists() else True
 
 

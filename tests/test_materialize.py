@@ -69,3 +69,25 @@ def test_value_kinds_and_masks() -> None:
     neg = build_tensor((3, 5), "float16", "random", "contiguous", 1)
     assert neg.dtype == torch.float16 and torch.isneginf(neg).any()
     assert torch.isfinite(build_tensor((3, 5), "float32", "additive", "contiguous", 1)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=cases())
+def test_minimal_inputs_build_the_fuzzers_bits(case: Case) -> None:
+    """A minimal repro builds its inputs with only the operations they need, yet the very
+    bits, strides, offsets and storage `build_tensor` gives: its divergence is the fuzzer's."""
+    from fuzz.minimal import inputs_source
+
+    source, _ = inputs_source(case, 1, cast=False)
+    namespace: dict = {"torch": torch}
+    exec(compile(source, "<minimal inputs>", "exec"), namespace)
+    first = case.calls[0]
+    theirs = input_factory(case)(salt=first.reseed, grow=first.grow)
+    ours = namespace["inputs"]()
+    for name, t in theirs.items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        x = ours[name]
+        assert (x.dtype, x.shape, x.stride(), x.storage_offset(), x.requires_grad) == \
+            (t.dtype, t.shape, t.stride(), t.storage_offset(), t.requires_grad), name
+        assert bytes(x.untyped_storage()) == bytes(t.untyped_storage()), name

@@ -21,10 +21,10 @@ from hypothesis import example, given, note
 
 from fuzz.caseio import case_to_json
 from fuzz.backends import declared_layers
-from fuzz.codegen import repro_script
 from fuzz.corpus import known_bugs, load_entry
 from fuzz.execute import run_case
 from fuzz.identity import backend_layers, features
+from fuzz.minimal import minimal_script, target_of
 from fuzz.oracle import judge
 from strategies import cases, hand_attention_cases
 
@@ -44,8 +44,9 @@ def check(case, backend: str) -> None:
     new = [f for f in verdict.failures
            if not any(b.identity.covers(f.key, found) for b in known(backend))]
     if new:
-        note(f"case JSON:\n{case_to_json(case)}")
-        note(f"repro script:\n{repro_script(case, backend)}")
+        note(f"case JSON (`sdpa-fuzz repro --full` on it gives the full checker):\n"
+             f"{case_to_json(case)}")
+        note(f"minimal repro:\n{minimal_script(case, target_of(new[0], verdict.bounds), backend)}")
     assert not new, verdict.explain()
 
 

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from fuzz.case import CaseError
-from fuzz.codegen import repro_script
-from fuzz.corpus import corpus_files, load_entry
+from fuzz.corpus import corpus_files, entry_script, load_entry
 from fuzz.replay import replay_entry
 from fuzz.worker import Worker
 
@@ -51,16 +50,23 @@ def test_corpus_entry_shows_what_it_records(path: Path, worker: Worker) -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_repro_script_agrees_with_the_entry(path: Path) -> None:
-    """The standalone script beside each entry exits 1 exactly for a known failure: what a
-    user pastes into a bug report shows what the fuzzer saw, and nothing when it passes."""
+def test_minimal_script_agrees_with_the_entry(path: Path) -> None:
+    """A known failure's minimal script is what rendering gives today, and exits 1 by its
+    own check (no exception of its own) while the bug holds in this torch, 0 outside its
+    range: what a user pastes into a bug report shows what the fuzzer saw. An entry that
+    records no failure has no script."""
     entry = load_entry(path)
     script = path.with_suffix(".py")
-    assert script.read_text() == repro_script(entry.case, entry.case.compile.backend), \
+    expected = entry_script(entry.case, entry.finding, entry.case.compile.backend)
+    if entry.expect.outcome != "known-failure":
+        assert not script.exists(), f"{script.name}: a passing entry has no repro script"
+        return
+    assert expected is not None, f"{path.name} records no target for its minimal script"
+    assert script.read_text() == expected, \
         f"{script.name} is stale: regenerate it with `sdpa-fuzz repro {path.name}`"
     skip_without_its_device(entry)
     result = subprocess.run([sys.executable, str(script)], cwd=path.parent.parent,
                             capture_output=True, text=True, timeout=600)
-    failing = entry.expect.outcome == "known-failure" and entry.expect.applies_to(
-        torch.__version__)
-    assert result.returncode == (1 if failing else 0), result.stdout[-2000:] + result.stderr[-2000:]
+    output = result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback (most recent call last)" not in result.stderr, output
+    assert result.returncode == int(entry.expect.applies_to(torch.__version__)), output

@@ -1,0 +1,59 @@
+"""A finding as a ready issue for pytorch/pytorch: title, the minimal repro, expected
+against actual, what the fuzzer checked, and the environment as PyTorch's torch.compile
+bug template asks for it (`python -m torch.utils.collect_env`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from fuzz.minimal import Target, title
+
+
+@functools.lru_cache(maxsize=1)
+def environment_text() -> str:
+    """collect_env's report, once per process (it takes a few seconds)."""
+    from torch.utils.collect_env import get_pretty_env_info
+    try:
+        return get_pretty_env_info()
+    except Exception as exc:  # a report without it is still a report
+        return f"(collect_env failed: {exc!r})"
+
+
+def issue_text(target: Target, finding: dict[str, Any], script: str) -> str:
+    """The issue, in Markdown. `finding` is the corpus entry's finding record."""
+    resembles = finding.get("resembles") or []
+    checked = ", ".join(finding.get("checked", [])) or "(not recorded)"
+    backend = finding.get("backend", "?")
+    lines = [
+        f"# [torch.compile] {title(target)} ({backend}, scaled_dot_product_attention)",
+        "",
+        "### 🐛 Describe the bug",
+        "",
+        f"`torch.compile(fn, backend={backend!r})` differs from eager on the program below:"
+        f" {title(target)}. The script runs `fn` eagerly and compiled on identical inputs "
+        "and exits 1 while they differ.",
+        "",
+        "```python",
+        script.rstrip(),
+        "```",
+        "",
+        "**Expected:** compiled behaves as eager does (for values: within a small multiple "
+        "of eager's own error against a float64 run of the same program).",
+        "",
+        "**Actual:**",
+        "",
+        "```",
+        finding.get("explanation", "").rstrip(),
+        "```",
+        "",
+        f"Found by sdpa-fuzz as `{finding.get('signature', '')}`, after "
+        f"{finding.get('examples_at', '?')} cases, and shrunk by Hypothesis. Checks run on "
+        f"this case: {checked}.",
+    ]
+    if resembles:
+        lines += ["", "It resembles the known finding(s) " + ", ".join(
+            f"`{r}`" for r in resembles) + " (same check and site, a different fingerprint)."]
+    lines += ["", "### Versions", "", "```", environment_text().rstrip(), "```", ""]
+    return "\n".join(lines)
