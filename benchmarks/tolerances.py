@@ -7,7 +7,8 @@ Each generated program is compiled once and run on `--seeds` different input dra
 and each input's gradient as the oracle labels it: grad-q, grad-k, grad-v, grad-mask)
 prints the number of values, quantiles, the worst clean ratio, the bound (the fudge factor
 the oracle applied) and MARGIN = bound / worst ratio; `fails` counts the variants the
-oracle failed (which must be 0 on a clean backend). `--out` keeps the raw ratios as JSON.
+oracle failed (which must be 0 on a clean backend). `--out` keeps the raw ratios as JSON,
+with the case that gave each worst ratio (`worst_cases`), to say why it is that high.
 
     python benchmarks/tolerances.py --backends eager,aot_eager,inductor --programs 100 --seeds 50
     python benchmarks/tolerances.py --backends inductor --backward --programs 100 --seeds 50
@@ -85,6 +86,7 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             t0 = time.perf_counter()
             ratios: dict[str, list[float]] = {}
+            worst_case: dict[str, tuple[float, dict]] = {}
             failures: list[dict] = []
             cases = generate(dtype, args.programs, backend, args.backward, args.grad_mask)
             for case in cases:
@@ -98,6 +100,8 @@ def main() -> None:
                         if label.endswith(dtype):
                             q = quantity(label)
                             ratios.setdefault(q, []).append(r)
+                            if r > worst_case.get(q, (-1.0, {}))[0]:
+                                worst_case[q] = (r, case_to_dict(variant))
                     for f in verdict.failures:
                         failures.append({"signature": f.signature, "detail": f.detail,
                                          "case": case_to_dict(variant)})
@@ -105,7 +109,8 @@ def main() -> None:
                         break
             elapsed = time.perf_counter() - t0
             results.setdefault(backend, {})[dtype] = {
-                "programs": len(cases), "ratios": ratios, "failures": failures}
+                "programs": len(cases), "ratios": ratios, "failures": failures,
+                "worst_cases": worst_case}
             for q, values in sorted(ratios.items()):
                 # the ratio's bound: the dtype's fudge factor, as the oracle applies it
                 # on CPU to outputs and gradients alike (fuzz.tolerance.fudge)

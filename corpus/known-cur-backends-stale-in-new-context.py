@@ -1,7 +1,5 @@
-"""sdpa-fuzz: compiled returns a different structure from eager
-(structure:return:pytree, backend 'eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'eager': compiled returns a different structure from eager
+(structure:return:pytree). Exits 1 while it diverges, 0 once fixed."""
 import contextlib
 import torch
 from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kernel
@@ -20,10 +18,9 @@ def restore(s):
 START = state()
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 2, 4, 8), generator=g.manual_seed(1))
-    k = torch.randn((1, 2, 4, 8), generator=g.manual_seed(2))
-    v = torch.randn((1, 2, 4, 8), generator=g.manual_seed(3))
+    q = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(1))
+    k = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(2))
+    v = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(3))
     return {'q': q, 'k': k, 'v': v}
 
 def call(f, i=0):
@@ -40,4 +37,4 @@ tc, out_c = call(compiled, 1)
 se, sc = (torch.utils._pytree.tree_structure(x) for x in (out_e, out_c))
 print("eager returns   ", se)
 print("compiled returns", sc)
-sys.exit(se != sc)
+raise SystemExit(se != sc)

@@ -1,7 +1,5 @@
-"""sdpa-fuzz: compiled values differ from eager beyond rounding
-(values:read_backends:SDPBackend, backend 'eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'eager': compiled values differ from eager beyond rounding
+(values:read_backends:SDPBackend). Exits 1 while it diverges, 0 once fixed."""
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kernel
@@ -23,10 +21,9 @@ def restore(s):
 START = state()
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 1, 1), generator=g.manual_seed(0))
-    k = torch.randn((1, 1, 1), generator=g.manual_seed(0))
-    v = torch.randn((1, 1, 1), generator=g.manual_seed(0))
+    q = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
+    k = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
+    v = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
     return {'q': q, 'k': k, 'v': v}
 
 def call(f, i=0):
@@ -43,4 +40,4 @@ tc, out_c = call(compiled, 1)
 e, c = out_e[2][0], out_c[2][0]
 print("eager:   ", e)
 print("compiled:", c)
-sys.exit(not (torch.equal(e, c) if isinstance(e, torch.Tensor) else e == c))
+raise SystemExit(not (torch.equal(e, c) if isinstance(e, torch.Tensor) else e == c))

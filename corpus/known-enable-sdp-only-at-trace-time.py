@@ -1,7 +1,5 @@
-"""sdpa-fuzz: the SDPA backend state after the call differs from eager
-(backend-state:after-call:enabled, backend 'aot_eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'aot_eager': the SDPA backend state after the call differs from eager
+(backend-state:after-call:enabled). Exits 1 while it diverges, 0 once fixed."""
 import torch
 
 def fn(q, k, v):
@@ -19,10 +17,9 @@ def restore(s):
 START = state()
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 2, 4, 8), generator=g.manual_seed(1))
-    k = torch.randn((1, 2, 4, 8), generator=g.manual_seed(2))
-    v = torch.randn((1, 2, 4, 8), generator=g.manual_seed(3))
+    q = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(1))
+    k = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(2))
+    v = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(3))
     return {'q': q, 'k': k, 'v': v}
 
 def call(f, i=0):
@@ -36,8 +33,8 @@ def call(f, i=0):
 
 compiled = torch.compile(fn, backend='aot_eager')
 call(compiled, 0)
-eager = call(fn, 1)
-compiled = call(compiled, 1)
-print("SDPA backend state after the call: eager  ", eager)
-print("                                   compiled", compiled)
-sys.exit(eager != compiled)
+after_eager = call(fn, 1)
+after_compiled = call(compiled, 1)
+print("SDPA backend state after the call: eager  ", after_eager)
+print("                                   compiled", after_compiled)
+raise SystemExit(after_eager != after_compiled)

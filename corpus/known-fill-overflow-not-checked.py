@@ -1,7 +1,5 @@
-"""sdpa-fuzz: compiled and eager raise differently
-(outcome:hand_attention:eager-raised-RuntimeError, backend 'inductor').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'inductor': compiled and eager raise differently
+(outcome:hand_attention:eager-raised-RuntimeError). Exits 1 while it diverges, 0 once fixed."""
 import torch
 
 def fn(q, k, v, mask):
@@ -13,11 +11,10 @@ def fn(q, k, v, mask):
     return out
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((2, 4, 8, 16), generator=g.manual_seed(0)).to(torch.float16)
-    k = torch.randn((2, 4, 8, 16), generator=g.manual_seed(1)).to(torch.float16)
-    v = torch.randn((2, 4, 8, 16), generator=g.manual_seed(2)).to(torch.float16)
-    mask = torch.rand((8, 8), generator=g.manual_seed(3)) < 0.7
+    q = torch.randn((2, 4, 8, 16), generator=torch.Generator().manual_seed(0)).to(torch.float16)
+    k = torch.randn((2, 4, 8, 16), generator=torch.Generator().manual_seed(1)).to(torch.float16)
+    v = torch.randn((2, 4, 8, 16), generator=torch.Generator().manual_seed(2)).to(torch.float16)
+    mask = torch.rand((8, 8), generator=torch.Generator().manual_seed(3)) < 0.7
     return {'q': q, 'k': k, 'v': v, 'mask': mask}
 
 def call(f):
@@ -39,4 +36,4 @@ print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
 print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
 failed = (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError)
 same = type(root(e)) is type(root(c)) and not isinstance(c, failed)
-sys.exit((e is None) != (c is None) or e is not None and not same)
+raise SystemExit((e is None) != (c is None) or e is not None and not same)

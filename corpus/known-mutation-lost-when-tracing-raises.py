@@ -1,7 +1,5 @@
-"""sdpa-fuzz: an input's value after the call differs between eager and compiled
-(mutation:input-after-error:float32, backend 'eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'eager': an input's value after the call differs between eager and compiled
+(mutation:input-after-error:float32). Exits 1 while it diverges, 0 once fixed."""
 import torch
 import torch.nn.functional as F
 
@@ -11,11 +9,10 @@ def fn(q, k, v, mask):
     return q
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 1, 1), generator=g.manual_seed(0))
-    k = torch.randn((1, 1, 1), generator=g.manual_seed(0))
-    v = torch.randn((1, 1, 1), generator=g.manual_seed(0))
-    mask = torch.rand((1, 1), generator=g.manual_seed(0)) < 0.7
+    q = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
+    k = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
+    v = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
+    mask = torch.rand((1, 1), generator=torch.Generator().manual_seed(0)) < 0.7
     return {'q': q, 'k': k, 'v': v, 'mask': mask}
 
 def call(f):
@@ -35,4 +32,4 @@ ok = e.isfinite() & c.isfinite()
 err = (c.double() - e.double())[ok].abs().max().item() if ok.any() else 0.0
 allowed = max(2 * 1.1920928955078125e-07 * e[ok].abs().max().item() if ok.any() else 0.0, 2.802596928649634e-45)  # 2 ulp(s) of float32
 print(f"compiled differs from eager by {err:.3g}; allowed {allowed:.3g}")
-sys.exit(err > allowed or not torch.equal(e.isnan(), c.isnan()))
+raise SystemExit(err > allowed or not torch.equal(e.isnan(), c.isnan()))

@@ -1,7 +1,5 @@
-"""sdpa-fuzz: the SDPA backend state after the call differs from eager
-(backend-state:after-call:priority, backend 'eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'eager': the SDPA backend state after the call differs from eager
+(backend-state:after-call:priority). Exits 1 while it diverges, 0 once fixed."""
 import torch
 from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kernel
 
@@ -24,11 +22,10 @@ def restore(s):
 START = state()
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 3, 1, 1, 6), generator=g.manual_seed(0))
-    k = torch.randn((1, 3, 1, 1, 6), generator=g.manual_seed(0))
-    v = torch.randn((1, 3, 1, 1, 6), generator=g.manual_seed(0))
-    mask = torch.rand((1, 1), generator=g.manual_seed(0)) < 0.7
+    q = torch.randn((1, 3, 1, 1, 6), generator=torch.Generator().manual_seed(0))
+    k = torch.randn((1, 3, 1, 1, 6), generator=torch.Generator().manual_seed(0))
+    v = torch.randn((1, 3, 1, 1, 6), generator=torch.Generator().manual_seed(0))
+    mask = torch.rand((1, 1), generator=torch.Generator().manual_seed(0)) < 0.7
     t = {'q': q, 'k': k, 'v': v, 'mask': mask}
     t['params'] = torch.backends.cuda.SDPAParams(t['q'], t['k'], t['v'], None, 0.0, False, False)
     return t
@@ -44,8 +41,8 @@ def call(f):
         return state()
 
 compiled = torch.compile(fn, backend='eager')
-eager = call(fn)
-compiled = call(compiled)
-print("SDPA backend state after the call: eager  ", eager)
-print("                                   compiled", compiled)
-sys.exit(eager != compiled)
+after_eager = call(fn)
+after_compiled = call(compiled)
+print("SDPA backend state after the call: eager  ", after_eager)
+print("                                   compiled", after_compiled)
+raise SystemExit(after_eager != after_compiled)

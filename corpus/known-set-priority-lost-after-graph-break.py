@@ -1,7 +1,5 @@
-"""sdpa-fuzz: compiled values differ from eager beyond rounding
-(values:read_backends:SDPBackend, backend 'eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'eager': compiled values differ from eager beyond rounding
+(values:read_backends:SDPBackend). Exits 1 while it diverges, 0 once fixed."""
 import torch
 from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kernel
 
@@ -20,10 +18,9 @@ def restore(s):
 START = state()
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 2, 4, 8), generator=g.manual_seed(1))
-    k = torch.randn((1, 2, 4, 8), generator=g.manual_seed(2))
-    v = torch.randn((1, 2, 4, 8), generator=g.manual_seed(3))
+    q = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(1))
+    k = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(2))
+    v = torch.randn((1, 2, 4, 8), generator=torch.Generator().manual_seed(3))
     return {'q': q, 'k': k, 'v': v}
 
 def call(f):
@@ -37,4 +34,4 @@ tc, out_c = call(compiled)
 e, c = out_e[0], out_c[0]
 print("eager:   ", e)
 print("compiled:", c)
-sys.exit(not (torch.equal(e, c) if isinstance(e, torch.Tensor) else e == c))
+raise SystemExit(not (torch.equal(e, c) if isinstance(e, torch.Tensor) else e == c))

@@ -1,7 +1,5 @@
-"""sdpa-fuzz: compiled and eager raise differently
-(outcome:call:compiled-raised-internal-SpeculationLogDivergence, backend 'aot_eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'aot_eager': compiled and eager raise differently
+(outcome:call:compiled-raised-internal-SpeculationLogDivergence). Exits 1 while it diverges, 0 once fixed."""
 import torch
 from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kernel
 
@@ -21,10 +19,9 @@ def restore(s):
 START = state()
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 1, 1), generator=g.manual_seed(0))
-    k = torch.randn((1, 1, 1), generator=g.manual_seed(0))
-    v = torch.randn((1, 1, 1), generator=g.manual_seed(0))
+    q = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
+    k = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
+    v = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))
     return {'q': q, 'k': k, 'v': v}
 
 def call(f):
@@ -47,4 +44,4 @@ print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
 print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
 failed = (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError)
 same = type(root(e)) is type(root(c)) and not isinstance(c, failed)
-sys.exit((e is None) != (c is None) or e is not None and not same)
+raise SystemExit((e is None) != (c is None) or e is not None and not same)

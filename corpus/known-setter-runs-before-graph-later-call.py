@@ -1,7 +1,5 @@
-"""sdpa-fuzz: compiled and eager raise differently
-(outcome:call:compiled-raised-RuntimeError, backend 'eager').
-Exits 1 while the divergence holds, 0 once it is gone."""
-import sys
+"""sdpa-fuzz, backend 'eager': compiled and eager raise differently
+(outcome:call:compiled-raised-RuntimeError). Exits 1 while it diverges, 0 once fixed."""
 import contextlib
 import torch
 import torch.nn.functional as F
@@ -25,11 +23,11 @@ def restore(s):
 START = state()
 
 def inputs():
-    g = torch.Generator()
-    q = torch.randn((1, 3, 3, 1, 2), generator=g.manual_seed(385))
-    k = torch.randn((1, 3, 3, 1, 2), generator=g.manual_seed(937))
-    v = torch.randn((1, 3, 3, 1, 2), generator=g.manual_seed(197944936))
-    torch.rand((1, 3, 1, 1), generator=g.manual_seed(25044))  # as sdpa-fuzz draws: keep flags, then values
+    q = torch.randn((1, 3, 3, 1, 2), generator=torch.Generator().manual_seed(385))
+    k = torch.randn((1, 3, 3, 1, 2), generator=torch.Generator().manual_seed(937))
+    v = torch.randn((1, 3, 3, 1, 2), generator=torch.Generator().manual_seed(197944936))
+    g = torch.Generator().manual_seed(25044)
+    torch.rand((1, 3, 1, 1), generator=g)  # as sdpa-fuzz draws: keep flags, then values
     mask = torch.randn((1, 3, 1, 1), generator=g) * 0.5
     return {'q': q, 'k': k, 'v': v, 'mask': mask}
 
@@ -56,4 +54,4 @@ print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
 print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
 failed = (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError)
 same = type(root(e)) is type(root(c)) and not isinstance(c, failed)
-sys.exit((e is None) != (c is None) or e is not None and not same)
+raise SystemExit((e is None) != (c is None) or e is not None and not same)

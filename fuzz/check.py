@@ -70,6 +70,11 @@ class Failure:
         return f"{self.check}:{self.where}:{self.condition}{tags}{later}"
 
     @property
+    def symptom(self) -> tuple[str, str, str]:
+        """Check, site and condition: the failure without its tags and call."""
+        return self.check, self.where, self.condition
+
+    @property
     def key(self) -> str:
         """What identifies the bug together with a case's features (`fuzz.identity`)."""
         return compose_key(self.check, self.where, self.condition, self.message,
@@ -366,9 +371,8 @@ def judge(plan: Plan, eager: tuple[Observation, ...], reference: tuple[Observati
         out.failures = [replace(f, where="hand_attention") if f.check == "outcome" else f
                         for f in out.failures]
     # A failure shows "first in a later call" only if the first call did not show it.
-    first = {(f.check, f.where, f.condition) for f in out.failures if f.call == 0}
-    out.failures = [f for f in out.failures
-                    if f.call == 0 or (f.check, f.where, f.condition) not in first]
+    first = {f.symptom for f in out.failures if f.call == 0}
+    out.failures = [f for f in out.failures if f.call == 0 or f.symptom not in first]
     if plan.device == "cuda":  # each CUDA kernel is its own code for numbers
         out.failures = [_kernel_tagged(f, eager[f.call].kernels) for f in out.failures]
     return out

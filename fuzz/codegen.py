@@ -176,6 +176,14 @@ def inputs_source(case: Case) -> str:
             f"{params}    return t\n")
 
 
+def input_factory(case: Case):
+    """`make_inputs(dtype=None, salt=0, grow=0)` for the case, compiled from the very source a
+    repro script carries, so that the fuzzer and the script cannot build different inputs."""
+    namespace: dict = {}
+    exec(compile(inputs_source(case), "<sdpa-fuzz inputs>", "exec"), namespace)
+    return namespace["make_inputs"]
+
+
 def ref(name: str) -> str:
     return f"t[{name!r}]"
 

@@ -26,7 +26,7 @@ from fuzz.case import Case, CaseError
 from fuzz.caseio import case_from_dict, case_to_dict
 from fuzz.issue import issue_text
 from fuzz.minimal import Target, minimal_script
-from fuzz.identity import LAYERS, Identity, features, key_of_signature
+from fuzz.identity import LAYERS, Identity, features
 
 OUTCOMES = ("pass", "known-failure", "flaky")
 # Folders of a corpus that hold no entries to replay: flaky findings, findings a stopped
@@ -99,8 +99,9 @@ def _expectation(raw: Any, source: str) -> Expectation:
     if raw.get("layer") not in (None,) + LAYERS:
         raise CaseError(f"{source}: \"expect.layer\" must be one of {LAYERS}")
     expect = Expectation(**{**raw, **lists})
-    if expect.outcome == "known-failure" and not expect.signature:
-        raise CaseError(f"{source}: a known failure must name its signature")
+    if expect.outcome == "known-failure" and not (expect.signature and expect.keys):
+        raise CaseError(f"{source}: a known failure must name its signature and its "
+                        "identity keys (\"expect.keys\")")
     return expect
 
 
@@ -194,14 +195,11 @@ class KnownBug:
 
 
 def entry_identities(entry: Entry) -> list[Identity]:
-    """The entry's identities: its recorded keys and features, or for an entry written
-    before identities, those of its signatures and of its case."""
+    """The entry's identities: each recorded key with its recorded features (by default,
+    every feature of its case)."""
     expect = entry.expect
-    keys = expect.keys or tuple(dict.fromkeys(
-        key_of_signature(s) for s in (expect.signature, entry.finding.get("signature"),
-                                      *expect.symptoms) if s))
     found = features(entry.case) if expect.features is None else frozenset(expect.features)
-    return [Identity(key, found) for key in keys]
+    return [Identity(key, found) for key in expect.keys]
 
 
 def silences(entry: Entry, backend: str, layers: tuple[str, ...], version: str) -> bool:
@@ -238,7 +236,7 @@ def quarantined(folder: Path) -> Counter:
     for path in quarantine.glob("*.json") if quarantine.exists() else []:
         try:
             finding = json.loads(path.read_text())["finding"]
-            found[finding.get("key") or key_of_signature(finding["signature"])] += 1
+            found[finding["key"]] += 1
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return found

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import faulthandler
 import json
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,14 +26,15 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fuzz.backends import declared_layers
 from fuzz.case import Case
-from fuzz.caseio import case_to_dict, case_to_json
+from fuzz.confirm import confirm
+from fuzz.caseio import case_to_json
 from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs,
                          prune_claims, quarantined, release, write_entry)
 from fuzz.identity import Identity, backend_layers, features
-from fuzz.execute import Timings
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
 from fuzz import rewrites
+from fuzz.report import RunStats, progress_line, run_report
 from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
@@ -92,103 +90,8 @@ class RunConfig:
     stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
 
 
-@dataclass
-class RunStats:
-    started: float = field(default_factory=time.monotonic)
-    examples: int = 0
-    programs: int = 0
-    checks: Counter = field(default_factory=Counter)
-    failed_checks: Counter = field(default_factory=Counter)
-    first_failed_at: dict[str, int] = field(default_factory=dict)  # check -> cases before
-    warm_only: Counter = field(default_factory=Counter)
-    rewrite_programs: Counter = field(default_factory=Counter)  # family -> programs
-    rewrite_hits: Counter = field(default_factory=Counter)  # family -> rewritten ones
-    rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
-    kernel_cases: Counter = field(default_factory=Counter)  # eager's SDPA kernel -> cases
-    excused: Counter = field(default_factory=Counter)  # why outputs went uncompared -> cases
-    worst_ratio: dict[str, float] = field(default_factory=dict)  # quantity -> max error ratio
-    timings: Timings = field(default_factory=Timings)
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    flaky: list[dict[str, Any]] = field(default_factory=list)
-    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
-    restarts: int = 0
-    interrupted: bool = False
-    known_hits: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> hits
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-
 def _smaller(a: Case, b: Case | None) -> bool:
     return b is None or len(case_to_json(a)) < len(case_to_json(b))
-
-
-def _process_signal(signature: str) -> int | None:
-    """The exit status a crash signature stands for: -signal, or the exit code."""
-    import signal
-    condition = signature.split(":")[2]
-    if condition.startswith("exit-"):
-        return int(condition[5:]) if condition[5:].lstrip("-").isdigit() else None
-    try:
-        return -signal.Signals[condition].value
-    except KeyError:
-        return None
-
-
-def _wait(cmd: list[str], timeout: float, stopping: Callable[[], bool],
-          stderr: Any = subprocess.DEVNULL) -> int | None:
-    """Run `cmd` quietly (its error output to `stderr`): its exit status, None if it timed
-    out. Raises Interrupted (and kills it) if the run stops meanwhile. It runs in a session
-    of its own, so that a Ctrl-C meant for the run reaches it only through the run, never
-    as a failure of its own that would pass for a finding that does not reproduce."""
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
-                               start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while process.poll() is None and not stopping() and time.monotonic() < deadline:
-            time.sleep(0.1)
-    except KeyboardInterrupt:  # Ctrl-C while confirming, after the searches stopped
-        process.kill()
-        process.wait()
-        raise Interrupted from None
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-        if not stopping():
-            return None
-    if stopping():
-        raise Interrupted
-    return process.returncode
-
-
-def confirm(path: Path, signature: str, backend: str, case_timeout: float,
-            stopping: Callable[[], bool] = lambda: False) -> str | None:
-    """Why a pending entry is not confirmed, or None: replayed in a fresh process it must
-    fail the same way again, and its minimal repro script must show it too (exit 1 for a
-    divergence, its own check's, not an exception of the script's; the same signal for a
-    crash; no end for a hang). A finding only the harness sees is the harness's bug, not
-    torch's; one its minimal script cannot show is not reported as a bug."""
-    check = signature.split(":")[0]
-    replay = [sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend,
-              "--case-timeout", str(case_timeout)]
-    if _wait(replay, case_timeout + 600, stopping) != 0:
-        return "did not reproduce in a fresh process"
-    script = [sys.executable, str(path.with_suffix(".py"))]
-    if check == "timeout":
-        script_timeout = case_timeout + 20  # its own start-up, then the hang
-        return None if _wait(script, script_timeout, stopping) is None else \
-            f"its standalone repro script ended within {script_timeout:g} s"
-    with tempfile.TemporaryFile() as errors:
-        status = _wait(script, case_timeout + 600, stopping, stderr=errors)
-        errors.seek(0)
-        raised = b"Traceback (most recent call last)" in errors.read()
-    expected = _process_signal(signature) if check == "crash" else 1
-    if status != expected:
-        return f"its minimal repro script exited {status}, not {expected}"
-    if raised and check != "crash":
-        return "its minimal repro script raised an exception of its own"
-    return None
 
 
 class Fuzzer:
@@ -287,9 +190,10 @@ class Fuzzer:
                     new = key, r
             return new
 
-    def record(self, case: Case, verdict: Verdict, key: str) -> None:
+    def record(self, case: Case, verdict: Verdict, key: str, shrunk: bool = True) -> None:
         """Confirm in a fresh process, then write to the corpus (or quarantine) and only
-        then report. A bug already in the corpus (another run may have saved it meanwhile)
+        then report (`shrunk`: False for a case the run ended before Hypothesis finished
+        shrinking, which its report says). A bug already in the corpus (another run may have saved it meanwhile)
         or claimed by a concurrent run is dropped."""
         identity = Identity(key, features(case))
         failure = next(f for f in verdict.failures if f.key == key)
@@ -306,14 +210,14 @@ class Fuzzer:
             return
         t0 = time.perf_counter()
         try:
-            self._confirm_and_write(case, verdict, identity, failure)
+            self._confirm_and_write(case, verdict, identity, failure, shrunk)
         finally:
             release(self.config.corpus, identity.name)
             with self.lock:
                 self.stats.timings.add("confirm", time.perf_counter() - t0)
 
     def _confirm_and_write(self, case: Case, verdict: Verdict, identity: Identity,
-                           failure: Failure) -> None:
+                           failure: Failure, shrunk: bool) -> None:
         config, corpus = self.config, self.config.corpus
         signature = failure.signature
         with self.lock:
@@ -326,7 +230,7 @@ class Fuzzer:
                        "checked": list(verdict.checked),
                        "kernels": list(verdict.kernels),
                        "found_at_s": round(self.stats.elapsed, 2),
-                       "examples_at": self.stats.examples,
+                       "examples_at": self.stats.examples, "shrunk": shrunk,
                        **environment(config.backend, case.device)}
         expect = Expectation("known-failure", signature, torch_min=torch.__version__.split("+")[0],
                              note="found by sdpa-fuzz run; triage, then keep or promote",
@@ -335,7 +239,7 @@ class Fuzzer:
         pending = write_entry(corpus / ".pending", case, expect, finding, config.backend)
         folder, kind = corpus, "FOUND"
         try:
-            doubt = (confirm(pending, signature, config.backend, config.case_timeout,
+            doubt = (confirm(pending, failure, config.backend, config.case_timeout,
                              self.interrupt.is_set) if config.confirm else None)
         except Interrupted:
             self.stats.interrupted = True
@@ -362,11 +266,15 @@ class Fuzzer:
         item = {"signature": signature, "key": identity.key,
                 "features": finding["features"], "resembles": resembles,
                 "case": str(final), "found_at_s": finding["found_at_s"],
-                "examples_at": finding["examples_at"], "explanation": verdict.explain()}
+                "examples_at": finding["examples_at"], "shrunk": shrunk,
+                "script_lines": len(final.with_suffix(".py").read_text().splitlines())
+                if final.with_suffix(".py").exists() else None,
+                "explanation": verdict.explain()}
         with self.lock:
             {"FOUND": self.stats.findings, "UNCONFIRMED": self.stats.unconfirmed}.get(
                 kind, self.stats.flaky).append(item)
             like = f"\n  resembles the known {', '.join(resembles)}" if resembles else ""
+            like += "" if shrunk else "\n  NOT fully shrunk: the run ended first"
             print(f"\n{kind} {signature}\n  {final}{like}\n  " +
                   verdict.explain().replace("\n", "\n  "), flush=True)
         if kind == "FOUND" and config.stop_when is not None and config.stop_when(case):
@@ -395,7 +303,7 @@ class Fuzzer:
         for search in searches:
             search.worker.close()
         for key, (case, verdict) in list(self.best.items()):
-            self.record(case, verdict, key)  # found but not yet fully shrunk
+            self.record(case, verdict, key, shrunk=False)  # the budget cut shrinking short
         errors = [s.error for s in searches if s.error is not None]
         if self.config.progress:
             sys.stderr.write("\n")
@@ -407,61 +315,14 @@ class Fuzzer:
         return self.stats
 
     def _progress(self) -> None:
-        if not self.config.progress:
-            return
-        s = self.stats
-        sys.stderr.write(f"\r{s.examples} cases ({s.programs} programs), "
-                         f"{s.examples / max(s.elapsed, 1e-9):.1f}/s, {len(s.findings)} "
-                         f"findings, {len(s.flaky)} flaky, {s.elapsed:.0f}s of "
-                         f"{self.config.time_budget:.0f}s   ")
-        sys.stderr.flush()
-
-    def rewrite_coverage(self) -> dict[str, Any]:
-        """Per pattern family of hand-written programs: how many Inductor rewrote into SDPA.
-        A family the pass never rewrites tests only Inductor's plain lowering."""
-        s = self.stats
-        families = {label: {"programs": n, "rewritten": s.rewrite_hits[label],
-                            "share": round(s.rewrite_hits[label] / n, 3)}
-                    for label, n in sorted(s.rewrite_programs.items())}
-        return {"by_family": families, "patterns": dict(s.rewrite_patterns.most_common())}
-
-    def kernel_coverage(self) -> dict[str, dict[str, int]]:
-        """Per SDPA kernel eager ran: cases that ran it, and findings whose case ran it."""
-        s = self.stats
-        found = Counter(k for f in s.findings for k in f.get("kernels", ()))
-        return {k: {"cases": n, "findings": found[k]} for k, n in s.kernel_cases.most_common()}
-
-    def known_hits(self) -> dict[str, dict[str, Any]]:
-        """Per known bug (corpus entry, or this run's finding): the cases that showed it,
-        the signatures it showed under, and the smallest such case."""
-        with self.lock:
-            return {entry: {"cases": h["cases"], "signatures": sorted(h["signatures"]),
-                            "sample": case_to_dict(h["sample"])}
-                    for entry, h in sorted(self.stats.known_hits.items())}
+        if self.config.progress:
+            sys.stderr.write("\r" + progress_line(self.stats, self.config.time_budget))
+            sys.stderr.flush()
 
     def report(self) -> dict[str, Any]:
-        s = self.stats
-        total = max(s.elapsed, 1e-9)
-        busy = total * self.config.workers  # each search thread's wall time
-        measured = sum(s.timings.phases.values())
-        shares = {k: round(v / busy, 4) for k, v in sorted(s.timings.phases.items())}
-        # The rest of each search thread's time is Hypothesis's own: drawing and shrinking.
-        shares["generation"] = round(max(0.0, busy - measured) / busy, 4)
-        return {"backend": self.config.backend, "device": self.config.device,
-                "torch": torch.__version__, "seed": self.config.seed,
-                "workers": self.config.workers, "examples": s.examples,
-                "programs": s.programs, "elapsed_s": round(s.elapsed, 2),
-                "cases_per_s": round(s.examples / total, 3),
-                "programs_per_s": round(s.programs / total, 3),
-                "worker_restarts": s.restarts, "interrupted": s.interrupted,
-                "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
-                "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
-                "time_share": shares, "rewrites": self.rewrite_coverage(),
-                "kernels": self.kernel_coverage(), "excused": dict(s.excused),
-                "error_ratio_max": dict(sorted(s.worst_ratio.items())),
-                "known_hits": self.known_hits(),
-                "failures": s.findings, "flaky": s.flaky,
-                "unconfirmed": s.unconfirmed}
+        with self.lock:
+            return run_report(self.stats, self.config.backend, self.config.device,
+                              self.config.seed, self.config.workers)
 
 
 @dataclass

@@ -22,9 +22,8 @@ from fuzz import rewrites
 from fuzz.backends import resolve_backend
 from fuzz.calls import Runs, run_calls
 from fuzz.case import Case, marked_dims
-from fuzz.codegen import function_source
+from fuzz.codegen import function_source, input_factory
 from fuzz.kernels import KernelLog, MathSDPA
-from fuzz.materialize import input_factory
 from fuzz.plan import calls_of
 
 # Inductor compiles random ops to draw as eager does (PyTorch's own tests do the same), so

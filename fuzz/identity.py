@@ -1,7 +1,7 @@
 """Bug identity: which failures are one bug.
 
-A failure's *key* says what diverged and where (check, site, and for checks that are not
-about numbers, how: the exception, the leaked state). The dtype, the rewrite pattern and
+A failure's *key* (`fuzz.check.Failure.key`) says what diverged and where (check, site,
+and for checks that are not about numbers, how: the exception, the leaked state). The dtype, the rewrite pattern and
 the seed are left out: they are symptoms, and one bug shows under many. A case's
 *features* are what it still has beyond the plainest program: statement kinds, SDPA knobs,
 non-canonical details of hand-written attention, dtypes, layouts, compile settings.
@@ -21,13 +21,9 @@ import math
 from dataclasses import dataclass
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
-                       MASK_DTYPES, Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
+                       Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
                        SetFlag, Shift, TensorSpec, walk)
 
-# Checks whose condition is the dtype of the value compared: a symptom, not the bug.
-NUMERIC_CHECKS = ("values", "nan-inf", "metadata", "stride", "mutation")
-KERNEL_TAGS = ("math", "flash", "efficient", "cudnn", "none")
-LATER = "later-call"
 # The layers a bug can live in, and the layers each registered backend runs through. A
 # Dynamo bug holds for every backend, an AOTAutograd bug for those that trace with it,
 # an Inductor bug for Inductor alone.
@@ -59,29 +55,6 @@ class Identity:
     @property
     def name(self) -> str:
         return self.key + ("{" + ",".join(sorted(self.features)) + "}")
-
-
-def key_of_signature(signature: str) -> str:
-    """The key of an older signature string (`values:out:bfloat16@sfdp5@later-call`): the
-    dtype and rewrite tags dropped, a kernel tag and the later-call tag kept. Outcome
-    signatures had no message class, so their keys have none either."""
-    check, where, rest = (signature.split(":", 2) + ["", ""])[:3]
-    condition, *tags = rest.split("@")
-    kept = [t for t in tags if t in KERNEL_TAGS or "+" in t and
-            all(k in KERNEL_TAGS for k in t.split("+"))]
-    return compose_key(check, where, condition, "", "+".join(kept), LATER in tags)
-
-
-def compose_key(check: str, where: str, condition: str, message: str, kernels: str,
-                later: bool) -> str:
-    """The key; `message` is kept only where compiled raised, since it then says how the
-    compiler failed. Where only eager raised, it says why the input is invalid, which is
-    the case's business: its features tell those bugs apart."""
-    kind = "" if check in NUMERIC_CHECKS and condition in MASK_DTYPES else condition
-    message = "" if condition.startswith("eager-raised-") else message
-    return (f"{check}:{where}" + (f":{kind}" if kind else "")
-            + (f"~{message}" if message else "") + (f"@{kernels}" if kernels else "")
-            + (f"@{LATER}" if later else ""))
 
 
 def _scale_class(scale: float | None) -> str:

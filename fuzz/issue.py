@@ -49,8 +49,11 @@ def issue_text(target: Target, finding: dict[str, Any], script: str) -> str:
         "```",
         "",
         f"Found by sdpa-fuzz as `{finding.get('signature', '')}`, after "
-        f"{finding.get('examples_at', '?')} cases, and shrunk by Hypothesis. Checks run on "
-        f"this case: {checked}.",
+        f"{finding.get('examples_at', '?')} cases, and "
+        + ("shrunk by Hypothesis" if finding.get("shrunk", True) else
+           "**not fully shrunk** (the run's budget ended first; a later run shrinks it "
+           "further from its database)")
+        + f". Checks run on this case: {checked}.",
     ]
     if resembles:
         lines += ["", "It resembles the known finding(s) " + ", ".join(

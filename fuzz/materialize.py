@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 
-from fuzz.case import Case, TensorSpec
+from fuzz.case import TensorSpec
 
 
 def build_tensor(shape, dtype, values, layout, seed, perm=(), expand_dim=0,
@@ -87,13 +87,3 @@ def build_call(spec: TensorSpec, device: str, grow: tuple[int, ...] = ()) -> str
     if device != "cpu":
         args.append(f"device={device!r}")
     return f"build_tensor({', '.join(args)})"
-
-
-def input_factory(case: Case):
-    """`make_inputs(dtype=None, salt=0, grow=0)` for the case, compiled from the very source a
-    repro script carries, so that the fuzzer and the script cannot build different inputs."""
-    from fuzz.codegen import inputs_source
-
-    namespace: dict = {}
-    exec(compile(inputs_source(case), "<sdpa-fuzz inputs>", "exec"), namespace)
-    return namespace["make_inputs"]

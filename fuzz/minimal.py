@@ -62,13 +62,17 @@ def _value_lines(spec: TensorSpec, shape: str, seed: str) -> list[str]:
     """Lines whose last is the expression of build_tensor's base tensor (before its layout):
     the same draws from the same generator, in the same order."""
     dtype = f"torch.{spec.dtype}"
-    gen = f"generator=g.manual_seed({seed})"
+    gen = f"generator=torch.Generator().manual_seed({seed})"
     if spec.is_mask:
-        keep = f"torch.rand({shape}, {gen}) < 0.7"
+        if spec.dtype == "bool" or spec.dtype not in EPS and spec.values != "full_rows":
+            keep = f"torch.rand({shape}, {gen}) < 0.7"
+        else:  # two draws from one generator
+            keep = f"torch.rand({shape}, generator=g) < 0.7"
         if spec.dtype == "bool" and spec.values != "full_rows":
             return [keep]
-        lines = [f"keep = {keep}"] if spec.values != "additive" else \
-            [f"torch.rand({shape}, {gen})  # as sdpa-fuzz draws: keep flags, then values"]
+        lines = [] if "generator=g)" not in keep else [f"g = torch.Generator().manual_seed({seed})"]
+        lines += [f"keep = {keep}"] if spec.values != "additive" else \
+            [f"torch.rand({shape}, generator=g)  # as sdpa-fuzz draws: keep flags, then values"]
         if spec.values == "full_rows":
             lines.append("keep[..., 0, :] = False  # the first query row attends to nothing")
         if spec.dtype not in EPS:
@@ -141,7 +145,7 @@ def inputs_source(case: Case, calls: int, cast: bool) -> tuple[str, bool]:
     grow = grow_dims(case)
     variants = [(c.reseed, c.grow) for c in case.calls[:calls]]
     varies = len(set(variants)) > 1
-    body = ["g = torch.Generator()"]
+    body: list[str] = []
     for name, spec in case.inputs:
         if not isinstance(spec, TensorSpec):
             continue
@@ -161,8 +165,8 @@ def inputs_source(case: Case, calls: int, cast: bool) -> tuple[str, bool]:
     body.append(f"t = {made}")
     if cast:
         body.append("if dtype is not None:  # the float64 reference: the same values")
-        body.append("    t = {n: x.detach().to(dtype).requires_grad_(x.requires_grad)"
-                    " if x.is_floating_point() else x for n, x in t.items()}")
+        body.append("    t = {n: x.detach().to(dtype).requires_grad_(x.requires_grad)")
+        body.append("         if x.is_floating_point() else x for n, x in t.items()}")
     for name, spec in params:
         fields = [f"t[{f!r}]" if f else "None" for f in (spec.query, spec.key, spec.value,
                                                          spec.mask)]
@@ -195,7 +199,7 @@ def call_source(case: Case, calls: int, varies: bool, catch: bool, cast: bool,
     lines = ["t = inputs(" + ", ".join((["i"] if varies else []) + (["dtype"] if cast else []))
              + ")"]
     for name, dims in marked_dims(case).items():
-        lines.append(f"if f is compiled:  # sequence lengths dynamic, as the case marks them")
+        lines.append("if f is compiled:  # sequence lengths dynamic, as the case marks them")
         lines += [f"    torch._dynamo.mark_dynamic(t[{name!r}], {d})" for d in dims]
     if _touches_state(case):
         lines.append("restore(START)")
@@ -283,27 +287,27 @@ def _compare(target: Target, plan_ops: int) -> list[str]:
         return ["meta = lambda x: (tuple(x.shape), x.dtype, x.device, x.requires_grad)",
                 'print("shape, dtype, device, requires_grad: eager", meta(e))',
                 'print("                                  compiled", meta(c))',
-                "sys.exit(meta(e) != meta(c))"]
+                "raise SystemExit(meta(e) != meta(c))"]
     if check == "stride":
         return ["strides = lambda x: [s for n, s in zip(x.shape, x.stride()) if n > 1]",
                 'print("strides of the dims of size > 1: eager", strides(e), '
                 '"compiled", strides(c))',
-                "sys.exit(strides(e) != strides(c))"]
+                "raise SystemExit(strides(e) != strides(c))"]
     if check == "nan-inf":
         return ["kinds = lambda x: (x.isnan(), x.isposinf(), x.isneginf())",
                 'print("NaN, +inf, -inf: eager", [int(k.sum()) for k in kinds(e)], '
                 '"compiled", [int(k.sum()) for k in kinds(c)])',
-                "sys.exit(any(not torch.equal(a, b) for a, b in zip(kinds(e), kinds(c))))"]
+                "raise SystemExit(any(not torch.equal(a, b) for a, b in zip(kinds(e), kinds(c))))"]
     if dtype not in EPS:  # integers, bools, Python values: equal or not
         return ['print("eager:   ", e)', 'print("compiled:", c)',
-                "sys.exit(not (torch.equal(e, c) if isinstance(e, torch.Tensor) else e == c))"]
+                "raise SystemExit(not (torch.equal(e, c) if isinstance(e, torch.Tensor) else e == c))"]
     if not target.fudge:  # no attention feeds it: held to eager's own value
         return _exact(dtype, plan_ops)
     return [f"allowed = {target.fudge:g} * max(error(e), {target.floor:.6g})  # sdpa-fuzz's "
             "rounding floor for this case",
             'print(f"max error vs float64: eager {error(e):.3g}, compiled {error(c):.3g}, '
             'allowed {allowed:.3g}")',
-            "sys.exit(error(c) > allowed)"]
+            "raise SystemExit(error(c) > allowed)"]
 
 
 OUTCOME_LINES = [
@@ -312,7 +316,7 @@ OUTCOME_LINES = [
     "failed = (torch._dynamo.exc.BackendCompilerFailed, "
     "torch._dynamo.exc.InternalTorchDynamoError)",
     "same = type(root(e)) is type(root(c)) and not isinstance(c, failed)",
-    "sys.exit((e is None) != (c is None) or e is not None and not same)"]
+    "raise SystemExit((e is None) != (c is None) or e is not None and not same)"]
 
 
 def check_source(case: Case, target: Target) -> tuple[list[str], set[str]]:
@@ -329,12 +333,12 @@ def check_source(case: Case, target: Target) -> tuple[list[str], set[str]]:
     if check == "fullgraph":
         return [f"_, c = call(compiled{i})", 'print("compiled:", repr(c))',
                 "# the program breaks the graph, so fullgraph=True must raise Unsupported",
-                "sys.exit(not isinstance(c, torch._dynamo.exc.Unsupported))"], set()
+                "raise SystemExit(not isinstance(c, torch._dynamo.exc.Unsupported))"], set()
     if check == "backend-state":
-        return lines + [f"eager = call(fn{i})", f"compiled = call(compiled{i})",
-                        'print("SDPA backend state after the call: eager  ", eager)',
-                        'print("                                   compiled", compiled)',
-                        "sys.exit(eager != compiled)"], {"state"}
+        return lines + [f"after_eager = call(fn{i})", f"after_compiled = call(compiled{i})",
+                        'print("SDPA backend state after the call: eager  ", after_eager)',
+                        'print("                                   compiled", after_compiled)',
+                        "raise SystemExit(after_eager != after_compiled)"], {"state"}
     if check == "outcome" and target.where != "backward":
         return lines + [f"_, e = call(fn{i})", f"_, c = call(compiled{i})", *OUTCOME_LINES], \
             {"root"}
@@ -344,25 +348,31 @@ def check_source(case: Case, target: Target) -> tuple[list[str], set[str]]:
             {"grads", "root", "backward"}
     if check == "mutation":
         return lines + _mutation_lines(target, plan_of(case).exact_ops), set()
+    if check == "structure" and subject and not subject.startswith("grad-"):
+        return lines + [f"e, c = {_leaf(case, 'out_e', subject)}, "
+                        f"{_leaf(case, 'out_c', subject)}",
+                        f'print("{subject}: eager", type(e).__name__, "compiled", '
+                        "type(c).__name__)",
+                        "raise SystemExit(type(e) is not type(c))"], set()
     if check == "structure" and not subject.startswith("grad-"):
         return lines + ["se, sc = (torch.utils._pytree.tree_structure(x) for x in "
                         "(out_e, out_c))",
                         'print("eager returns   ", se)', 'print("compiled returns", sc)',
-                        "sys.exit(se != sc)"], set()
+                        "raise SystemExit(se != sc)"], set()
     if check == "identity":
         return lines + [f"e, c = {_leaf(case, 'out_e', subject)}, "
                         f"{_leaf(case, 'out_c', subject)}",
                         "ide = [n for n, x in te.items() if x is e]",
                         "idc = [n for n, x in tc.items() if x is c]",
                         'print("returns an input itself: eager", ide, "compiled", idc)',
-                        "sys.exit(ide != idc)"], set()
+                        "raise SystemExit(ide != idc)"], set()
     reference = check == "values" and bool(target.fudge)
     if subject.startswith("grad-"):  # a gradient, from the same seeded upstream gradients
         name = subject[len("grad-"):]
         lines.append(f"e, c = grads(te, out_e)[{name!r}], grads(tc, out_c)[{name!r}]")
         if check == "structure":
             return lines + ['print("has a gradient: eager", e is not None, "compiled", '
-                            'c is not None)', "sys.exit((e is None) != (c is None))"], \
+                            'c is not None)', "raise SystemExit((e is None) != (c is None))"], \
                 {"grads"}
         if reference:
             lines += [f"tr, out_r = call(fn{i}, dtype=torch.float64)",
@@ -370,8 +380,14 @@ def check_source(case: Case, target: Target) -> tuple[list[str], set[str]]:
                       f"[{name!r}]"]
         return lines + _compare(target, plan_of(case).exact_ops), \
             {"grads"} | ({"error"} if reference else set())
-    lines.append(f"e, c = {_leaf(case, 'out_e', subject)}, {_leaf(case, 'out_c', subject)}")
-    if reference:
+    if _leaf(case, "out_e", subject) == "out_e":  # the whole result
+        lines[-2:] = [f"_, e = call(fn{i})", f"_, c = call(compiled{i})"]
+    else:
+        lines.append(f"e, c = {_leaf(case, 'out_e', subject)}, "
+                     f"{_leaf(case, 'out_c', subject)}")
+    if reference and _leaf(case, "out_r", subject) == "out_r":
+        lines.append(f"_, r = call(fn{i}, dtype=torch.float64)")
+    elif reference:
         lines += [f"_, out_r = call(fn{i}, dtype=torch.float64)",
                   f"r = {_leaf(case, 'out_r', subject)}"]
     return lines + _compare(target, plan_of(case).exact_ops), {"error"} if reference else set()
@@ -386,12 +402,12 @@ def _mutation_lines(target: Target, plan_ops: int) -> list[str]:
                 f"e, c = storage(te[{x!r}].detach()), storage(tc[{x!r}].detach())",
                 f'print(f"the buffer under input {x}: {{int((e != c).sum())}} element(s) '
                 'differ between eager and compiled")',
-                "sys.exit(not torch.equal(e, c))"]
+                "raise SystemExit(not torch.equal(e, c))"]
     lines = [f"e, c = te[{x!r}].detach(), tc[{x!r}].detach()",
              f'print("input {x} after the call: eager   ", e.flatten()[:6].tolist())',
              f'print("{" " * len(x)}                  compiled", c.flatten()[:6].tolist())']
     if target.condition not in EPS:
-        return lines + ["sys.exit(not torch.equal(e, c))"]
+        return lines + ["raise SystemExit(not torch.equal(e, c))"]
     return lines + _exact(target.condition, plan_ops)
 
 
@@ -403,7 +419,7 @@ def _exact(dtype: str, ops: int) -> list[str]:
             f"allowed = max({ops} * {EPS[dtype]!r} * e[ok].abs().max().item() if ok.any() else "
             f"0.0, {ops * SUBNORMAL[dtype]!r})  # {ops} ulp(s) of {dtype}",
             'print(f"compiled differs from eager by {err:.3g}; allowed {allowed:.3g}")',
-            "sys.exit(err > allowed or not torch.equal(e.isnan(), c.isnan()))"]
+            "raise SystemExit(err > allowed or not torch.equal(e.isnan(), c.isnan()))"]
 
 
 def _frames_lines(case: Case, target: Target) -> list[str]:
@@ -412,18 +428,18 @@ def _frames_lines(case: Case, target: Target) -> list[str]:
         return ["call(compiled)",
                 'print("graphs compiled on the first call:", counter.frame_count, '
                 f'"- the frame model predicts {plan.expected_frames}")',
-                f"sys.exit(counter.frame_count != {plan.expected_frames})"]
+                f"raise SystemExit(counter.frame_count != {plan.expected_frames})"]
     if target.where == "repeat":
         return ["call(compiled)", "before = counter.frame_count", "call(compiled)",
                 'print("graphs compiled by repeating the first call with equal inputs:", '
                 "counter.frame_count - before)",
-                "sys.exit(counter.frame_count != before)"]
+                "raise SystemExit(counter.frame_count != before)"]
     allowed = (0,) if plan.size_rules is None else plan.size_rules[target.call]
     return [f"call(compiled, {j})" for j in range(target.call)] + [
         "before = counter.frame_count", f"call(compiled, {target.call})",
         f'print("graphs compiled by call {target.call}:", counter.frame_count - before, '
         f'"- allowed: {" or ".join(map(str, allowed))}")',
-        f"sys.exit(counter.frame_count - before not in {allowed!r})"]
+        f"raise SystemExit(counter.frame_count - before not in {allowed!r})"]
 
 
 # --- the script -------------------------------------------------------------------------
@@ -463,13 +479,13 @@ def minimal_script(case: Case, target: Target, backend: str) -> str:
         kwargs += f", dynamic={case.compile.dynamic!r}"
     if case.compile.mode is not None:
         kwargs += f", mode={case.compile.mode!r}"
-    head = [f'"""sdpa-fuzz: {title(target)}',
-            f"({target.check}:{target.where}:{target.condition}, backend {backend!r}).",
-            'Exits 1 while the divergence holds, 0 once it is gone."""', "import sys"]
+    head = [f'"""sdpa-fuzz, backend {backend!r}: {title(target)}',
+            f"({target.check}:{target.where}:{target.condition}). Exits 1 while it diverges, "
+            '0 once fixed."""']
     if "contextlib." in caller:
         head.append("import contextlib")
     if imports:
-        head.append(imports.rstrip())
+        head.append("import sys\n" + imports.rstrip())
     if "F." not in source:
         source = source.replace("import torch.nn.functional as F\n", "")
     if "sdpa_kernel(" in caller and "import SDPBackend" not in source:
@@ -491,5 +507,5 @@ def minimal_script(case: Case, target: Target, backend: str) -> str:
     else:
         setup.append(f"compiled = torch.compile(fn, backend={backend_expr}{kwargs})")
     parts.append("\n".join(setup + lines) + "\n")
-    text = "\n".join(p.strip("\n") + "\n" for p in parts)
+    text = "\n".join(p.strip("\n") + "\n" for p in parts).lstrip("\n")
     return text.replace("\n\n\n", "\n\n")

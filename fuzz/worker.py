@@ -139,18 +139,18 @@ def _standalone(variant: Case, base: Case, salt: int, warm: Verdict, judged):
     variant compiled afresh if that fails the same way; else the base case followed by
     calls on the variant's values (what the warm run did, as one case); else nothing, and
     the signatures only the warm run showed."""
-    seen = {f.signature for f in warm.failures}
+    seen = {f.signature: f for f in warm.failures}
     run, verdict = judged(variant, None)
-    if seen <= {f.signature for f in verdict.failures}:
+    if set(seen) <= {f.signature for f in verdict.failures}:
         return variant, run, verdict, ()
     sequel = replace(base, calls=base.calls + tuple(replace(c, reseed=salt)
                                                     for c in base.calls))
     if len(sequel.calls) <= MAX_CALLS:
         run2, verdict2 = judged(sequel, None)
-        if not verdict2.ok:
-            shown = {f.signature.split("@")[0] for f in verdict2.failures}
+        if not verdict2.ok:  # shown in a later call, or tagged otherwise, is shown
+            shown = {f.symptom for f in verdict2.failures}
             return sequel, run2, verdict2, tuple(sorted(
-                s for s in seen if s.split("@")[0] not in shown))
+                s for s, f in seen.items() if f.symptom not in shown))
     return variant, run, verdict, tuple(sorted(seen - {f.signature for f in verdict.failures}))
 
 

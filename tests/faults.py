@@ -27,7 +27,7 @@ from fuzz.execute import load_function
 from fuzz.plan import calls_of
 from fuzz.kernels import NO_KERNEL, KernelLog, chosen_kernel
 from fuzz.kernels import SDPACall as Call
-from fuzz.materialize import input_factory
+from fuzz.codegen import input_factory
 from fuzz.sdpa_state import current_state, settle
 
 SDPA = F.scaled_dot_product_attention

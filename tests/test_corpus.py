@@ -53,7 +53,8 @@ def test_a_flaky_finding_leaves_its_key_open_until_the_third(tmp_path) -> None:
     flaky = Expectation("flaky", "timeout:worker:hang", note="did not reproduce")
     for seed in range(MAX_FLAKY):
         write_entry(tmp_path / "quarantine", case.reseeded(seed + 1), flaky,
-                    {"signature": "timeout:worker:hang"}, "eager")
+                    {"signature": "timeout:worker:hang", "key": "timeout:worker:hang"},
+                    "eager")
         assert not known_bugs(tmp_path, "eager", ("dynamo",))
         fuzzer = Fuzzer(RunConfig(corpus=tmp_path, backend="eager"))
         closed = fuzzer.covering("timeout:worker:hang", frozenset({"sdpa:causal"})) is not None

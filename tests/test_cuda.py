@@ -18,7 +18,7 @@ from fuzz.calls import _outer
 from fuzz.execute import run_case
 from fuzz.plan import calls_of
 from fuzz.kernels import FUSED, NO_KERNEL, SDPACall, chosen_kernel, kernel_of
-from fuzz.materialize import input_factory
+from fuzz.codegen import input_factory
 from strategies import cases, hand_attention_cases
 from strategies.cases import attention_cases
 from tests import faults

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from fuzz.case import Case
 from fuzz.caseio import case_to_json
-from fuzz.materialize import build_tensor, input_factory
+from fuzz.codegen import input_factory
+from fuzz.materialize import build_tensor
 from strategies import cases
 
 

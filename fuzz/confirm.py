@@ -1,0 +1,85 @@
+"""Confirming a finding before it is reported: replayed in a fresh process, and shown by its
+minimal repro script, run as a user runs it.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from fuzz.check import Failure
+from fuzz.worker import Interrupted
+
+
+def exit_status(failure: Failure) -> int | None:
+    """The exit status a `crash` failure stands for: -signal, or the exit code."""
+    condition = failure.condition
+    if condition.startswith("exit-"):
+        code = condition[len("exit-"):]
+        return int(code) if code.lstrip("-").isdigit() else None
+    try:
+        return -signal.Signals[condition].value
+    except KeyError:
+        return None
+
+
+def wait(cmd: list[str], timeout: float, stopping: Callable[[], bool],
+          stderr: Any = subprocess.DEVNULL) -> int | None:
+    """Run `cmd` quietly (its error output to `stderr`): its exit status, None if it timed
+    out. Raises Interrupted (and kills it) if the run stops meanwhile. It runs in a session
+    of its own, so that a Ctrl-C meant for the run reaches it only through the run, never
+    as a failure of its own that would pass for a finding that does not reproduce."""
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None and not stopping() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # Ctrl-C while confirming, after the searches stopped
+        process.kill()
+        process.wait()
+        raise Interrupted from None
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+        if not stopping():
+            return None
+    if stopping():
+        raise Interrupted
+    return process.returncode
+
+
+def confirm(path: Path, failure: Failure, backend: str, case_timeout: float,
+            stopping: Callable[[], bool] = lambda: False) -> str | None:
+    """Why a pending entry is not confirmed, or None: replayed in a fresh process it must
+    fail the same way again, and its minimal repro script must show it too (exit 1 for a
+    divergence, its own check's, not an exception of the script's; the same signal for a
+    crash; no end for a hang). A finding only the harness sees is the harness's bug, not
+    torch's; one its minimal script cannot show is not reported as a bug."""
+    check = failure.check
+    replay = [sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend,
+              "--case-timeout", str(case_timeout)]
+    if wait(replay, case_timeout + 600, stopping) != 0:
+        return "did not reproduce in a fresh process"
+    script = [sys.executable, str(path.with_suffix(".py"))]
+    if check == "timeout":
+        script_timeout = case_timeout + 20  # its own start-up, then the hang
+        return None if wait(script, script_timeout, stopping) is None else \
+            f"its standalone repro script ended within {script_timeout:g} s"
+    with tempfile.TemporaryFile() as errors:
+        status = wait(script, case_timeout + 600, stopping, stderr=errors)
+        errors.seek(0)
+        raised = b"Traceback (most recent call last)" in errors.read()
+    expected = exit_status(failure) if check == "crash" else 1
+    if status != expected:
+        return f"its minimal repro script exited {status}, not {expected}"
+    if raised and check != "crash":
+        return "its minimal repro script raised an exception of its own"
+    return None
+
+

@@ -1,0 +1,94 @@
+"""What a run counted, and the report it writes: cases, checks, coverage of rewrites and
+kernels, known bugs hit, where the time went, and its findings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from fuzz.caseio import case_to_dict
+from fuzz.execute import Timings
+
+
+@dataclass
+class RunStats:
+    started: float = field(default_factory=time.monotonic)
+    examples: int = 0
+    programs: int = 0
+    checks: Counter = field(default_factory=Counter)
+    failed_checks: Counter = field(default_factory=Counter)
+    first_failed_at: dict[str, int] = field(default_factory=dict)  # check -> cases before
+    warm_only: Counter = field(default_factory=Counter)
+    rewrite_programs: Counter = field(default_factory=Counter)  # family -> programs
+    rewrite_hits: Counter = field(default_factory=Counter)  # family -> rewritten ones
+    rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
+    kernel_cases: Counter = field(default_factory=Counter)  # eager's SDPA kernel -> cases
+    excused: Counter = field(default_factory=Counter)  # why outputs went uncompared -> cases
+    worst_ratio: dict[str, float] = field(default_factory=dict)  # quantity -> max error ratio
+    timings: Timings = field(default_factory=Timings)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    flaky: list[dict[str, Any]] = field(default_factory=list)
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    restarts: int = 0
+    interrupted: bool = False
+    known_hits: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> hits
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def progress_line(s: RunStats, budget: float) -> str:
+    return (f"{s.examples} cases ({s.programs} programs), "
+            f"{s.examples / max(s.elapsed, 1e-9):.1f}/s, {len(s.findings)} findings, "
+            f"{len(s.flaky)} flaky, {s.elapsed:.0f}s of {budget:.0f}s   ")
+
+
+def rewrite_coverage(s: RunStats) -> dict[str, Any]:
+    """Per pattern family of hand-written programs: how many Inductor rewrote into SDPA.
+    A family the pass never rewrites tests only Inductor's plain lowering."""
+    families = {label: {"programs": n, "rewritten": s.rewrite_hits[label],
+                        "share": round(s.rewrite_hits[label] / n, 3)}
+                for label, n in sorted(s.rewrite_programs.items())}
+    return {"by_family": families, "patterns": dict(s.rewrite_patterns.most_common())}
+
+
+def kernel_coverage(s: RunStats) -> dict[str, dict[str, int]]:
+    """Per SDPA kernel eager ran: cases that ran it, and findings whose case ran it."""
+    found = Counter(k for f in s.findings for k in f.get("kernels", ()))
+    return {k: {"cases": n, "findings": found[k]} for k, n in s.kernel_cases.most_common()}
+
+
+def known_hits(s: RunStats) -> dict[str, dict[str, Any]]:
+    """Per known bug (corpus entry, or this run's finding): the cases that showed it, the
+    signatures it showed under, and the smallest such case."""
+    return {entry: {"cases": h["cases"], "signatures": sorted(h["signatures"]),
+                    "sample": case_to_dict(h["sample"])}
+            for entry, h in sorted(s.known_hits.items())}
+
+
+def run_report(s: RunStats, backend: str, device: str, seed: int, workers: int
+               ) -> dict[str, Any]:
+    total = max(s.elapsed, 1e-9)
+    busy = total * workers  # each search thread's wall time
+    measured = sum(s.timings.phases.values())
+    shares = {k: round(v / busy, 4) for k, v in sorted(s.timings.phases.items())}
+    # The rest of each search thread's time is Hypothesis's own: drawing and shrinking.
+    shares["generation"] = round(max(0.0, busy - measured) / busy, 4)
+    return {"backend": backend, "device": device, "torch": torch.__version__, "seed": seed,
+            "workers": workers, "examples": s.examples, "programs": s.programs,
+            "elapsed_s": round(s.elapsed, 2), "cases_per_s": round(s.examples / total, 3),
+            "programs_per_s": round(s.programs / total, 3),
+            "worker_restarts": s.restarts, "interrupted": s.interrupted,
+            "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
+            "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
+            "time_share": shares, "rewrites": rewrite_coverage(s),
+            "kernels": kernel_coverage(s), "excused": dict(s.excused),
+            "error_ratio_max": dict(sorted(s.worst_ratio.items())),
+            "known_hits": known_hits(s),
+            "failures": s.findings, "flaky": s.flaky, "unconfirmed": s.unconfirmed}
