@@ -42,6 +42,7 @@ _, e = call(fn)
 _, c = call(compiled)
 print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
 print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
-failed = (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError)
-same = type(root(e)) is type(root(c)) and not isinstance(c, failed)
+x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no user error
+failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or isinstance(c, x.Unsupported) and c.__cause__ is None
+same = type(root(e)) is type(root(c)) and not failed
 raise SystemExit((e is None) != (c is None) or e is not None and not same)

@@ -198,9 +198,10 @@ def call_source(case: Case, calls: int, varies: bool, catch: bool, cast: bool,
     context)."""
     lines = ["t = inputs(" + ", ".join((["i"] if varies else []) + (["dtype"] if cast else []))
              + ")"]
-    for name, dims in marked_dims(case).items():
-        lines.append("if f is compiled:  # sequence lengths dynamic, as the case marks them")
-        lines += [f"    torch._dynamo.mark_dynamic(t[{name!r}], {d})" for d in dims]
+    marks = [f"    torch._dynamo.mark_dynamic(t[{name!r}], {d})"
+             for name, dims in marked_dims(case).items() for d in dims]
+    if marks:
+        lines += ["if f is compiled:  # sequence lengths dynamic, as the case marks them"] + marks
     if _touches_state(case):
         lines.append("restore(START)")
     if _random(case):
@@ -313,9 +314,11 @@ def _compare(target: Target, plan_ops: int) -> list[str]:
 OUTCOME_LINES = [
     'print("eager:   ", repr(e), "\\n  innermost:", repr(root(e)))',
     'print("compiled:", repr(c), "\\n  innermost:", repr(root(c)))',
-    "failed = (torch._dynamo.exc.BackendCompilerFailed, "
-    "torch._dynamo.exc.InternalTorchDynamoError)",
-    "same = type(root(e)) is type(root(c)) and not isinstance(c, failed)",
+    "x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no "
+    "user error",
+    "failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or "
+    "isinstance(c, x.Unsupported) and c.__cause__ is None",
+    "same = type(root(e)) is type(root(c)) and not failed",
     "raise SystemExit((e is None) != (c is None) or e is not None and not same)"]
 
 
