@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from fuzz.case import Case
 from fuzz.caseio import case_from_json, case_to_json
 from fuzz.execute import run_case
+from fuzz.minimal import minimal_script, target_of
 from fuzz.oracle import judge
 from strategies import cases
 from strategies.cases import attention_cases, program_cases
@@ -85,13 +86,15 @@ def fault_search(fault: str, backend: str):
 def test_fault_is_caught_and_shrunk_to_its_condition(fault: str) -> None:
     """Numeric faults are searched with single SDPA calls and Dynamo-level faults with
     programs: the two halves of what the property test draws from."""
-    case, explanation = isolated_search(fault)
+    case, explanation, script_exit = isolated_search(fault)
     assert faults.CONDITIONS[fault](case), (
         f"{fault}: the shrunk case lost the fault's condition:\n{case}\n{explanation}")
+    assert script_exit == 1, f"{fault}: its minimal repro script does not show it:\n{explanation}"
 
 
-def isolated_search(fault: str) -> tuple[Case, str]:
-    """The fault's search in a fresh process: (the shrunk case, its explanation). The
+def isolated_search(fault: str) -> tuple[Case, str, int]:
+    """The fault's search in a fresh process: (the shrunk case, its explanation, the exit
+    status of the minimal script of the fault's failure, run there too). The
     same derandomized search found a fault alone and missed it after other tests had run
     in the process (seen for odd_head_dim_scale after the Inductor property test; the
     state involved is not established), so each search gets a process of its own."""
@@ -100,13 +103,28 @@ def isolated_search(fault: str) -> tuple[Case, str]:
                           text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    return case_from_json(found["case"]), found["explanation"]
+    return case_from_json(found["case"]), found["explanation"], found["script_exit"]
+
+
+def minimal_exit(case: Case, verdict, backend: str) -> int:
+    """The exit status of the minimal script of the fault's own failure (one the clean
+    backend does not show), run in this process as confirmation runs it in its own."""
+    clean = {f.signature for f in judge(case, run_case(case, "eager")).failures}
+    failure = next(f for f in verdict.failures if f.signature not in clean)
+    source = minimal_script(case, target_of(failure, verdict.bounds), backend)
+    try:
+        exec(compile(source, "<minimal repro>", "exec"), {"__name__": "__main__"})
+    except SystemExit as exited:
+        return 1 if exited.code else 0
+    return 0
 
 
 def search_and_print(fault: str) -> None:
     backend = f"tests.faults:{fault}"
     case, verdict = shrunk_failure(backend, fault_search(fault, backend))
-    print(json.dumps({"case": case_to_json(case), "explanation": verdict.explain()}))
+    status = minimal_exit(case, verdict, backend)
+    print(json.dumps({"case": case_to_json(case), "explanation": verdict.explain(),
+                      "script_exit": status}))
 
 
 def test_faults_are_correct_outside_their_condition() -> None:
