@@ -13,10 +13,10 @@ FLAGS = ("flash", "mem_efficient", "math", "cudnn")
 def state():  # which SDPA backends are enabled, and their priority order
     return ({f: getattr(torch.backends.cuda, f"{f}_sdp_enabled")() for f in FLAGS},
             list(torch._C._get_sdp_priority_order()))
+START = state()
 def restore(s):
     [getattr(torch.backends.cuda, f"enable_{f}_sdp")(on) for f, on in s[0].items()]
     torch._C._set_sdp_priority_order(s[1])
-START = state()
 
 def inputs():
     q = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(0))

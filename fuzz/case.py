@@ -475,6 +475,17 @@ class Program:
                      "defines")
 
     @property
+    def random_statements(self) -> list[Statement]:
+        """The statements that draw random numbers (dropout in training)."""
+        return [s for s in walk(self.body) if (isinstance(s, Attention) and s.dropout_p > 0)
+                or (isinstance(s, HandAttention) and s.random)]
+
+    @property
+    def sets_backend_state(self) -> bool:
+        """Whether the program changes the global SDPA backend state as it runs."""
+        return any(isinstance(s, (SetFlag, KernelBlock)) for s in walk(self.body))
+
+    @property
     def draws_comparable(self) -> bool:
         """Whether every run draws the same dropout: each call is made right after
         seeding torch's generator, so eager, float64 and compiled draw alike, unless a
@@ -485,9 +496,7 @@ class Program:
             if getattr(stmt, "out", None) in live:
                 live |= {getattr(stmt, f, None) for f in ("query", "key", "value", "mask",
                                                           "source", "params")}
-        return all(s.out in live for s in walk(self.body)
-                   if (isinstance(s, Attention) and s.dropout_p > 0)
-                   or (isinstance(s, HandAttention) and s.random))
+        return all(s.out in live for s in self.random_statements)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ import ast
 from dataclasses import dataclass
 
 from fuzz.calls import DROPOUT_SEED
-from fuzz.case import (Attention, Case, HandAttention, KernelBlock, ParamsInput, SetFlag,
-                       TensorSpec, grow_dims, marked_dims, reseed, walk)
+from fuzz.case import Case, ParamsInput, TensorSpec, grow_dims, marked_dims, reseed
 from fuzz.check import Failure
 from fuzz.codegen import backend_expression, backend_list, function_source
 from fuzz.plan import plan_of
@@ -180,13 +179,11 @@ def inputs_source(case: Case, calls: int, cast: bool) -> tuple[str, bool]:
 # --- the calls --------------------------------------------------------------------------
 
 def _random(case: Case) -> bool:
-    return any((isinstance(s, Attention) and s.dropout_p > 0)
-               or (isinstance(s, HandAttention) and s.random) for s in walk(case.program.body))
+    return bool(case.program.random_statements)
 
 
 def _touches_state(case: Case) -> bool:
-    return any(isinstance(s, (SetFlag, KernelBlock)) for s in walk(case.program.body)) \
-        or any(c.backends is not None for c in case.calls)
+    return case.program.sets_backend_state or any(c.backends is not None for c in case.calls)
 
 
 def call_source(case: Case, calls: int, varies: bool, catch: bool, cast: bool,
@@ -231,10 +228,10 @@ FLAGS = ("flash", "mem_efficient", "math", "cudnn")
 def state():  # which SDPA backends are enabled, and their priority order
     return ({f: getattr(torch.backends.cuda, f"{f}_sdp_enabled")() for f in FLAGS},
             list(torch._C._get_sdp_priority_order()))
+START = state()
 def restore(s):
     [getattr(torch.backends.cuda, f"enable_{f}_sdp")(on) for f, on in s[0].items()]
     torch._C._set_sdp_priority_order(s[1])
-START = state()
 """
 
 GRADS_SOURCE = """\
