@@ -40,6 +40,6 @@ tc, out_c = call(compiled)
 e, c = out_e[0], out_c[0]
 _, out_r = call(fn, dtype=torch.float64)
 r = out_r[0]
-allowed = 3 * max(error(e), 8.59509e-07)  # sdpa-fuzz's rounding floor for this case
+allowed = 3 * max(error(e), 5.8724e-06)  # sdpa-fuzz's rounding floor for this case
 print(f"max error vs float64: eager {error(e):.3g}, compiled {error(c):.3g}, allowed {allowed:.3g}")
 raise SystemExit(error(c) > allowed)

@@ -31,6 +31,6 @@ compiled = torch.compile(fn, backend='inductor')
 _, e = call(fn)
 _, c = call(compiled)
 _, r = call(fn, dtype=torch.float64)
-allowed = 3 * max(error(e), 4.42404e-05)  # sdpa-fuzz's rounding floor for this case
+allowed = 3 * max(error(e), 6.54723e-05)  # sdpa-fuzz's rounding floor for this case
 print(f"max error vs float64: eager {error(e):.3g}, compiled {error(c):.3g}, allowed {allowed:.3g}")
 raise SystemExit(error(c) > allowed)

@@ -187,6 +187,7 @@ class Bound:
     terms: float = 0.0
     factor: float | None = None
     exact_ops: int = 0
+    averaged: float = 0.0  # an SDPA output: the largest value it averages (`measure`)
 
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
@@ -234,7 +235,8 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
         return failures, m
     if not exact:
         return failures, None
-    m = measure(e, c, r, bound.conditioning, bound.precision, bound.terms, bound.factor)
+    m = measure(e, c, r, bound.conditioning, bound.precision, bound.terms, bound.factor,
+                bound.averaged)
     if m is not None and not m.passes:
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
@@ -290,6 +292,17 @@ def conditionings(plan: Plan, reference: Observation) -> list[float]:
         kappa = score_conditioning(qkv[0], qkv[1], s.scale) if qkv else 1.0
         kappas.append(kappa if math.isfinite(kappa) else 1.0)
     return kappas
+
+
+def averaged_magnitudes(plan: Plan, reference: Observation) -> list[float]:
+    """Per attention, the largest magnitude among the values it averages (float64 run):
+    what its output's rounding is relative to, however much the average cancels."""
+    found = []
+    for s in plan.scores:
+        qkv = _operands(s, reference.inputs)
+        v = qkv[2].detach().abs().max().item() if qkv and qkv[2].numel() else 0.0
+        found.append(v if math.isfinite(v) else 0.0)
+    return found
 
 
 def row_conditionings(plan: Plan, reference: Observation) -> list[torch.Tensor | None]:
@@ -454,18 +467,20 @@ def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Obse
 
 
 def _leaf_bound(plan: Plan, name: str, leaf: Any, kappas: list[float],
-                rows: list[torch.Tensor | None]) -> Bound:
+                rows: list[torch.Tensor | None], averaged: list[float]) -> Bound:
     """A value some attention feeds is held to the float64 run, conditioned by the
-    attentions that feed it alone, row by row where it is one SDPA call's own output;
-    any other value to eager's own (`measure_exact`)."""
+    attentions that feed it alone, row by row where it is one SDPA call's own output,
+    and relative to the values it averages where it is one attention's output; any other
+    value to eager's own (`measure_exact`)."""
     if name not in plan.feeders:
         return Bound(exact_ops=plan.exact_ops)
     which = plan.feeders[name]
-    own = rows[which[0]] if len(which) == 1 and plan.origins.get(name) == "attention" \
-        else None
+    origin = plan.origins.get(name) if len(which) == 1 else None
+    scale = averaged[which[0]] if origin in ("attention", "hand_attention") else 0.0
+    own = rows[which[0]] if origin == "attention" else None
     if own is not None and isinstance(leaf, torch.Tensor) and _broadcasts(own, leaf):
-        return Bound(own, plan.precision)
-    return Bound(_worst(kappas, which), plan.precision)
+        return Bound(own, plan.precision, averaged=scale)
+    return Bound(_worst(kappas, which), plan.precision, averaged=scale)
 
 
 def _broadcasts(rows: torch.Tensor, t: torch.Tensor) -> bool:
@@ -481,11 +496,11 @@ def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Ob
     assert eager.leaves is not None and compiled.leaves is not None
     failures = []
     ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
-    rows = row_conditionings(plan, ref)
+    rows, averaged = row_conditionings(plan, ref), averaged_magnitudes(plan, ref)
     for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
         where = _leaf_name(plan, eager, j)
         r = ref_leaves[j] if j < len(ref_leaves) else None
-        bound = _leaf_bound(plan, where.split("[")[0], e, kappas, rows)
+        bound = _leaf_bound(plan, where.split("[")[0], e, kappas, rows, averaged)
         found = _check_identity(where, eager, compiled, e, c)
         found += _compare_leaf(plan, where, eager, compiled, e, c, r, bound, out)
         site = _site(plan, where)

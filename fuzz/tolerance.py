@@ -1,10 +1,11 @@
 """How far compiled may be from float64 truth, relative to how far eager is.
 
 A compiled value passes when its largest error against the float64 reference is at most
-`FUDGE[dtype]` times the larger of eager's largest error and a floor, relative to the
-reference's magnitude: the larger of `FLOOR[dtype]` (rounding the output) and
-`SCORE_FLOOR[dtype]` times the conditioning of the attention scores (computing them at the
-kernels' working precision, float32 for the 16-bit dtypes). The numbers were
+`FUDGE[dtype]` times the larger of eager's largest error and a floor: the larger of
+`FLOOR[dtype]` times the reference's magnitude (rounding the output) and
+`SCORE_FLOOR[dtype]` times the conditioning of the attention scores times the magnitude
+of the values summed (computing the scores and their weighted sum at the kernels'
+working precision, float32 for the 16-bit dtypes). The numbers were
 measured on clean backends; docs/oracle.md gives the distribution they were chosen from.
 """
 
@@ -102,17 +103,25 @@ def coarsest(dtype: str, precision: str | None) -> str:
 
 def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
             conditioning: float | torch.Tensor = 1.0, precision: str | None = None,
-            terms: float = 0.0, factor: float | None = None) -> ErrorMeasure | None:
+            terms: float = 0.0, factor: float | None = None, averaged: float = 0.0
+            ) -> ErrorMeasure | None:
     """Max-abs errors: eager's over the positions finite in all three, compiled's over
     those where it and the reference are finite (including where eager overflowed); None
-    when there are none. `conditioning`: the score conditioning, one number, or one per
-    output row (a tensor that broadcasts to the output with a trailing dim of 1); per row,
-    each row's floor is its own conditioning times its own magnitude, and the measure is
-    that of the worst row. `precision`: the coarsest dtype the program casts its values
+    when there are none. The floor is the larger of rounding the output (`FLOOR` times its
+    magnitude) and computing the scores and their weighted sum at the working precision
+    (`SCORE_FLOOR` times the conditioning, at least 1 for the sum itself, times the
+    magnitude summed: the output's, or `averaged` where larger). `conditioning`: the score
+    conditioning, one number, or one per output row (a tensor that broadcasts to the
+    output with a trailing dim of 1); per row, each row's floor is its own conditioning
+    and magnitudes, and the measure is that of the worst row. `precision`: the coarsest dtype the program casts its values
     through, which rounds the float64 run too, so that it bounds what any implementation
     can be held to. `terms`: for a gradient, the bound on the magnitude of the terms
     summed into it (`gradient_bounds`), which takes the place of the output's magnitude
-    in the score floor. `factor`: the fudge factor, if not the dtype's own (`fudge`)."""
+    in the score floor. `factor`: the fudge factor, if not the dtype's own (`fudge`).
+    `averaged`: for an attention's own output, the largest magnitude of the values it
+    averages: a row whose weighted values cancel is small, but its sum was rounded at the
+    magnitude of its terms (a float64 SDPA output 22 ulps from float64 truth where values
+    of 3e-4 cancelled to 1e-4 failed a floor relative to the output alone)."""
     e, c, r = eager.detach().double(), compiled.detach().double(), reference.detach().double()
     ok_c = torch.isfinite(c) & torch.isfinite(r)
     ok = ok_c & torch.isfinite(e)
@@ -124,16 +133,19 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     least = max(SCORE_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
     if isinstance(conditioning, torch.Tensor):
         magnitude = torch.where(ok_c, r.abs(), 0.0).amax(-1, keepdim=True)
-        relative = torch.clamp(SCORE_FLOOR[dtype] * conditioning.double(), min=FLOOR[dtype])
-        floors = torch.clamp(relative * magnitude, min=least).expand_as(r)
+        summed = SCORE_FLOOR[dtype] * torch.clamp(conditioning.double(), min=1.0) \
+            * torch.clamp(magnitude, min=averaged)
+        floors = torch.clamp(torch.maximum(FLOOR[dtype] * magnitude, summed),
+                             min=least).expand_as(r)
         err = torch.where(ok_c, (c - r).abs(), 0.0)
         worst = int((err / torch.clamp(floors, min=err_e)).flatten().argmax())
         floor = floors.flatten()[worst].item()
         return ErrorMeasure(eager=err_e, compiled=err.flatten()[worst].item(),
                             base=max(floor, err_e), fudge=fudge, floor=floor)
     err_c = (c[ok_c] - r[ok_c]).abs().max().item()
-    floor = max(FLOOR[dtype], SCORE_FLOOR[dtype] * conditioning) * r[ok_c].abs().max().item()
-    floor = max(floor, least)
+    magnitude = r[ok_c].abs().max().item()
+    floor = max(FLOOR[dtype] * magnitude, least, SCORE_FLOOR[dtype] * max(conditioning, 1.0)
+                * max(magnitude, averaged))
     return ErrorMeasure(eager=err_e, compiled=err_c, base=max(floor, err_e), fudge=fudge,
                         floor=floor)
 
