@@ -401,6 +401,17 @@ class Search:
             self.variants.freeze(results.index(result))
             raise finding_type(key)(result.case, result.verdict)
 
+    def alone(self, finding: Finding) -> tuple[Case, Verdict, str]:
+        """The finding as its failing call alone, where that fails alone too."""
+        failure = next(f for f in finding.verdict.failures if f.key == finding.key)
+        backend, stopping = self.fuzzer.config.backend, self.fuzzer.stopping
+        alone = failing_call_alone(finding.case, failure, lambda case: next(
+            iter(self.worker.judge(backend, [case], stopping))).verdict)
+        if alone is None:
+            return finding.case, finding.verdict, finding.key
+        case, verdict, same = alone
+        return case, verdict, same.key
+
     def _round(self, round_no: int) -> None:
         config = self.fuzzer.config
 
@@ -426,13 +437,32 @@ class Search:
                     break
                 except (Finding, BaseExceptionGroup) as exc:
                     for finding in _findings(exc):
-                        fuzzer.record(finding.case, finding.verdict, finding.key)
+                        case, verdict, key = self.alone(finding)
+                        with fuzzer.lock:
+                            fuzzer.best.pop(finding.key, None)
+                        fuzzer.record(case, verdict, key)
                 round_no += 1
         except Interrupted:
             pass
         except BaseException as exc:  # a harness bug: stop the whole run, and say so
             self.error = exc
             fuzzer.stop.set()
+
+
+def failing_call_alone(case: Case, failure: Failure, judged: Callable[[Case], Verdict]
+                       ) -> tuple[Case, Verdict, Failure] | None:
+    """A failure first seen in a later call, as a case of that call alone, if it fails
+    alone too (same check, site and condition): then it never needed the calls before it.
+    Shrinking cannot find this form, because dropping the earlier calls hands the failing
+    call the first call's input values. A call of grown sizes stays as found."""
+    call = case.calls[failure.call] if failure.call else None
+    if call is None or call.grow:
+        return None
+    single = replace(case.reseeded(call.reseed), calls=(replace(call, reseed=0),))
+    verdict = judged(single)
+    same = next((f for f in verdict.failures if f.symptom == failure.symptom and not f.call),
+                None)
+    return None if same is None else (single, verdict, same)
 
 
 def _findings(exc: BaseException) -> list[Finding]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
                        Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
-                       SetFlag, Shift, TensorSpec, walk)
+                       SetFlag, Shift, TensorSpec, grow_dims, reseed, walk)
+from fuzz.materialize import build_tensor, grown
 
 # The layers a bug can live in, and the layers each registered backend runs through. A
 # Dynamo bug holds for every backend, an AOTAutograd bug for those that trace with it,
@@ -67,7 +68,24 @@ def _scale_class(scale: float | None) -> str:
     return ("negative-" if scale < 0 else "") + ("large" if abs(scale) > 4 else "plain")
 
 
-def _tensor_features(name: str, spec: TensorSpec, role: str) -> set[str]:
+def _masks_a_whole_row(name: str, spec: TensorSpec, case: Case) -> bool:
+    """Whether a mask drawn at random leaves some query row nothing to attend to, in the
+    inputs of some call: what a `full_rows` mask guarantees, a random one may draw (a
+    small one often does), and a bug of fully masked rows needs it either way."""
+    if spec.values != "random" or len(spec.shape) < 2:
+        return False
+    marks = grow_dims(case).get(name, ())
+    for call in case.calls:
+        shape = grown(spec.shape, marks, call.grow) if any(marks) else spec.shape
+        mask = build_tensor(shape, spec.dtype, spec.values, spec.layout,
+                            reseed(spec.seed, call.reseed), spec.perm, spec.expand_dim)
+        masked = mask == float("-inf") if mask.is_floating_point() else mask == 0
+        if mask.numel() and bool(masked.all(-1).any()):
+            return True
+    return False
+
+
+def _tensor_features(name: str, spec: TensorSpec, role: str, case: Case) -> set[str]:
     """A mask's rank is a feature (broadcasting is where mask bugs live); an operand's is
     not, since a valid call needs every operand's rank alike, and which of several ranks
     a shrunk case keeps is the shrinker's whim. Query, key and value share one role: a
@@ -78,6 +96,8 @@ def _tensor_features(name: str, spec: TensorSpec, role: str) -> set[str]:
         found.add(f"{role}:dtype={spec.dtype}")
     if spec.values not in ("normal", "random"):
         found.add(f"{role}:values={spec.values}")
+    elif role == "mask" and _masks_a_whole_row(name, spec, case):
+        found.add("mask:values=full_rows")
     if spec.layout != "contiguous":
         found.add(f"{role}:layout={spec.layout}")
     if spec.requires_grad:
@@ -175,7 +195,7 @@ def features(case: Case) -> frozenset[str]:
         found |= _statement_features(stmt, case)
     for name, spec in case.inputs:
         if isinstance(spec, TensorSpec):
-            found |= _tensor_features(name, spec, roles.get(name, "input"))
+            found |= _tensor_features(name, spec, roles.get(name, "input"), case)
         else:
             assert isinstance(spec, ParamsInput)
             found.add("params-input")

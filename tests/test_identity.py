@@ -17,6 +17,7 @@ from dataclasses import replace
 from fuzz.case import (Attention, CallContext, Case, CompileSpec, KernelBlock, Program, Shift,
                        TensorSpec)
 from fuzz.corpus import known_bugs, load_entry
+from fuzz.driver import failing_call_alone
 from fuzz.execute import run_case
 from fuzz.identity import backend_layers, features
 from fuzz.oracle import judge
@@ -96,3 +97,25 @@ def test_shrinking_never_turns_a_new_failure_into_a_known_one() -> None:
     assert features(plain) < features(full)
     assert features(plain) == frozenset({"sdpa"})
     assert {"calls", "calls:context"} <= features(replace(plain, calls=(CallContext(("MATH",), True),)))
+
+
+def test_a_later_call_that_fails_alone_is_its_bug_without_the_calls_before() -> None:
+    """GPT-2's fully masked row (finding 11) drawn by a random mask on a second call's
+    values: shrinking cannot drop the first call (the second would get its mask, which
+    masks no whole row), so the run reported it as a new `@later-call` bug. As its failing
+    call alone it is the known bug, and the row its mask draws is a feature of the case."""
+    entry = load_entry(CORPUS / "known-rewrite-gpt2-fully-masked-row.json")
+    drawn = replace(entry.case, inputs=tuple(
+        (n, replace(s, values="random", seed=2) if n == "mask" else s)
+        for n, s in entry.case.inputs), calls=(CallContext(), CallContext(reseed=1)))
+    assert "mask:values=full_rows" in features(drawn)
+    assert "mask:values=full_rows" not in features(replace(drawn, calls=(CallContext(),)))
+
+    def verdict(case: Case):
+        return judge(case, run_case(case, "inductor"))
+
+    [failure] = [f for f in verdict(drawn).failures if f.check == "values"]
+    assert failure.call == 1 and failure.key.endswith("@later-call")
+    case, _, alone = failing_call_alone(drawn, failure, verdict)
+    assert len(case.calls) == 1 and alone.key == "values:hand_attention"
+    assert any(b.identity.covers(alone.key, features(case)) for b in known("inductor"))
