@@ -58,6 +58,8 @@ class Observation:
     grads: dict[str, Any] | None = None  # input name -> its gradient (None: unused)
     grad_error: BaseException | None = None  # what backward raised
     kernels: tuple[str, ...] = ()  # the kernel of each SDPA call, where they were logged
+    operands: tuple[tuple[Any, ...], ...] = ()  # each SDPA call's query, key and value,
+    # where they were logged (the float64 reference)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
     """Call `fn` once inside `call`'s context, from the `start` backend state; restore it
     after. With `grad`, then run backward from seeded upstream gradients (`backward`).
     `mode` (eager code only) is active during the call: a kernel log records its kernels
-    in a `kernels` list."""
+    in a `kernels` list, the reference's log each SDPA call's operands in `operands`."""
     restore_state(start)
     torch.manual_seed(DROPOUT_SEED)  # every run draws the same dropout (docs/oracle.md)
     # Kernel-choice warnings, Dynamo's advice and torch.fx's printout of an error inside a
@@ -156,7 +158,8 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
             else (None, None)
     restore_state(start)
     return Observation(leaves, paths, structure, error, inputs, after, grads, grad_error,
-                       tuple(getattr(mode, "kernels", ())))
+                       tuple(getattr(mode, "kernels", ())),
+                       tuple(getattr(mode, "operands", ())))
 
 
 @dataclass(frozen=True)

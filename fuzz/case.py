@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 4  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
-# 4: CompileSpec.mark_dynamic
+SCHEMA_VERSION = 5  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
+# 4: CompileSpec.mark_dynamic; 5: ModelAttention
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
@@ -19,7 +19,7 @@ VALUE_KINDS = ("normal", "tiny", "large", "repeated")
 MASK_VALUE_KINDS = ("random", "full_rows", "additive")
 LAYOUTS = ("contiguous", "transposed", "permuted", "offset", "strided", "expanded")
 DEVICES = ("cpu", "cuda")
-MAX_DIM = 512
+MAX_DIM = 1024
 MAX_NUMEL = 1 << 22
 
 
@@ -382,13 +382,89 @@ class HandAttention:
 
 
 
+PROJECTIONS = ("linear", "matmul")
+QKV_SPLITS = ("split", "chunk", "unbind")
+HEAD_OPS = ("view", "reshape", "unflatten")
+GQA_FORMS = ("none", "enable", "repeat_kv")
+MERGES = ("reshape", "contiguous_view", "flatten")
+
+
+@dataclass(frozen=True)
+class ModelAttention:
+    """An attention layer as models write it: from a hidden state `x` (B, L, D) through
+    projections to heads, maybe rotary embeddings and a KV cache, SDPA, then heads merged
+    back to (B, L, H*E) and maybe an output projection.
+
+    `weights`: () feeds the heads of `x` itself to SDPA as query, key and value, the very
+    same tensor (self-attention without projections); one name is a fused qkv weight
+    (H*E + 2*kv_heads*E, D), cut by `split`; three are separate q, k, v weights. Weights
+    are (out, in), applied by `F.linear(x, w)` or `x @ w.T` (`project`). `rotary` names
+    (cos, sin), each (L, E), applied to the new query and key; `cache` names (past_k,
+    past_v), each (B, kv_heads, P, E), concatenated before the new keys and values. With
+    fewer kv_heads than heads, `gqa` says how: SDPA's `enable_gqa`, or Llama's `repeat_kv`.
+    Every default is the plainest form, so a shrunk case keeps only what it needs.
+    """
+
+    out: str
+    x: str = "x"
+    heads: int = 1
+    kv_heads: int = 1
+    head_dim: int = 2
+    weights: tuple[str, ...] = ()
+    project: str = "linear"
+    split: str = "split"
+    head_op: str = "view"
+    rotary: tuple[str, ...] = ()
+    cache: tuple[str, ...] = ()
+    gqa: str = "none"
+    mask: str | None = None
+    is_causal: bool = False
+    dropout_p: float = 0.0
+    scale: float | None = None
+    merge: str = "reshape"
+    out_proj: str | None = None
+
+    def check(self, scope: Scope) -> None:
+        for ref in (self.x, self.mask, self.out_proj, *self.weights, *self.rotary, *self.cache):
+            scope.need(ref, "tensor", "a model's attention")
+        for name, allowed in (("project", PROJECTIONS), ("split", QKV_SPLITS),
+                              ("head_op", HEAD_OPS), ("gqa", GQA_FORMS), ("merge", MERGES)):
+            _require(getattr(self, name) in allowed,
+                     f"model attention: {name} {getattr(self, name)!r} not in {allowed}")
+        _require(len(self.weights) in (0, 1, 3), "model attention: weights are none, one "
+                 f"fused qkv weight or three, not {len(self.weights)}")
+        _require(len(self.rotary) in (0, 2) and len(self.cache) in (0, 2),
+                 "model attention: rotary names (cos, sin), cache names (past_k, past_v)")
+        _require(1 <= self.kv_heads <= self.heads <= MAX_DIM and self.heads % self.kv_heads == 0,
+                 f"model attention: kv_heads {self.kv_heads} must divide heads {self.heads}")
+        _require((self.gqa == "none") == (self.kv_heads == self.heads),
+                 "model attention: fewer kv_heads than heads needs a gqa form, and only they")
+        _require(self.weights or self.kv_heads == self.heads,
+                 "model attention: without projections, keys have the query's heads")
+        _require(self.split == "split" or (len(self.weights) == 1 and
+                                            self.kv_heads == self.heads),
+                 "model attention: chunk and unbind cut a fused weight of equal q, k, v")
+        _require(not self.rotary or self.head_dim % 2 == 0,
+                 "model attention: rotary embeddings rotate halves of an even head_dim")
+        _require(0.0 <= self.dropout_p < 1.0, f"dropout_p {self.dropout_p} not in [0, 1)")
+        scope.define(self.out, "tensor")
+
+    def deviations(self) -> tuple[str, ...]:
+        """`field=value` for each knob that differs from the plainest form."""
+        plain = ModelAttention(self.out, self.x)
+        skip = {"out", "x", "heads", "kv_heads", "head_dim"}
+        return tuple(f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__
+                     if name not in skip and getattr(self, name) != getattr(plain, name))
+
+
 Statement = (Attention | Mutate | BuildParams | ParamsAttr | Shift | GraphBreak | ReadBackends
-             | ReadFlag | SetFlag | KernelBlock | HandAttention)
+             | ReadFlag | SetFlag | KernelBlock | HandAttention | ModelAttention)
 STATEMENTS: dict[str, type] = {
     "attention": Attention, "mutate": Mutate, "sdpa_params": BuildParams,
     "params_attr": ParamsAttr, "shift": Shift, "graph_break": GraphBreak,
     "read_backends": ReadBackends, "read_flag": ReadFlag, "set_flag": SetFlag,
     "sdpa_kernel": KernelBlock, "hand_attention": HandAttention,
+    "model_attention": ModelAttention,
 }
 
 
@@ -477,7 +553,8 @@ class Program:
     @property
     def random_statements(self) -> list[Statement]:
         """The statements that draw random numbers (dropout in training)."""
-        return [s for s in walk(self.body) if (isinstance(s, Attention) and s.dropout_p > 0)
+        return [s for s in walk(self.body)
+                if (isinstance(s, (Attention, ModelAttention)) and s.dropout_p > 0)
                 or (isinstance(s, HandAttention) and s.random)]
 
     @property
@@ -495,7 +572,7 @@ class Program:
         for stmt in reversed(list(walk(self.body))):
             if getattr(stmt, "out", None) in live:
                 live |= {getattr(stmt, f, None) for f in ("query", "key", "value", "mask",
-                                                          "source", "params")}
+                                                          "source", "params", "x")}
         return all(s.out in live for s in self.random_statements)
 
 
@@ -552,7 +629,7 @@ def attention_feeds(case: Case) -> dict[str, tuple[int, ...]]:
     feeds: dict[str, set[int]] = {}
     attentions = 0
     for stmt in walk(case.program.body):
-        if isinstance(stmt, (Attention, HandAttention)):
+        if isinstance(stmt, (Attention, HandAttention, ModelAttention)):
             feeds[stmt.out] = {attentions}
             attentions += 1
         elif isinstance(stmt, Shift) and stmt.source in feeds:

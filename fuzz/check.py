@@ -83,15 +83,18 @@ class Failure:
 
 @dataclass(frozen=True)
 class Scores:
-    """One attention's score computation: its operands by name, the scale it applies
-    (None: SDPA's default) and the permutation a hand-written form applies first."""
+    """One attention's score computation: its operands by name where they are inputs
+    (None: computed in the program), the scale it applies (None: SDPA's default), the
+    permutation a hand-written form applies first, and which SDPA call of the program it
+    is (None: hand-written), whose operands the float64 run logs however computed."""
 
-    query: str
-    key: str
-    value: str
+    query: str | None
+    key: str | None
+    value: str | None
     mask: str | None = None
     scale: float | None = None
     perm: tuple[int, ...] = ()
+    sdpa: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Plan:
     fullgraph: bool = False
     must_break: bool = False  # the program breaks the graph, so fullgraph must raise
     hand: bool = False  # hand-written attention: an error in it is a site of its own
+    projected: tuple[str, ...] = ()  # model attentions' outputs through an output projection
     expected_frames: int | None = None  # the frame model's count for the first call
     size_rules: tuple[tuple[int, ...], ...] | None = None  # per call: graphs it may compile
     size_mode: str = "automatic"  # how the dynamic-shape rules were chosen
@@ -274,10 +278,13 @@ def compare_storage(where: str, e: torch.Tensor, c: torch.Tensor) -> list[Failur
                     "its storage outside the view differ between eager and compiled")]
 
 
-def _operands(s: Scores, inputs: dict[str, Any]) -> list[torch.Tensor] | None:
-    """The attention's query, key and value as its scores see them (permuted), or None
-    where one is not a tensor input."""
-    qkv = [inputs.get(n) for n in (s.query, s.key, s.value)]
+def _operands(s: Scores, obs: Observation) -> list[torch.Tensor] | None:
+    """The attention's query, key and value as its scores see them: as the run logged
+    them for an SDPA call, else the inputs it names (permuted); None where neither is
+    known."""
+    if s.sdpa is not None and s.sdpa < len(obs.operands):
+        return list(obs.operands[s.sdpa])
+    qkv = [obs.inputs.get(n) if n is not None else None for n in (s.query, s.key, s.value)]
     if not all(isinstance(t, torch.Tensor) for t in qkv):
         return None
     return [t.permute(s.perm) if s.perm else t for t in qkv]
@@ -288,7 +295,7 @@ def conditionings(plan: Plan, reference: Observation) -> list[float]:
     computed (an invalid call raises in eager anyway)."""
     kappas = []
     for s in plan.scores:
-        qkv = _operands(s, reference.inputs)
+        qkv = _operands(s, reference)
         kappa = score_conditioning(qkv[0], qkv[1], s.scale) if qkv else 1.0
         kappas.append(kappa if math.isfinite(kappa) else 1.0)
     return kappas
@@ -299,7 +306,7 @@ def averaged_magnitudes(plan: Plan, reference: Observation) -> list[float]:
     what its output's rounding is relative to, however much the average cancels."""
     found = []
     for s in plan.scores:
-        qkv = _operands(s, reference.inputs)
+        qkv = _operands(s, reference)
         v = qkv[2].detach().abs().max().item() if qkv and qkv[2].numel() else 0.0
         found.append(v if math.isfinite(v) else 0.0)
     return found
@@ -310,7 +317,7 @@ def row_conditionings(plan: Plan, reference: Observation) -> list[torch.Tensor |
     output's rows are its query's: None for a hand-written form, which may permute."""
     rows: list[torch.Tensor | None] = []
     for s in plan.scores:
-        qkv = None if s.perm else _operands(s, reference.inputs)
+        qkv = None if s.perm else _operands(s, reference)
         rows.append(row_conditioning(qkv[0], qkv[1], s.scale) if qkv else None)
     return [r if r is not None and bool(torch.isfinite(r).all()) else None for r in rows]
 
@@ -327,7 +334,7 @@ def gradient_terms(plan: Plan, eager: Observation, reference: Observation) -> di
                     if isinstance(t, torch.Tensor) and t.numel()] or [0.0])
     terms: dict[str, float] = {}
     for s in plan.scores:
-        qkv = _operands(s, reference.inputs)
+        qkv = _operands(s, reference)
         if qkv is None:
             continue
         for role, bound in gradient_bounds(*qkv, s.scale, upstream).items():
@@ -410,7 +417,7 @@ def eager_invalid(plan: Plan, eager: Observation) -> str | None:
     if eager.error is not None:
         return None
     for s in plan.scores:
-        qkv = _operands(s, eager.inputs)
+        qkv = _operands(s, eager)
         if qkv and qkv[1].dim() >= 2 and qkv[2].dim() >= 2 and \
                 qkv[1].size(-2) != qkv[2].size(-2):
             return EAGER_ACCEPTS_UNEQUAL_KEY_VALUE
@@ -476,7 +483,8 @@ def _leaf_bound(plan: Plan, name: str, leaf: Any, kappas: list[float],
         return Bound(exact_ops=plan.exact_ops)
     which = plan.feeders[name]
     origin = plan.origins.get(name) if len(which) == 1 else None
-    scale = averaged[which[0]] if origin in ("attention", "hand_attention") else 0.0
+    scale = averaged[which[0]] if origin in ("attention", "hand_attention") or (
+        origin == "model_attention" and name not in plan.projected) else 0.0
     own = rows[which[0]] if origin == "attention" else None
     if own is not None and isinstance(leaf, torch.Tensor) and _broadcasts(own, leaf):
         return Bound(own, plan.precision, averaged=scale)

@@ -11,10 +11,11 @@ import inspect
 
 from fuzz.carry import carried_source
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
-                       Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
+                       ModelAttention, Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
                        Statement, TensorSpec, grow_dims, marked_dims, reseed)
 from fuzz.handwritten import hand_attention_lines, logical_head_dim
-from fuzz.kernels import MathSDPA
+from fuzz.models import model_attention_lines
+from fuzz.kernels import ReferenceSDPA
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
 from fuzz.plan import calls_of, plan_of
 
@@ -108,6 +109,8 @@ class _Emitter:
         elif isinstance(stmt, HandAttention):
             self.uses_math |= stmt.scale_type == "size"
             lines = hand_attention_lines(stmt, logical_head_dim(stmt, self.shapes[stmt.query]))
+        elif isinstance(stmt, ModelAttention):
+            lines = model_attention_lines(stmt)
         else:
             return self._kernel_block(stmt)
         if getattr(stmt, "out", None):
@@ -206,7 +209,7 @@ def repro_script(case: Case, backend: str) -> str:
     compile_kwargs = {"fullgraph": settings.fullgraph, "dynamic": settings.dynamic}
     if settings.mode is not None:
         compile_kwargs["mode"] = settings.mode
-    reference = "MathSDPA" if case.device == "cuda" else "lambda: None"
+    reference = f"lambda: ReferenceSDPA(math={case.device == 'cuda'})"
     return "\n".join([
         '"""sdpa-fuzz repro: runs fn eagerly, compiled and in float64 on identical inputs, once\n'
         'per call, and compares outputs, identities, inputs after the call, the global SDPA\n'
@@ -217,7 +220,7 @@ def repro_script(case: Case, backend: str) -> str:
         imports + function_source(case),
         inputs_source(case),
         "from torch.overrides import TorchFunctionMode\n\n",
-        inspect.getsource(MathSDPA),
+        inspect.getsource(ReferenceSDPA),
         carried_source(),
         "",
         f"BACKEND = {backend_expr}",

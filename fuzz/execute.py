@@ -23,7 +23,7 @@ from fuzz.backends import resolve_backend
 from fuzz.calls import Runs, run_calls
 from fuzz.case import Case, marked_dims
 from fuzz.codegen import function_source, input_factory
-from fuzz.kernels import KernelLog, MathSDPA
+from fuzz.kernels import KernelLog, ReferenceSDPA
 from fuzz.plan import calls_of
 
 # Inductor compiles random ops to draw as eager does (PyTorch's own tests do the same), so
@@ -112,7 +112,7 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
     runs = run_calls(load_function(case), program.fn, lambda: program.counter.frame_count,
                      input_factory(case), calls_of(case), case.backward,
                      mark=lambda inputs: marked(case, inputs), eager_mode=KernelLog,
-                     reference_mode=MathSDPA if case.device == "cuda" else lambda: None,
+                     reference_mode=lambda: ReferenceSDPA(math=case.device == "cuda"),
                      record=timings.add if timings is not None else lambda phase, s: None,
                      reused=warm is not None)
     return CaseRun(runs.eager, runs.reference, runs.compiled, runs.frames, program,

@@ -53,7 +53,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fuzz.case import (Attention, BuildParams, GraphBreak, HandAttention, KernelBlock, Mutate,
+from fuzz.case import (Attention, BuildParams, GraphBreak, HandAttention, KernelBlock,
+                       ModelAttention, Mutate,
                        ParamsAttr, ParamsInput, Program, ReadBackends, ReadFlag, SetFlag, Shift,
                        Statement, walk)
 from fuzz.handwritten import hand_attention_lines
@@ -74,6 +75,7 @@ def _reads(stmt: Statement) -> frozenset[str]:
     names = {
         Attention: lambda s: (s.query, s.key, s.value, s.mask),
         HandAttention: lambda s: (s.query, s.key, s.value, s.mask),
+        ModelAttention: lambda s: (s.x, s.mask, s.out_proj, *s.weights, *s.rotary, *s.cache),
         BuildParams: lambda s: (s.query, s.key, s.value, s.mask),
         Mutate: lambda s: (s.target,),
         ParamsAttr: lambda s: (s.params,),
@@ -86,7 +88,7 @@ def _names_torch(stmt: Statement) -> bool:
     """Whether the statement's line in `fn` names a torch module (`torch.`, or `F.`)."""
     if isinstance(stmt, HandAttention):
         return any("torch." in line or "F." in line for line in hand_attention_lines(stmt, 1))
-    return isinstance(stmt, (Attention, ReadFlag, SetFlag)) or (
+    return isinstance(stmt, (Attention, ModelAttention, ReadFlag, SetFlag)) or (
         isinstance(stmt, GraphBreak) and stmt.place in ("top", "loop"))
 
 
@@ -112,8 +114,8 @@ class _Walker:
             if isinstance(stmt, KernelBlock):
                 self.block(stmt)
                 continue
-            if isinstance(stmt, (Attention, HandAttention, Mutate, BuildParams, ParamsAttr, Shift,
-                                 SetFlag)):
+            if isinstance(stmt, (Attention, HandAttention, ModelAttention, Mutate, BuildParams,
+                                 ParamsAttr, Shift, SetFlag)):
                 event = OP
             elif isinstance(stmt, GraphBreak):
                 event = self.breaking(in_loop=stmt.place == "loop")
@@ -173,7 +175,7 @@ def tensor_names(program: Program, inputs: dict) -> set[str]:
     masks.update({s.out: s.mask for s in walk(program.body) if isinstance(s, BuildParams)})
     names = {n for n, spec in inputs.items() if not isinstance(spec, ParamsInput)}
     for s in walk(program.body):
-        if isinstance(s, (Attention, HandAttention, Shift)):
+        if isinstance(s, (Attention, HandAttention, ModelAttention, Shift)):
             names.add(s.out)
         elif isinstance(s, ParamsAttr) and (s.attr in TENSOR_ATTRS or (
                 s.attr == "attn_mask" and masks.get(s.params) is not None)):

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
-                       Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
+                       ModelAttention, Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
                        SetFlag, Shift, TensorSpec, grow_dims, reseed, walk)
 from fuzz.materialize import build_tensor, grown
 
@@ -132,6 +132,38 @@ def _attention_features(a: Attention, case: Case) -> set[str]:
     return found
 
 
+def _model_features(a: ModelAttention, case: Case) -> set[str]:
+    """The layer's forms (`model:split=chunk`), and its SDPA call's knobs as an SDPA
+    call's own (`sdpa:causal`), so that a bug of the call is one bug however fed."""
+    found = {"model", "sdpa"}
+    if a.weights:
+        found.add("model:projection=" + ("separate" if len(a.weights) == 3 else "fused"))
+    for deviation in a.deviations():
+        field_name, _, value = deviation.partition("=")
+        if field_name in ("project", "split", "head_op", "gqa", "merge"):
+            found.add(f"model:{field_name}={value.strip(chr(39))}")
+        elif field_name in ("rotary", "cache", "out_proj"):
+            found.add(f"model:{field_name}")
+    if a.mask is not None:
+        found.add("sdpa:mask")
+    if a.dropout_p:
+        found.add("sdpa:dropout")
+    if a.is_causal:
+        found.add("sdpa:causal")
+    if a.scale is not None:
+        found.add(f"sdpa:scale={_scale_class(a.scale)}")
+    if a.gqa != "none":
+        found.add("sdpa:gqa")
+    x = case.spec(a.x)
+    if isinstance(x, TensorSpec) and len(x.shape) >= 2 and x.shape[1] == 1:
+        found.add("sdpa:L=1")
+    if a.cache:
+        found.add("sdpa:L!=S")
+    if not a.weights:
+        found.add("sdpa:shared-inputs")
+    return found
+
+
 # Fields of hand-written attention whose value is continuous: whether it deviates is the
 # feature, not the value itself.
 _CONTINUOUS = {"scale", "dropout_p", "heads", "causal_diagonal", "perm", "key_perm",
@@ -148,6 +180,8 @@ def _statement_features(stmt: object, case: Case) -> set[str]:
             found.add(f"hand:{field_name}" if field_name in _CONTINUOUS
                       else f"hand:{field_name}={value}")
         return found
+    if isinstance(stmt, ModelAttention):
+        return _model_features(stmt, case)
     if isinstance(stmt, Mutate):
         return {f"mutate:{stmt.method}"}
     if isinstance(stmt, BuildParams):

@@ -108,11 +108,18 @@ class KernelLog(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-class MathSDPA(TorchFunctionMode):
-    """Computes every SDPA call with the math kernel, whatever the backend state: the
-    float64 reference on CUDA, where no fused kernel takes float64, so that a context
-    enabling only fused kernels would otherwise leave no reference at all. Self-contained
-    (torch only): repro scripts embed its source."""
+class ReferenceSDPA(TorchFunctionMode):
+    """The float64 reference run's view of SDPA: records the query, key and value of every
+    call (`operands`), which condition its scores however the program computed them; with
+    `math`, computes every call with the math kernel, whatever the backend state: on CUDA,
+    where no fused kernel takes float64, so that a context enabling only fused kernels
+    would otherwise leave no reference at all. Self-contained (torch only): repro scripts
+    embed its source."""
+
+    def __init__(self, math=False):
+        super().__init__()
+        self.math = math
+        self.operands = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
@@ -120,6 +127,9 @@ class MathSDPA(TorchFunctionMode):
             return func(*args, **kwargs)
         kwargs.update(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
                           args))
+        self.operands.append(tuple(kwargs[n].detach() for n in ("query", "key", "value")))
+        if not self.math:
+            return func(**kwargs)
         mask = kwargs.get("attn_mask")
         if mask is not None and mask.dtype == torch.bool:  # as SDPA does before any kernel
             kwargs["attn_mask"] = torch.zeros_like(mask, dtype=kwargs["query"].dtype

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, TensorSpec, attention_feeds,
-                       exact_ops, walk)
+from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, ModelAttention, TensorSpec,
+                       attention_feeds, exact_ops, walk)
 from fuzz.calls import Call
 from fuzz.check import Plan, Scores
 from fuzz.frames import must_break, predict_frames, size_recompiles
@@ -19,11 +19,18 @@ from fuzz.rewrites import hand_attentions
 
 def _scores(case: Case) -> tuple[Scores, ...]:
     """Every attention's operands and scale, as its scores compute them. A hand-written
-    division by zero has no finite scores, so no scale: its conditioning is 1."""
-    found = []
+    division by zero has no finite scores, so no scale: its conditioning is 1. A model's
+    attention computes its operands from its inputs: only the float64 run's log of its
+    SDPA call knows them."""
+    found: list[Scores] = []
+    calls = 0  # SDPA calls so far, in the order the program makes them
     for a in walk(case.program.body):
         if isinstance(a, Attention):
-            found.append(Scores(a.query, a.key, a.value, a.mask, a.scale))
+            found.append(Scores(a.query, a.key, a.value, a.mask, a.scale, sdpa=calls))
+            calls += 1
+        elif isinstance(a, ModelAttention):
+            found.append(Scores(None, None, None, a.mask, a.scale, sdpa=calls))
+            calls += 1
         elif isinstance(a, HandAttention):
             spec = case.spec(a.query)
             assert isinstance(spec, TensorSpec)
@@ -59,6 +66,8 @@ def plan_of(case: Case) -> Plan:
         fullgraph=case.compile.fullgraph,
         must_break=must_break(case.program),
         hand=bool(hand_attentions(case)),
+        projected=tuple(s.out for s in walk(case.program.body)
+                        if isinstance(s, ModelAttention) and s.out_proj is not None),
         expected_frames=_expected_frames(case),
         size_rules=None if sized is None else tuple(tuple(sorted(a)) for a in sized),
         size_mode={True: "dynamic", False: "static", None: "automatic"}[case.compile.dynamic],

@@ -4,15 +4,18 @@ from hypothesis import strategies as st
 
 from strategies.cases import cases
 from strategies.handwritten import hand_attention_cases
+from strategies.models import model_attention_cases
 
-SPACES = ("all", "sdpa", "handwritten")
+SPACES = ("all", "sdpa", "handwritten", "models")
 
 
 def space(name: str, backend: str, device: str = "cpu") -> st.SearchStrategy:
     """The cases of one search space: programs around SDPA calls (`sdpa`), hand-written
-    attention for Inductor's rewrite (`handwritten`), or either (`all`)."""
-    spaces = {"sdpa": cases(backend, device), "handwritten": hand_attention_cases(backend, device)}
-    return st.one_of(spaces["sdpa"], spaces["handwritten"]) if name == "all" else spaces[name]
+    attention for Inductor's rewrite (`handwritten`), attention layers as models write
+    them (`models`), or any (`all`)."""
+    spaces = {"sdpa": cases(backend, device), "handwritten": hand_attention_cases(backend, device),
+              "models": model_attention_cases(backend, device)}
+    return st.one_of(*spaces.values()) if name == "all" else spaces[name]
 
 
-__all__ = ["SPACES", "cases", "hand_attention_cases", "space"]
+__all__ = ["SPACES", "cases", "hand_attention_cases", "model_attention_cases", "space"]

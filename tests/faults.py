@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from fuzz.case import (Attention, BuildParams, Case, HandAttention, KernelBlock, Mutate,
-                       TensorSpec, grow_dims, walk)
+from fuzz.case import (Attention, BuildParams, Case, HandAttention, KernelBlock,
+                       ModelAttention, Mutate, TensorSpec, grow_dims, walk)
 from fuzz.calls import observe
 from fuzz.execute import load_function
 from fuzz.plan import calls_of
@@ -271,6 +271,27 @@ def _last_row_nan(c: Call):
     return out
 
 
+def _aliased_qkv(c: Call):
+    """Self-attention whose query, key and value are one tensor, computed at twice the
+    scale (a kernel that folds the scale in once per aliased operand)."""
+    if c.query is c.key and c.key is c.value:
+        scale = c.scale if c.scale is not None else 1 / math.sqrt(c.query.size(-1))
+        return c.run(scale=2 * scale)
+    return None
+
+
+def _long_keys_tail_dropped(c: Call):
+    """At 256 keys or more, and fewer queries (a decode step or a chunk against a long KV
+    cache), the last key is left out, as a blocked kernel whose tail block is lost."""
+    keys, queries = c.key.size(-2), c.query.size(-2)
+    if keys < 256 or queries >= keys:
+        return None
+    mask = c.attn_mask
+    if mask is not None and mask.size(-1) == keys:
+        mask = mask[..., :-1]
+    return c.run(key=c.key[..., :-1, :], value=c.value[..., :-1, :], attn_mask=mask)
+
+
 def _symbolic_sizes(gm: torch.fx.GraphModule) -> bool:
     """Whether Dynamo traced the graph with a tensor of symbolic size (a dynamic-shape
     graph). A symbolic int alone is not enough: a marked input whose view has a storage
@@ -298,6 +319,8 @@ tf32_matmul = fault_backend(_tf32_matmul)
 dropout_unscaled = fault_backend(_dropout_unscaled)
 bf16_output_bump = fault_backend(_bf16_output_bump)
 long_wide_query_grad = fault_backend(_long_wide_query_grad)
+aliased_qkv = fault_backend(_aliased_qkv)
+long_keys_tail_dropped = fault_backend(_long_keys_tail_dropped)
 fused_kernel_drops_last_key = fault_backend(_fused_kernel_drops_last_key)
 
 
@@ -574,6 +597,23 @@ def _head_broadcast_hand_mask(case: Case) -> bool:
 REWRITE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "rewrite_drops_head_broadcast_mask": _head_broadcast_hand_mask,
     "rewrite_drops_scale": _nondefault_hand_scale,
+}
+
+def _layers(case: Case) -> list[ModelAttention]:
+    return [s for s in walk(case.program.body) if isinstance(s, ModelAttention)]
+
+
+def _keys(case: Case, a: ModelAttention) -> tuple[int, int]:
+    """(L, S) of a model layer's SDPA call."""
+    length = case.spec(a.x).shape[1]
+    return length, length + (case.spec(a.cache[0]).shape[2] if a.cache else 0)
+
+
+# Faults only attention layers as models write them reach (`strategies.models`).
+MODEL_CONDITIONS: dict[str, Callable[[Case], bool]] = {
+    "aliased_qkv": lambda c: any(not a.weights for a in _layers(c)),
+    "long_keys_tail_dropped": lambda c: any(_keys(c, a)[1] >= 256 and _keys(c, a)[0] < _keys(c, a)[1]
+                                            for a in _layers(c)),
 }
 
 # What the shrunk case of each process-level finding of `crash_or_hang` must show.

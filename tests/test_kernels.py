@@ -9,7 +9,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from fuzz.kernels import NO_KERNEL, KernelLog, MathSDPA
+from fuzz.kernels import NO_KERNEL, KernelLog, ReferenceSDPA
 from fuzz.tolerance import FUDGE, FUSED_GRAD_FUDGE, fudge
 from strategies.cases import attention_cases
 
@@ -39,7 +39,7 @@ def test_the_log_names_the_kernel_each_context_leaves_eager() -> None:
                                  [SDPBackend.CUDNN_ATTENTION], [SDPBackend.MATH]]))
 def test_the_reference_computes_sdpa_whatever_the_context(batch, heads, L, S, Ev, mask,
                                                           scale, backends) -> None:
-    """Under MathSDPA, SDPA gives exactly what float64 SDPA gives with every kernel
+    """Under ReferenceSDPA(math=True), SDPA gives exactly what float64 SDPA gives with every kernel
     enabled (fully masked rows, GQA and gradients included), also inside a context whose
     kernels cannot run the call at all: the reference must exist wherever eager ran."""
     gen = torch.Generator().manual_seed(L * 100 + S)
@@ -51,7 +51,7 @@ def test_the_reference_computes_sdpa_whatever_the_context(batch, heads, L, S, Ev
              torch.rand(batch, 1, L, S, generator=gen) > 0.6, float("-inf"))}[mask]
     kwargs = dict(attn_mask=m, is_causal=mask == "causal", scale=scale, enable_gqa=True)
     expected = F.scaled_dot_product_attention(q, k, v, **kwargs)
-    with sdpa_kernel(backends), MathSDPA():
+    with sdpa_kernel(backends), ReferenceSDPA(math=True):
         got = F.scaled_dot_product_attention(q, k, v, **kwargs)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
     g = torch.randn(expected.shape, generator=gen, dtype=torch.float64)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
-from hypothesis import example, given, note
+from hypothesis import example, given, note, settings
 
 from fuzz.caseio import case_to_json
 from fuzz.backends import declared_layers
@@ -26,7 +26,7 @@ from fuzz.execute import run_case
 from fuzz.identity import backend_layers, features
 from fuzz.minimal import minimal_script, target_of
 from fuzz.oracle import judge
-from strategies import cases, hand_attention_cases
+from strategies import cases, hand_attention_cases, model_attention_cases
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 SEEDS = [load_entry(path).case for path in sorted(CORPUS.glob("seed-*.json"))]
@@ -65,6 +65,14 @@ def test_compiled_sdpa_matches_eager(backend: str, case) -> None:
 @given(case=hand_attention_cases())
 def test_compiled_hand_written_attention_matches_eager(backend: str, case) -> None:
     """Attention written out by hand, which Inductor may rewrite into SDPA."""
+    check(case, backend)
+
+
+@settings(max_examples=max(1, settings.default.max_examples // 2))
+@given(case=model_attention_cases())
+def test_compiled_model_attention_layer_matches_eager(backend: str, case) -> None:
+    """SDPA fed as models feed it: projections, fused qkv views, rotary embeddings, a KV
+    cache, merged heads. Half the profile's examples: each compiles a whole layer."""
     check(case, backend)
 
 

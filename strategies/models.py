@@ -1,0 +1,94 @@
+"""Attention layers as models write them: SDPA fed by projections, views of a fused qkv
+buffer, rotary embeddings and a KV cache, its output merged back and projected.
+
+Every draw's first alternative is the plainest form (no projection, no cache, one head),
+so a shrunk case keeps only the model forms its failure needs. Long sequences and long
+caches, with lengths one off the CPU flash kernel's block sizes, are drawn rarely.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from fuzz.case import (GQA_FORMS, HEAD_OPS, MAX_DIM, MERGES, PROJECTIONS, CallContext, Case,
+                       ModelAttention, Program, TensorSpec)
+from strategies.attention import dropout_ps, scales
+from strategies.compile_settings import compile_specs
+from strategies.masks import mask_specs
+from strategies.tensors import float_dtypes, tensor_specs
+
+# One off the CPU flash kernel's query and key block sizes (32 to 512, by length).
+LONG = (31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024)
+
+
+def lengths() -> st.SearchStrategy[int]:
+    """A query length: short, or rarely long."""
+    return st.one_of(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6),
+                     st.sampled_from(LONG[:9]))
+
+
+def cache_lengths() -> st.SearchStrategy[int]:
+    """No cache first; a short one; rarely a long one, up to 1,024 past positions."""
+    return st.one_of(st.just(0), st.integers(1, 8), st.sampled_from(LONG))
+
+
+def _plain(shape: tuple[int, ...], dtype: str) -> st.SearchStrategy[TensorSpec]:
+    """A weight or an embedding table: normal values, any layout (a transposed weight is
+    what `w.T` of a module's parameter gives)."""
+    return tensor_specs(shape, dtype, st.just("normal"))
+
+
+@st.composite
+def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
+                          ) -> Case:
+    dtype = draw(float_dtypes(device))
+    batch, length = draw(st.integers(1, 2)), draw(lengths())
+    heads = draw(st.integers(1, 4))
+    projection = draw(st.sampled_from(("none", "fused", "separate")))
+    kv_heads = heads if projection == "none" else draw(
+        st.sampled_from([h for h in range(heads, 0, -1) if heads % h == 0]))
+    rotary = draw(st.booleans())
+    head_dim = draw(st.sampled_from((2, 4, 8, 16) if rotary else (2, 4, 8, 16, 3, 5)))
+    width = heads * head_dim if projection == "none" else draw(st.integers(1, 16))
+    past = draw(cache_lengths().filter(lambda p: p + length <= MAX_DIM)) \
+        if projection != "none" else 0
+    inputs = [("x", draw(tensor_specs((batch, length, width), dtype)))]
+    qkv_width = (heads + 2 * kv_heads) * head_dim
+    if projection == "fused":
+        weights = ("w_qkv",)
+        inputs.append(("w_qkv", draw(_plain((qkv_width, width), dtype))))
+    elif projection == "separate":
+        weights = ("w_q", "w_k", "w_v")
+        inputs += [(name, draw(_plain((h * head_dim, width), dtype)))
+                   for name, h in zip(weights, (heads, kv_heads, kv_heads))]
+    else:
+        weights = ()
+    split = draw(st.sampled_from(("split", "chunk", "unbind"))) \
+        if projection == "fused" and kv_heads == heads else "split"
+    if rotary:
+        inputs += [(n, draw(_plain((length, head_dim), dtype))) for n in ("cos", "sin")]
+    if past:
+        inputs += [(n, draw(_plain((batch, kv_heads, past, head_dim), dtype)))
+                   for n in ("past_k", "past_v")]
+    mask = None
+    if draw(st.booleans()):
+        mask = "mask"
+        inputs.append((mask, draw(mask_specs((batch, heads, length, past + length), dtype))))
+    out_proj = None
+    if draw(st.booleans()):
+        out_proj = "w_o"
+        inputs.append((out_proj, draw(_plain((width, heads * head_dim), dtype))))
+    layer = ModelAttention(
+        "out", "x", heads, kv_heads, head_dim, weights,
+        project=draw(st.sampled_from(PROJECTIONS)), split=split,
+        head_op=draw(st.sampled_from(HEAD_OPS)),
+        rotary=("cos", "sin") if rotary else (), cache=("past_k", "past_v") if past else (),
+        gqa="none" if kv_heads == heads else draw(st.sampled_from(GQA_FORMS[1:])),
+        mask=mask, is_causal=mask is None and draw(st.booleans()), dropout_p=draw(dropout_ps()),
+        scale=draw(scales()), merge=draw(st.sampled_from(MERGES)), out_proj=out_proj)
+    # A model calls its layer again on new values: the compiled program must serve them.
+    calls = (CallContext(),) + tuple(CallContext(reseed=s) for s in draw(
+        st.lists(st.integers(1, 3), max_size=1)))
+    return Case(inputs=tuple(inputs), program=Program((layer,), ("out",)),
+                compile=draw(compile_specs(backend)), device=device, calls=calls)
+
