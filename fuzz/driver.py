@@ -34,7 +34,7 @@ from fuzz.identity import Identity, backend_layers, features
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
 from fuzz import rewrites
-from fuzz.report import RunStats, progress_line, run_report
+from fuzz.report import RunStats, program_forms, progress_line, run_report
 from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
@@ -147,6 +147,7 @@ class Fuzzer:
             s = self.stats
             s.programs += 1
             first = results[0]  # the program's own compile; its variants reuse it
+            s.forms.update(program_forms(first.case))
             for label in rewrites.families(first.case):
                 s.rewrite_programs[label] += 1
                 s.rewrite_hits[label] += bool(first.verdict.rewrites)

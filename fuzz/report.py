@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from fuzz.case import Attention, Case, HandAttention, ModelAttention, TensorSpec, walk
 from fuzz.caseio import case_to_dict
 from fuzz.execute import Timings
 
@@ -28,6 +29,7 @@ class RunStats:
     rewrite_hits: Counter = field(default_factory=Counter)  # family -> rewritten ones
     rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
     kernel_cases: Counter = field(default_factory=Counter)  # eager's SDPA kernel -> cases
+    forms: Counter = field(default_factory=Counter)  # `program_forms` -> programs
     excused: Counter = field(default_factory=Counter)  # why outputs went uncompared -> cases
     worst_ratio: dict[str, float] = field(default_factory=dict)  # quantity -> max error ratio
     timings: Timings = field(default_factory=Timings)
@@ -47,6 +49,45 @@ def progress_line(s: RunStats, budget: float) -> str:
     return (f"{s.examples} cases ({s.programs} programs), "
             f"{s.examples / max(s.elapsed, 1e-9):.1f}/s, {len(s.findings)} findings, "
             f"{len(s.flaky)} flaky, {s.elapsed:.0f}s of {budget:.0f}s   ")
+
+
+LONG = 32  # a sequence this long reaches the CPU flash kernel's blocked paths
+
+
+def key_length(case: Case, stmt: object) -> int:
+    """How many keys an attention attends over (0: not an attention)."""
+    if isinstance(stmt, ModelAttention):
+        x = case.spec(stmt.x)
+        past = case.spec(stmt.cache[0]) if stmt.cache else None
+        return x.shape[1] + (past.shape[2] if isinstance(past, TensorSpec) else 0) \
+            if isinstance(x, TensorSpec) else 0
+    if isinstance(stmt, (Attention, HandAttention)):
+        k = case.spec(stmt.key)
+        perm = getattr(stmt, "perm", ())
+        dim = perm[-2] if perm else -2
+        return k.shape[dim] if isinstance(k, TensorSpec) and len(k.shape) >= 2 else 0
+    return 0
+
+
+def program_forms(case: Case) -> set[str]:
+    """What a program is, for the report's shares: whether it makes an SDPA call (from a
+    model layer or not), writes attention by hand, or has no attention at all, and
+    whether some attention is long (LONG keys or more)."""
+    body = list(walk(case.program.body))
+    forms = {name for name, kinds in (("sdpa-call", (Attention, ModelAttention)),
+                                      ("model-layer", (ModelAttention,)),
+                                      ("hand-written", (HandAttention,)))
+             if any(isinstance(s, kinds) for s in body)}
+    if not forms:
+        forms.add("no-attention")
+    if any(key_length(case, s) >= LONG for s in body):
+        forms.add("long")
+    return forms
+
+
+def form_shares(s: RunStats) -> dict[str, dict[str, float]]:
+    return {form: {"programs": n, "share": round(n / max(s.programs, 1), 3)}
+            for form, n in sorted(s.forms.items())}
 
 
 def rewrite_coverage(s: RunStats) -> dict[str, Any]:
@@ -87,7 +128,8 @@ def run_report(s: RunStats, backend: str, device: str, seed: int, workers: int
             "worker_restarts": s.restarts, "interrupted": s.interrupted,
             "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
             "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
-            "time_share": shares, "rewrites": rewrite_coverage(s),
+            "time_share": shares, "program_forms": form_shares(s),
+            "rewrites": rewrite_coverage(s),
             "kernels": kernel_coverage(s), "excused": dict(s.excused),
             "error_ratio_max": dict(sorted(s.worst_ratio.items())),
             "known_hits": known_hits(s),

@@ -23,6 +23,14 @@ FLOOR = {"float64": 8 * EPS["float64"], "float32": 8 * EPS["float32"],
          "bfloat16": EPS["bfloat16"] / 2, "float16": EPS["float16"] / 2}
 SCORE_FLOOR = {"float64": 8 * EPS["float64"], "float32": 8 * EPS["float32"],
                "bfloat16": 8 * EPS["float32"], "float16": 8 * EPS["float32"]}
+# A gradient is a sum of terms; a fused backward (flash attention's, which Inductor's
+# rewrite of hand-written attention calls) rounds the terms' factors (P, dS) to a 16-bit
+# input's own dtype before its matmuls: half an ulp of each term. Hand-written bfloat16
+# attention with two equal keys has a query gradient of exactly 0, eager's too; the
+# rewritten one had 0.0019 (0.0006 of its terms' bound): eight float32 ulps of the terms
+# would have allowed 3e-6.
+GRAD_FLOOR = {"float64": SCORE_FLOOR["float64"], "float32": SCORE_FLOOR["float32"],
+              "bfloat16": FLOOR["bfloat16"], "float16": FLOOR["float16"]}
 # The spacing of the dtype's subnormals: below the smallest normal number, rounding is
 # absolute, so a floor relative to the output's magnitude alone would allow no rounding
 # at all there. The absolute floor is that spacing times 8 for float64 and float32, and
@@ -117,7 +125,7 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     through, which rounds the float64 run too, so that it bounds what any implementation
     can be held to. `terms`: for a gradient, the bound on the magnitude of the terms
     summed into it (`gradient_bounds`), which takes the place of the output's magnitude
-    in the score floor. `factor`: the fudge factor, if not the dtype's own (`fudge`).
+    in the score floor, at the gradient's own precision (`GRAD_FLOOR`). `factor`: the fudge factor, if not the dtype's own (`fudge`).
     `averaged`: for an attention's own output, the largest magnitude of the values it
     averages: a row whose weighted values cancel is small, but its sum was rounded at the
     magnitude of its terms (a float64 SDPA output 22 ulps from float64 truth where values
@@ -130,7 +138,7 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     err_e = (e[ok] - r[ok]).abs().max().item() if bool(ok.any()) else 0.0
     dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
     fudge = FUDGE[dtype] if factor is None else factor
-    least = max(SCORE_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
+    least = max(GRAD_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
     if isinstance(conditioning, torch.Tensor):
         magnitude = torch.where(ok_c, r.abs(), 0.0).amax(-1, keepdim=True)
         summed = SCORE_FLOOR[dtype] * torch.clamp(conditioning.double(), min=1.0) \

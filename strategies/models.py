@@ -21,15 +21,20 @@ from strategies.tensors import float_dtypes, tensor_specs
 LONG = (31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024)
 
 
+def rarely(common: st.SearchStrategy[int], rare: st.SearchStrategy[int], odds: int = 16
+           ) -> st.SearchStrategy[int]:
+    """`rare` once in `odds` draws, else `common`, which is what shrinking goes to."""
+    return st.integers(0, odds - 1).flatmap(lambda i: rare if i == odds - 1 else common)
+
+
 def lengths() -> st.SearchStrategy[int]:
-    """A query length: short, or rarely long."""
-    return st.one_of(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6),
-                     st.sampled_from(LONG[:9]))
+    """A query length: short, or rarely long (up to 129)."""
+    return rarely(st.integers(1, 6), st.sampled_from(LONG[:9]), odds=8)
 
 
 def cache_lengths() -> st.SearchStrategy[int]:
     """No cache first; a short one; rarely a long one, up to 1,024 past positions."""
-    return st.one_of(st.just(0), st.integers(1, 8), st.sampled_from(LONG))
+    return st.one_of(st.just(0), rarely(st.integers(1, 8), st.sampled_from(LONG), odds=4))
 
 
 def _plain(shape: tuple[int, ...], dtype: str) -> st.SearchStrategy[TensorSpec]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fuzz.case import (BACKENDS, BREAK_PLACES, FLAGS, MUTATIONS, PARAM_ATTRS, Attention,
                        BuildParams, CallContext, GraphBreak, KernelBlock, Mutate, ParamsAttr,
-                       Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement)
+                       Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement, walk)
 from strategies.attention import dropout_ps, scales
 
 CONSTANTS = (1.0, 0.5, -2.0, 0.0, 3.0)
@@ -135,10 +135,23 @@ def statements(draw: st.DrawFn, scope: Scope, ops: Operands, depth: int,
 @st.composite
 def programs(draw: st.DrawFn, tensors: list[str], params: list[str], ops: Operands
              ) -> Program:
-    """Up to five statements, then a non-empty selection of everything in scope to return."""
+    """Up to five statements, then a non-empty selection of everything in scope to return.
+    Three programs in four that draw no SDPA call get one at the end, returned: drawn
+    freely, most programs would have none (57% of 400), and real ones exist to call it.
+    The fourth keeps the programs that test Dynamo's handling of SDPA state alone, and is
+    what shrinking goes to, so a failure that needs no call loses it."""
     scope = Scope(list(tensors), list(params))
     body = draw(st.lists(statements(scope, ops, 0, True), min_size=1, max_size=5))
+    called = None
+    if not any(isinstance(s, Attention) for s in walk(body)) and draw(st.integers(0, 3)):
+        called = scope.fresh("out")
+        body.append(Attention(called, ops.query, ops.key, ops.value, ops.mask,
+                              draw(dropout_ps()), ops.is_causal, draw(scales()),
+                              ops.enable_gqa))
+        scope.tensors.append(called)
     returns = draw(st.lists(st.sampled_from(scope.all), min_size=1, max_size=4, unique=True))
+    if called is not None and called not in returns:
+        returns.insert(0, called)
     if len(returns) == 1 and returns[0] in scope.params:
         returns.append(tensors[0])  # an SDPAParams returned alone has no frame rule
     return Program(tuple(body), tuple(returns))
