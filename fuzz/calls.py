@@ -79,12 +79,15 @@ class Frames:
 @dataclass(frozen=True)
 class Call:
     """One call of the function: its outer `sdpa_kernel` context (`backends` None: none),
-    and which seed variant (`salt`) and length growth (`grow`) its inputs have."""
+    grad mode and autocast dtype, and which seed variant (`salt`) and length growth
+    (`grow`) its inputs have."""
 
     backends: tuple[str, ...] | None = None
     set_priority: bool = False
     salt: int = 0
     grow: int = 0
+    grad_mode: str = "default"
+    autocast: str | None = None
 
 
 def upstream_gradient(leaf: torch.Tensor, index: int, rounded_to: torch.dtype | None = None
@@ -119,11 +122,18 @@ def backward(leaves: tuple[Any, ...], inputs: dict[str, Any],
     return dict(zip(wanted, grads)), None
 
 
-def _outer(call: Call) -> contextlib.AbstractContextManager:
-    if call.backends is None:
-        return contextlib.nullcontext()
-    return sdpa_kernel([getattr(SDPBackend, b) for b in call.backends],
-                       set_priority=call.set_priority)
+def _outer(call: Call, device: str) -> contextlib.ExitStack:
+    """The call's contexts, entered: `sdpa_kernel`, grad mode, autocast. The float64
+    reference gets them too; autocast casts no float64 op, so it stays the truth."""
+    stack = contextlib.ExitStack()
+    if call.backends is not None:
+        stack.enter_context(sdpa_kernel([getattr(SDPBackend, b) for b in call.backends],
+                                        set_priority=call.set_priority))
+    if call.grad_mode != "default":
+        stack.enter_context(getattr(torch, call.grad_mode)())
+    if call.autocast is not None:
+        stack.enter_context(torch.autocast(device, dtype=getattr(torch, call.autocast)))
+    return stack
 
 
 def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
@@ -138,7 +148,9 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
     torch.manual_seed(DROPOUT_SEED)  # every run draws the same dropout (docs/oracle.md)
     # Kernel-choice warnings, Dynamo's advice and torch.fx's printout of an error inside a
     # graph are not compared; the outcome itself is.
-    with _outer(call), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    device = next((t.device.type for t in inputs.values() if isinstance(t, torch.Tensor)), "cpu")
+    with _outer(call, device), warnings.catch_warnings(), \
+            contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             with mode or contextlib.nullcontext():

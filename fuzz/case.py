@@ -502,29 +502,39 @@ def reseed(seed: int, salt: int) -> int:
     return (seed + salt * 0x9E3779B1) % 2**63
 
 
+GRAD_MODES = ("default", "no_grad", "enable_grad", "inference_mode")
+AUTOCASTS = (None, "bfloat16", "float16")
+
+
 @dataclass(frozen=True)
 class CallContext:
-    """The `sdpa_kernel` context a call of the function is made from (None: no context), and
-    the salt of its input values: a call with `reseed` k gets the inputs of the case's seed
-    variant k (same shapes, dtypes and layouts, other values), so that a compiled function
-    reused on new values is tested as a program that calls it twice would be."""
+    """The contexts a call of the function is made from: `sdpa_kernel` (`backends` None:
+    none), a grad mode (`torch.no_grad()`, ...; `default` is none) and CPU or CUDA autocast
+    to a 16-bit dtype; and the salt of its input values: a call with `reseed` k gets the
+    inputs of the case's seed variant k (same shapes, dtypes and layouts, other values), so
+    that a compiled function reused on new values is tested as a program that calls it
+    twice would be."""
 
     backends: tuple[str, ...] | None = None
     set_priority: bool = False
     reseed: int = 0
     grow: int = 0  # added to the sequence lengths L and S of every input (`grow_dims`)
+    grad_mode: str = "default"
+    autocast: str | None = None
 
     @property
-    def kernel(self) -> tuple[tuple[str, ...] | None, bool]:
-        """What Dynamo may guard on: the context, not the values."""
-        return self.backends, self.set_priority
-
-    @property
-    def shape_key(self) -> tuple:
-        """Calls with equal keys see inputs of equal shapes from equal contexts."""
-        return self.kernel, self.grow
+    def guarded(self) -> tuple:
+        """What Dynamo's guards see of the contexts, not the values: the kernel context,
+        whether grad is enabled (`enable_grad` around a call is the default state),
+        inference mode, and the autocast dtype. Calls with equal keys must share graphs."""
+        grad = "default" if self.grad_mode == "enable_grad" else self.grad_mode
+        return self.backends, self.set_priority, grad, self.autocast
 
     def validate(self) -> None:
+        _require(self.grad_mode in GRAD_MODES,
+                 f"call grad mode {self.grad_mode!r} not in {GRAD_MODES}")
+        _require(self.autocast in AUTOCASTS, f"call autocast {self.autocast!r} not in "
+                 f"{AUTOCASTS}")
         _require(0 <= self.reseed < 2**16, f"call reseed {self.reseed} not in [0, 65536)")
         _require(0 <= self.grow <= 64, f"call grow {self.grow} not in [0, 64]")
         if self.backends is not None:

@@ -255,6 +255,10 @@ def features(case: Case) -> frozenset[str]:
             found.add("calls:reseed")
         if call.grow:
             found.add("calls:grow")
+        if call.grad_mode != "default":
+            found.add(f"calls:grad={call.grad_mode}")
+        if call.autocast is not None:
+            found.add(f"calls:autocast={call.autocast}")
     if len(case.program.returns) > 1:
         found.add("returns:several")
     return _with_parents(found)

@@ -14,7 +14,8 @@ import ast
 from dataclasses import dataclass
 
 from fuzz.calls import DROPOUT_SEED
-from fuzz.case import Case, ParamsInput, TensorSpec, grow_dims, marked_dims, reseed
+from fuzz.case import (CallContext, Case, ParamsInput, TensorSpec, grow_dims, marked_dims,
+                       reseed)
 from fuzz.check import Failure
 from fuzz.codegen import backend_expression, backend_list, function_source
 from fuzz.plan import plan_of
@@ -186,6 +187,38 @@ def _touches_state(case: Case) -> bool:
     return case.program.sets_backend_state or any(c.backends is not None for c in case.calls)
 
 
+NULL = "contextlib.nullcontext()"
+
+
+def _kernel_context(c: CallContext, device: str) -> str:
+    return NULL if c.backends is None else (
+        f"sdpa_kernel({backend_list(c.backends)}"
+        + (", set_priority=True)" if c.set_priority else ")"))
+
+
+def _grad_context(c: CallContext, device: str) -> str:
+    return NULL if c.grad_mode == "default" else f"torch.{c.grad_mode}()"
+
+
+def _autocast_context(c: CallContext, device: str) -> str:
+    return NULL if c.autocast is None else \
+        f"torch.autocast({device!r}, dtype=torch.{c.autocast})"
+
+
+CONTEXT_KINDS = (_kernel_context, _grad_context, _autocast_context)
+
+
+def _context_item(kind, calls: tuple[CallContext, ...], device: str) -> str:
+    """One `with` item: the context of this kind each call is made from, or nothing
+    where none is; `(a, b)[i]` where the calls differ."""
+    contexts = [kind(c, device) for c in calls]
+    if all(c == NULL for c in contexts):
+        return ""
+    if len(set(contexts)) == 1:
+        return contexts[0]
+    return "(" + ",\n      ".join(contexts) + ")[i]"
+
+
 def call_source(case: Case, calls: int, varies: bool, catch: bool, cast: bool,
                 read_state: bool = False) -> str:
     """`def call(f, i=0, dtype=None)`: call `i` of `f` as the fuzzer makes it, from fresh
@@ -203,21 +236,15 @@ def call_source(case: Case, calls: int, varies: bool, catch: bool, cast: bool,
         lines.append("restore(START)")
     if _random(case):
         lines.append(f"torch.manual_seed({DROPOUT_SEED})  # eager and compiled draw alike")
-    contexts = [f"sdpa_kernel({backend_list(c.backends)}"
-                + (", set_priority=True)" if c.set_priority else ")")
-                if c.backends is not None else "contextlib.nullcontext()"
-                for c in case.calls[:calls]]
     body = ["try:", "    return t, f(**t)", "except Exception as e:", "    return t, e"] \
         if catch else ["return t, f(**t)"]
     if read_state:
         body = ["try:", "    f(**t)", "except Exception as e:  # the state after an error "
                 "counts too", '    print(f"{f.__name__} raised {e!r}")', "return state()"]
-    if any(c.backends is not None for c in case.calls[:calls]):
-        if len(set(contexts)) == 1:
-            lines.append(f"with {contexts[0]}:")
-        else:
-            lines += ["with (" + contexts[0] + ","] + [f"      {c}," for c in contexts[1:-1]] \
-                + [f"      {contexts[-1]})[i]:"]
+    items = [_context_item(kind, case.calls[:calls], case.device) for kind in CONTEXT_KINDS]
+    items = [item for item in items if item]
+    if items:
+        lines += f"with {', '.join(items)}:".split("\n")
         body = ["    " + line for line in body]
     args = "f" + (", i=0" if calls > 1 else "") + (", dtype=None" if cast else "")
     return f"def call({args}):\n" + "".join(f"    {line}\n" for line in lines + body)

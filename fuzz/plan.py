@@ -51,7 +51,7 @@ def plan_of(case: Case) -> Plan:
     origins = {s.out: op for s in walk(case.program.body) if getattr(s, "out", None)
                for op, cls in STATEMENTS.items() if type(s) is cls}
     sized = size_recompiles(case)
-    contexts = [c.kernel for c in case.calls]
+    contexts = [c.guarded for c in case.calls]
     return Plan(
         returns=tuple(case.program.returns),
         input_names=case.input_names,
@@ -78,4 +78,5 @@ def plan_of(case: Case) -> Plan:
 
 def calls_of(case: Case) -> tuple[Call, ...]:
     """The case's calls as `fuzz.calls` makes them."""
-    return tuple(Call(c.backends, c.set_priority, c.reseed, c.grow) for c in case.calls)
+    return tuple(Call(c.backends, c.set_priority, c.reseed, c.grow, c.grad_mode, c.autocast)
+                 for c in case.calls)

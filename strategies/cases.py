@@ -16,7 +16,8 @@ from strategies.attention import dropout_ps, scales
 from strategies.compile_settings import compile_specs
 from strategies.geometry import geometries
 from strategies.masks import mask_specs
-from strategies.programs import Operands, call_sequences, kernel_contexts, programs
+from strategies.programs import (Operands, call_sequences, kernel_contexts, programs,
+                                 with_modes)
 from strategies.tensors import float_dtypes, tensor_specs
 
 INVALID = (None, "mask-and-causal", "head-dim-mismatch", "value-length-mismatch",
@@ -96,7 +97,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         call = Attention(out="out", mask=mask, dropout_p=draw(dropout_ps()),
                          is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
         program = Program(body=(call,), returns=("out",))
-        first = draw(kernel_contexts()) if device == "cuda" else CallContext()
+        first = draw(with_modes(draw(kernel_contexts()) if device == "cuda" else CallContext()))
         # Later calls with longer sequences: automatic dynamic shapes, and recompiles.
         calls = (first,) + tuple(replace(first, grow=g) for g in draw(grows))
         # CPU flash accepts a value longer than the key and corrupts the heap in float64

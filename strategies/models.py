@@ -15,6 +15,7 @@ from fuzz.case import (GQA_FORMS, HEAD_OPS, MAX_DIM, MERGES, PROJECTIONS, CallCo
 from strategies.attention import dropout_ps, scales
 from strategies.compile_settings import compile_specs
 from strategies.masks import mask_specs
+from strategies.programs import with_modes
 from strategies.tensors import float_dtypes, tensor_specs
 
 # One off the CPU flash kernel's query and key block sizes (32 to 512, by length).
@@ -92,8 +93,10 @@ def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str =
         mask=mask, is_causal=mask is None and draw(st.booleans()), dropout_p=draw(dropout_ps()),
         scale=draw(scales()), merge=draw(st.sampled_from(MERGES)), out_proj=out_proj)
     # A model calls its layer again on new values: the compiled program must serve them.
-    calls = (CallContext(),) + tuple(CallContext(reseed=s) for s in draw(
-        st.lists(st.integers(1, 3), max_size=1)))
+    # Under any grad mode or autocast, which may change between the calls.
+    calls = (draw(with_modes(CallContext())),) + tuple(
+        draw(with_modes(CallContext(reseed=s))) for s in draw(st.lists(st.integers(1, 3),
+                                                                       max_size=1)))
     return Case(inputs=tuple(inputs), program=Program((layer,), ("out",)),
                 compile=draw(compile_specs(backend)), device=device, calls=calls)
 

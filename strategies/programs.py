@@ -7,11 +7,12 @@ plain one, so a shrunk program keeps only the statements its failure needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import strategies as st
 
-from fuzz.case import (BACKENDS, BREAK_PLACES, FLAGS, MUTATIONS, PARAM_ATTRS, Attention,
+from fuzz.case import (AUTOCASTS, BACKENDS, BREAK_PLACES, FLAGS, GRAD_MODES, MUTATIONS,
+                       PARAM_ATTRS, Attention,
                        BuildParams, CallContext, GraphBreak, KernelBlock, Mutate, ParamsAttr,
                        Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement, walk)
 from strategies.attention import dropout_ps, scales
@@ -54,13 +55,32 @@ def backend_lists() -> st.SearchStrategy[tuple[str, ...]]:
                     unique=True).map(tuple)
 
 
+def grad_modes() -> st.SearchStrategy[str]:
+    """No grad mode around the call first; then any, `enable_grad` (the default state,
+    which must share the default's graphs) included."""
+    return st.one_of(st.just("default"), st.sampled_from(GRAD_MODES))
+
+
+def autocasts() -> st.SearchStrategy[str | None]:
+    """Mostly no autocast around the call; sometimes to bfloat16 or float16."""
+    return st.one_of(st.none(), st.none(), st.sampled_from(AUTOCASTS))
+
+
+@st.composite
+def with_modes(draw: st.DrawFn, context: CallContext) -> CallContext:
+    """The context with a grad mode and an autocast dtype around the call too."""
+    return replace(context, grad_mode=draw(grad_modes()), autocast=draw(autocasts()))
+
+
 def call_contexts() -> st.SearchStrategy[CallContext]:
-    """No outer context first; then any backend list, with or without priority. Inputs of
-    the case's own values first, then of a seed variant: a call on new values of the same
-    shapes, which the compiled function must serve without compiling again."""
+    """No outer context first; then any backend list, with or without priority; and
+    global modes (`with_modes`). Inputs of the case's own values first, then of a seed
+    variant: a call on new values of the same shapes, which the compiled function must
+    serve without compiling again."""
     salts = st.one_of(st.just(0), st.integers(1, 3))
     return st.one_of(st.builds(CallContext, st.none(), st.just(False), salts),
-                     st.builds(CallContext, backend_lists(), st.booleans(), salts))
+                     st.builds(CallContext, backend_lists(), st.booleans(), salts)
+                     ).flatmap(with_modes)
 
 
 def kernel_contexts() -> st.SearchStrategy[CallContext]:

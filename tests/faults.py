@@ -292,6 +292,23 @@ def _long_keys_tail_dropped(c: Call):
     return c.run(key=c.key[..., :-1, :], value=c.value[..., :-1, :], attn_mask=mask)
 
 
+def _inference_rows_nan(c: Call):
+    """Under `torch.inference_mode`, the last query row comes out NaN."""
+    return _last_row_nan(c) if torch.is_inference_mode_enabled() else None
+
+
+def _float16_autocast_as_bfloat16(c: Call):
+    """Under float16 autocast, attention computed in bfloat16 and returned as float16."""
+    if not (torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.float16):
+        return None
+    with torch.autocast("cpu", enabled=False):
+        low = [t.to(torch.bfloat16) if t is not None and t.is_floating_point() else t
+               for t in (c.query, c.key, c.value, c.attn_mask)]
+        return Call(*low, c.dropout_p, c.is_causal, c.scale, c.enable_gqa).run().to(
+            torch.float16)
+
+
 def _symbolic_sizes(gm: torch.fx.GraphModule) -> bool:
     """Whether Dynamo traced the graph with a tensor of symbolic size (a dynamic-shape
     graph). A symbolic int alone is not enough: a marked input whose view has a storage
@@ -320,6 +337,8 @@ dropout_unscaled = fault_backend(_dropout_unscaled)
 bf16_output_bump = fault_backend(_bf16_output_bump)
 long_wide_query_grad = fault_backend(_long_wide_query_grad)
 aliased_qkv = fault_backend(_aliased_qkv)
+inference_rows_nan = fault_backend(_inference_rows_nan)
+float16_autocast_as_bfloat16 = fault_backend(_float16_autocast_as_bfloat16)
 long_keys_tail_dropped = fault_backend(_long_keys_tail_dropped)
 fused_kernel_drops_last_key = fault_backend(_fused_kernel_drops_last_key)
 
@@ -614,6 +633,13 @@ MODEL_CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "aliased_qkv": lambda c: any(not a.weights for a in _layers(c)),
     "long_keys_tail_dropped": lambda c: any(_keys(c, a)[1] >= 256 and _keys(c, a)[0] < _keys(c, a)[1]
                                             for a in _layers(c)),
+}
+
+# Faults of global modes around a call (`CallContext.grad_mode`, `autocast`).
+MODE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
+    "inference_rows_nan": lambda c: any(call.grad_mode == "inference_mode" for call in c.calls),
+    "float16_autocast_as_bfloat16": lambda c: any(call.autocast == "float16"
+                                                  for call in c.calls),
 }
 
 # What the shrunk case of each process-level finding of `crash_or_hang` must show.
