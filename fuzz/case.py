@@ -133,7 +133,9 @@ class Attention:
     def check(self, scope: Scope) -> None:
         for ref in (self.query, self.key, self.value, self.mask):
             scope.need(ref, "tensor", "attention")
-        _require(0.0 <= self.dropout_p < 1.0, f"dropout_p {self.dropout_p} not in [0, 1)")
+        # Outside [0, 1) is an invalid argument, drawn on purpose: eager and compiled must
+        # refuse it alike.
+        _require(-1.0 <= self.dropout_p <= 2.0, f"dropout_p {self.dropout_p} not in [-1, 2]")
         scope.define(self.out, "tensor")
 
 

@@ -8,6 +8,7 @@ the input builder and a small, torch-only checker around it.
 from __future__ import annotations
 
 import inspect
+import math
 
 from fuzz.carry import carried_source
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
@@ -42,6 +43,11 @@ def kernel_call(backends: tuple[str, ...], set_priority: bool) -> str:
                                                       else ")")
 
 
+def number(x: float) -> str:
+    """A float as Python source: `float('nan')` and `float('inf')` have no literal."""
+    return repr(x) if math.isfinite(x) else f"float('{x}')"
+
+
 def _attention(stmt: Attention) -> str:
     args = [stmt.query, stmt.key, stmt.value]
     if stmt.mask is not None:
@@ -51,7 +57,7 @@ def _attention(stmt: Attention) -> str:
     if stmt.is_causal:
         args.append("is_causal=True")
     if stmt.scale is not None:
-        args.append(f"scale={stmt.scale!r}")
+        args.append(f"scale={number(stmt.scale)}")
     if stmt.enable_gqa:
         args.append("enable_gqa=True")
     return f"{stmt.out} = F.scaled_dot_product_attention({', '.join(args)})"

@@ -114,8 +114,11 @@ def _attention_features(a: Attention, case: Case) -> set[str]:
         found.add("sdpa:mask" + (f":rank{len(m.shape)}" if m else ":computed"))
         if m is not None and q is not None and m.shape[-2:] != (q.shape[-2], m.shape[-1]):
             found.add("sdpa:mask:broadcast")
+        if m is not None and q is not None and k is not None \
+                and len(m.shape) > max(len(q.shape), len(k.shape)):
+            found.add("sdpa:mask:rank-over")
     if a.dropout_p:
-        found.add("sdpa:dropout")
+        found.add("sdpa:dropout" + ("" if 0 < a.dropout_p < 1 else "=invalid"))
     if a.is_causal:
         found.add("sdpa:causal")
     if a.scale is not None:

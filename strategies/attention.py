@@ -16,5 +16,6 @@ def scales() -> st.SearchStrategy[float | None]:
 
 
 def dropout_ps() -> st.SearchStrategy[float]:
-    """Mostly 0. Above 0 the draw is random, so the oracle then checks no values."""
+    """Mostly 0. Above 0 the draws are random, and equal in every run: each call is made
+    right after seeding torch's generator (docs/oracle.md, "Dropout: compared under one seed")."""
     return st.one_of(st.just(0.0), st.sampled_from((0.1, 0.5)))

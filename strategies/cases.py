@@ -11,7 +11,8 @@ from dataclasses import replace
 
 from hypothesis import strategies as st
 
-from fuzz.case import FLOAT_DTYPES, Attention, CallContext, Case, ParamsInput, Program
+from fuzz.case import (FLOAT_DTYPES, INT_MASK_DTYPES, Attention, CallContext, Case, ParamsInput,
+                       Program)
 from strategies.attention import dropout_ps, scales
 from strategies.compile_settings import compile_specs
 from strategies.geometry import geometries
@@ -22,7 +23,10 @@ from strategies.tensors import float_dtypes, tensor_specs
 
 INVALID = (None, "mask-and-causal", "head-dim-mismatch", "value-length-mismatch",
            "heads-not-dividing", "batch-mismatch", "mixed-dtypes", "mask-dtype-mismatch",
-           "mask-shape-mismatch")
+           "mask-shape-mismatch", "dropout-out-of-range", "nonfinite-scale", "rank1-mask",
+           "integer-mask", "mask-rank-over")
+MASK_INVALID = ("mask-and-causal", "mask-dtype-mismatch", "mask-shape-mismatch", "rank1-mask",
+                "integer-mask", "mask-rank-over")
 
 
 def _grow(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
@@ -65,8 +69,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     inputs = [("q", draw(tensor_specs(q_shape, dtype, dense=fused))),
               ("k", draw(tensor_specs(k_shape, k_dtype, dense=fused))),
               ("v", draw(tensor_specs(v_shape, dtype, dense=fused)))]
-    use_mask = draw(st.booleans()) or invalid in (
-        "mask-and-causal", "mask-dtype-mismatch", "mask-shape-mismatch")
+    use_mask = draw(st.booleans()) or invalid in MASK_INVALID
     if use_mask:
         mask_dtype = dtype
         if invalid == "mask-dtype-mismatch":
@@ -77,6 +80,14 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         if invalid == "mask-shape-mismatch":
             mask = mask.__class__(**{**mask.__dict__, "shape": _grow(mask.shape, -1),
                                      "perm": mask.perm})
+        elif invalid == "rank1-mask":
+            mask = draw(tensor_specs(g.scores_shape[-1:], mask.dtype, st.just("random"),
+                                     dense=True))
+        elif invalid == "integer-mask":
+            mask = draw(tensor_specs(mask.shape, draw(st.sampled_from(INT_MASK_DTYPES)),
+                                     st.just("random")))
+        elif invalid == "mask-rank-over":
+            mask = draw(tensor_specs((2,) + g.scores_shape, mask.dtype, st.just("random")))
         inputs.append(("mask", mask))
     is_causal = invalid == "mask-and-causal" or (not use_mask and draw(st.booleans()))
     mask = "mask" if use_mask else None
@@ -94,8 +105,12 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         program = draw(programs([n for n, _ in inputs if n != "params"], params, ops))
         calls = draw(call_sequences())
     else:
-        call = Attention(out="out", mask=mask, dropout_p=draw(dropout_ps()),
-                         is_causal=is_causal, scale=draw(scales()), enable_gqa=g.enable_gqa)
+        dropout_p = draw(st.sampled_from((-0.1, 1.0, 1.5))) \
+            if invalid == "dropout-out-of-range" else draw(dropout_ps())
+        scale = draw(st.sampled_from((float("nan"), float("inf"), float("-inf")))) \
+            if invalid == "nonfinite-scale" else draw(scales())
+        call = Attention(out="out", mask=mask, dropout_p=dropout_p, is_causal=is_causal,
+                         scale=scale, enable_gqa=g.enable_gqa)
         program = Program(body=(call,), returns=("out",))
         first = draw(with_modes(draw(kernel_contexts()) if device == "cuda" else CallContext()))
         # Later calls with longer sequences: automatic dynamic shapes, and recompiles.

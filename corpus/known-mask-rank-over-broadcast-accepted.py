@@ -1,0 +1,37 @@
+"""sdpa-fuzz, backend 'aot_eager': compiled and eager raise differently
+(outcome:call:eager-raised-RuntimeError). Exits 1 while it diverges, 0 once fixed."""
+import torch
+import torch.nn.functional as F
+
+def fn(q, k, v, mask):
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out
+
+def inputs():
+    q = torch.randn((1, 2, 3, 4), generator=torch.Generator().manual_seed(0))
+    k = torch.randn((1, 2, 3, 4), generator=torch.Generator().manual_seed(1))
+    v = torch.randn((1, 2, 3, 4), generator=torch.Generator().manual_seed(2))
+    mask = torch.rand((2, 1, 2, 3, 3), generator=torch.Generator().manual_seed(0)) < 0.7
+    return {'q': q, 'k': k, 'v': v, 'mask': mask}
+
+def call(f):
+    t = inputs()
+    try:
+        return t, f(**t)
+    except Exception as e:
+        return t, e
+
+def root(e):  # the innermost exception, through Dynamo's wrappers
+    while isinstance(e, Exception) and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    return e
+
+compiled = torch.compile(fn, backend='aot_eager')
+_, e = call(fn)
+_, c = call(compiled)
+print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
+print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
+x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no user error
+failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or isinstance(c, x.Unsupported) and c.__cause__ is None
+same = type(root(e)) is type(root(c)) and not failed
+raise SystemExit((e is None) != (c is None) or e is not None and not same)
