@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 from fuzz.backends import BackendError, resolve_backend
 from fuzz.case import DEVICES, CaseError
 from strategies import SPACES
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_TOOL = 0, 1, 2, 3
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a scheduler's, `timeout`'s) stops a run as Ctrl-C does: findings kept,
+    summary printed, report written."""
+    raise KeyboardInterrupt
 
 
 class UsageError(Exception):
@@ -111,6 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        workers=args.workers, case_timeout=args.case_timeout,
                        variants=args.variants, known=tuple(args.known),
                        progress=sys.stderr.isatty())
+    signal.signal(signal.SIGTERM, _terminate)
     stats = Fuzzer(config).run()
     print(f"{stats.examples} cases ({stats.programs} programs) in {stats.elapsed:.1f}s "
           f"({stats.examples / max(stats.elapsed, 1e-9):.2f} cases/s, {args.workers} "
@@ -129,6 +138,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from fuzz.corpus import corpus_files, load_entry
+    import torch
+
     from fuzz.replay import replay_entry
     from fuzz.worker import Worker
 
@@ -139,6 +150,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file or folder: {missing[0]}")
     entries = [load_entry(p) for p in files]  # refuse a bad file before running anything
     bad = 0
+    skipped = [e for e in entries if e.case.device == "cuda"] \
+        if args.device is None and not torch.cuda.is_available() else []
+    for entry in skipped:
+        print(f"{entry.path}: skipped: a CUDA entry, and no GPU here (--device cpu replays "
+              "it on the CPU)", flush=True)
+    entries = [e for e in entries if e not in skipped]
     cuda = args.device == "cuda" or any(e.case.device == "cuda" for e in entries)
     worker = Worker(args.case_timeout, device="cuda" if cuda else "cpu")
     try:
@@ -148,7 +165,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             bad += not result.ok
     finally:
         worker.close()
-    print(f"{len(entries) - bad} ok, {bad} not as recorded")
+    print(f"{len(entries) - bad} ok, {bad} not as recorded"
+          + (f", {len(skipped)} skipped" if skipped else ""))
     return EXIT_FAILURES if bad else EXIT_OK
 
 
@@ -194,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, CaseError) as exc:
         print(f"sdpa-fuzz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception:  # sdpa-fuzz's own failure: not a finding (1), not bad input (2)
+        traceback.print_exc()
+        print("sdpa-fuzz: internal error (a bug in sdpa-fuzz, not in the code under test)",
+              file=sys.stderr)
+        return EXIT_TOOL
 
 
 if __name__ == "__main__":
