@@ -118,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        database=args.db, report=args.report, confirm=not args.no_confirm,
                        workers=args.workers, case_timeout=args.case_timeout,
                        variants=args.variants, known=tuple(args.known),
-                       progress=sys.stderr.isatty())
+                       progress=sys.stderr.isatty(), arguments=tuple(sys.argv[1:]))
     signal.signal(signal.SIGTERM, _terminate)
     stats = Fuzzer(config).run()
     print(f"{stats.examples} cases ({stats.programs} programs) in {stats.elapsed:.1f}s "

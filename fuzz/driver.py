@@ -12,6 +12,7 @@ another, and a key one thread is shrinking is not chased by another.
 from __future__ import annotations
 
 import faulthandler
+import importlib.metadata
 import json
 import sys
 import threading
@@ -41,6 +42,7 @@ from strategies import space
 MAX_VARIANTS = 16
 MAX_FLAKY = 3  # flaky findings of one key, in the corpus's quarantine, before it closes
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
+REPORT_EVERY_S = 60.0  # a running report and, off a terminal, a progress line
 VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
 
 
@@ -88,6 +90,14 @@ class RunConfig:
     variants: int | None = None  # seed variants per compiled program; None: adaptive
     known: tuple[Path, ...] = ()  # other corpora whose bugs are not reported again
     stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
+    arguments: tuple[str, ...] = ()  # the command line, for the report
+
+
+def tool_version() -> str:
+    try:
+        return importlib.metadata.version("sdpa-fuzz")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _smaller(a: Case, b: Case | None) -> bool:
@@ -113,6 +123,7 @@ class Fuzzer:
         self.best: dict[str, tuple[Case, Verdict]] = {}  # found, not yet recorded
         self.owner: dict[str, int] = {}  # which search is shrinking a key
         self.database_path = config.database or config.corpus / ".hypothesis"
+        self._reported = time.monotonic()  # when the report was last written
 
     def _corpus_bugs(self) -> list[KnownBug]:
         config = self.config
@@ -316,14 +327,28 @@ class Fuzzer:
         return self.stats
 
     def _progress(self) -> None:
+        """On a terminal, the progress line, redrawn; off one (a batch job's log), a line
+        and the report rewritten every REPORT_EVERY_S, so a long run shows where it is."""
         if self.config.progress:
             sys.stderr.write("\r" + progress_line(self.stats, self.config.time_budget))
             sys.stderr.flush()
+        if time.monotonic() - self._reported < REPORT_EVERY_S:
+            return
+        self._reported = time.monotonic()
+        if not self.config.progress:
+            print(progress_line(self.stats, self.config.time_budget).rstrip(), file=sys.stderr,
+                  flush=True)
+        if self.config.report is not None:
+            atomic_write(self.config.report,
+                         json.dumps(self.report(final=False), indent=1) + "\n")
 
-    def report(self) -> dict[str, Any]:
+    def report(self, final: bool = True) -> dict[str, Any]:
+        """The run's report; `final` False while the run goes on."""
         with self.lock:
-            return run_report(self.stats, self.config.backend, self.config.device,
-                              self.config.seed, self.config.workers)
+            return {"sdpa_fuzz": tool_version(), "arguments": list(self.config.arguments),
+                    "final": final, **run_report(self.stats, self.config.backend,
+                                                 self.config.device, self.config.seed,
+                                                 self.config.workers)}
 
 
 @dataclass

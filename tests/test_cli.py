@@ -192,7 +192,8 @@ def test_sigterm_stops_a_run_with_its_report(tmp_path) -> None:
     # 1 if it happened on a torch bug not yet in the corpus, kept as unconfirmed
     assert run.returncode in (0, 1) and "[interrupted]" in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    assert json.loads(report.read_text())["interrupted"]
+    written = json.loads(report.read_text())
+    assert written["interrupted"] and written["final"] and written["arguments"][0] == "run"
 
 
 def test_replay_of_the_corpus_skips_cuda_entries_without_a_gpu() -> None:
