@@ -50,7 +50,7 @@ def test_newer_schema_is_refused_naming_the_version() -> None:
     (lambda d: d["case"]["inputs"]["q"].update(shape="big"), "expected a list"),
     (lambda d: d["case"]["program"]["body"][0].update(op="teleport"), "unknown statement op"),
     (lambda d: d["case"]["program"]["body"][0].update(key="nope"), "'nope', which is not"),
-    (lambda d: d["case"]["program"]["body"][0].update(dropout_p=1.5), "dropout_p 1.5"),
+    (lambda d: d["case"]["program"]["body"][0].update(dropout_p=2.5), "dropout_p 2.5"),
     (lambda d: d["case"]["program"].update(returns=["ghost"]), "never defines"),
     (lambda d: d["case"].update(device="tpu"), "device 'tpu'"),
 ])

@@ -68,11 +68,12 @@ def test_compiled_hand_written_attention_matches_eager(backend: str, case) -> No
     check(case, backend)
 
 
-@settings(max_examples=max(1, settings.default.max_examples // 2))
+@settings(max_examples=max(1, settings.default.max_examples // 4))
 @given(case=model_attention_cases())
 def test_compiled_model_attention_layer_matches_eager(backend: str, case) -> None:
     """SDPA fed as models feed it: projections, fused qkv views, rotary embeddings, a KV
-    cache, merged heads. Half the profile's examples: each compiles a whole layer."""
+    cache, merged heads. A quarter of the profile's examples: each compiles a whole layer,
+    and the space has its own fault tests (tests/test_models.py)."""
     check(case, backend)
 
 
