@@ -39,14 +39,15 @@ def _grow(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
 def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
                     dtypes: st.SearchStrategy[str] | None = None, valid_only: bool = False,
                     form: str = "call", backward: st.SearchStrategy[bool] = st.booleans(),
-                    grows: st.SearchStrategy[list[int]] = st.lists(st.integers(1, 3), max_size=2)
-                    ) -> Case:
+                    grows: st.SearchStrategy[list[int]] = st.lists(st.integers(1, 3), max_size=2),
+                    modes: bool = True) -> Case:
     """A case over q, k, v and maybe a mask: a single SDPA call (`form="call"`), a whole
     program around SDPA, maybe with an SDPAParams input and several calls from outer
     contexts (`"program"`), or either (`"any"`). A single call may also run backward
     (q, k, v, and a float mask sometimes, then require grad), and be called again with
     longer sequences. On CUDA a single call is often made inside an `sdpa_kernel` context
-    that picks the kernel."""
+    that picks the kernel. `modes` False: a single call with no grad mode or autocast
+    around it (for tests of faults that modes do not trigger)."""
     # On CUDA, half the cases are shaped for the fused kernels: drawn freely, few are.
     fused = device == "cuda" and draw(st.booleans())
     g = draw(geometries(device, fused))
@@ -117,7 +118,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         # dynamic-shape rules were measured with no grad mode or autocast around the
         # calls, so only calls of one size get those (docs/oracle.md, "Global modes").
         grown = draw(grows)
-        first = draw(with_modes(first)) if not grown else first
+        first = draw(with_modes(first)) if modes and not grown else first
         calls = (first,) + tuple(replace(first, grow=g) for g in grown)
         # CPU flash accepts a value longer than the key and corrupts the heap in float64
         # backward (docs/findings.md, eager-only): an abort that is eager's, not compiled's.

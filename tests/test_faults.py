@@ -74,12 +74,13 @@ def shrunk_failure(backend: str, strategy, clean_backend: str = "eager", max_exa
 def fault_search(fault: str, backend: str):
     """The part of the space a fault's test searches, to keep CI short: backward for the
     gradient fault alone (always), and later calls of other sizes for the dynamic-shape
-    one alone, since each costs a compile. The fuzzer itself, and benchmarks/detection.py, search it all."""
+    one alone, since each costs a compile; no global modes, which tests/test_modes.py
+    searches with faults of their own. The fuzzer itself, and benchmarks/detection.py, search it all."""
     if fault in DYNAMO_FAULTS:
         return program_cases(backend)
     return attention_cases(backend, backward=st.just(fault in GRADIENT_FAULTS),
                            grows=st.lists(st.integers(1, 3), max_size=2)
-                           if fault in DYNAMIC_FAULTS else st.just([]))
+                           if fault in DYNAMIC_FAULTS else st.just([]), modes=False)
 
 
 @pytest.mark.parametrize("fault", sorted(faults.CONDITIONS))
