@@ -137,7 +137,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from fuzz.corpus import corpus_files, load_entry
+    from fuzz.backends import declared_layers
+    from fuzz.corpus import corpus_files, known_bugs, load_entry
+    from fuzz.identity import backend_layers
     import torch
 
     from fuzz.replay import replay_entry
@@ -157,10 +159,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
               "it on the CPU)", flush=True)
     entries = [e for e in entries if e not in skipped]
     cuda = args.device == "cuda" or any(e.case.device == "cuda" for e in entries)
+    # On another backend, a case may fail only as the replayed corpora's known bugs do.
+    known = [bug for p in args.paths if p.is_dir() for bug in known_bugs(
+        p, args.backend, backend_layers(args.backend, declared_layers(args.backend)))
+    ] if args.backend else []
     worker = Worker(args.case_timeout, device="cuda" if cuda else "cpu")
     try:
         for entry in entries:
-            result = replay_entry(entry, worker, args.backend, args.device)
+            result = replay_entry(entry, worker, args.backend, args.device, known)
             print(result.describe(), flush=True)
             bad += not result.ok
     finally:

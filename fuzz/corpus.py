@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib.util
 import json
 from collections import Counter
 import os
@@ -212,6 +213,16 @@ def silences(entry: Entry, backend: str, layers: tuple[str, ...], version: str) 
     if expect.layer is None:
         return entry.case.compile.backend == backend
     return expect.layer in layers
+
+
+def packaged_corpus() -> Path:
+    """The committed corpus as installed: pyproject.toml ships corpus/ as the
+    `sdpa_fuzz_corpus` package, so an installed sdpa-fuzz knows its bugs from any folder."""
+    spec = importlib.util.find_spec("sdpa_fuzz_corpus")
+    if spec is None or not spec.submodule_search_locations:
+        raise CaseError("the packaged corpus (sdpa_fuzz_corpus) is not installed; "
+                        "reinstall sdpa-fuzz")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def known_bugs(folder: Path, backend: str, layers: tuple[str, ...]) -> list[KnownBug]:

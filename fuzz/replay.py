@@ -7,10 +7,12 @@ reported like a strict xfail rather than silently accepted.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import torch
 
-from fuzz.corpus import Entry, entry_identities
+from fuzz.corpus import Entry, KnownBug, entry_identities
+from fuzz.identity import features
 from fuzz.oracle import Verdict
 from fuzz.worker import Worker
 
@@ -19,11 +21,11 @@ from fuzz.worker import Worker
 class ReplayResult:
     entry: Entry
     verdict: Verdict
-    status: str  # ok | unexpected-failure | fixed | different-failure
+    status: str  # ok | known | unexpected-failure | fixed | different-failure
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status in ("ok", "known")
 
     def describe(self) -> str:
         expect = self.entry.expect
@@ -35,26 +37,36 @@ class ReplayResult:
                     f"{torch.__version__}; update its expectation to pass")
         if self.status == "different-failure":
             return f"{head}: expected {expect.signature}, got\n{self.verdict.explain()}"
+        if self.status == "known":
+            return (f"{head}: fails on this backend only as known bugs do:\n"
+                    f"{self.verdict.explain()}")
         return head
 
 
 def replay_entry(entry: Entry, worker: Worker, backend: str | None = None,
-                 device: str | None = None) -> ReplayResult:
+                 device: str | None = None, known: Sequence[KnownBug] = ()) -> ReplayResult:
     """Run the entry's case in `worker` (so a recorded crash or hang is observed, not
-    suffered) and hold it to its expectation. A known failure is expected only on the
-    backend and device it was found on and in its torch range; elsewhere, a pass."""
+    suffered) and hold it to its expectation.
+
+    On the backend and device it was found with, in its torch range, a known failure must
+    still fail the same way (a pass is `fixed`). Anywhere else the case must pass, or fail
+    only with failures that `known` bugs cover (`known`): a backend that shares a layer
+    with a recorded bug may meet it, or a bug of the same layer, in any entry."""
     case = entry.case if device is None else replace(entry.case, device=device)
     backend = backend or case.compile.backend
     verdict = list(worker.judge(backend, [case]))[0].verdict
     expect = entry.expect
-    failing = (expect.outcome == "known-failure" and expect.applies_to(torch.__version__)
-               and backend == entry.case.compile.backend and case.device == entry.case.device)
-    if not failing:
-        status = "ok" if verdict.ok else "unexpected-failure"
-    elif verdict.ok:
-        status = "fixed"
-    else:
+    recorded = (expect.outcome == "known-failure" and expect.applies_to(torch.__version__)
+                and backend == entry.case.compile.backend and case.device == entry.case.device)
+    if recorded:
         keys = {i.key for i in entry_identities(entry)}
         shown = any(f.signature == expect.signature or f.key in keys for f in verdict.failures)
-        status = "ok" if shown else "different-failure"
+        status = "fixed" if verdict.ok else "ok" if shown else "different-failure"
+    elif verdict.ok:
+        status = "ok"
+    else:
+        found = features(case)
+        covered = all(any(b.identity.covers(f.key, found) for b in known)
+                      for f in verdict.failures)
+        status = "known" if covered else "unexpected-failure"
     return ReplayResult(entry, verdict, status)

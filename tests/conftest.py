@@ -1,8 +1,7 @@
-"""Hypothesis profiles and the choice of backends under test.
-
-Profiles: `ci` (small, derandomised), `dev` (the default), `fuzz` (long runs). Pick one
-with HYPOTHESIS_PROFILE. Backends: `--backend B` (repeatable) or SDPA_FUZZ_BACKENDS=a,b;
-`module:attr` names any torch.compile backend callable.
+"""Hypothesis profiles (`fuzz.profiles`: `ci`, `dev`, `fuzz`, chosen with
+HYPOTHESIS_PROFILE) and the choice of backends under test: `--backend B` (repeatable) or
+SDPA_FUZZ_BACKENDS=a,b; `module:attr` names any torch.compile backend callable. The
+installed plugin's `--sdpa-fuzz-backend` (fuzz/plugin.py) takes over where it is given.
 """
 
 from __future__ import annotations
@@ -10,14 +9,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                    HealthCheck.data_too_large])
-settings.register_profile("ci", max_examples=25, derandomize=True, print_blob=True, **COMMON)
-settings.register_profile("dev", max_examples=100, print_blob=True, **COMMON)
-settings.register_profile("fuzz", max_examples=100_000, print_blob=True, **COMMON)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+from fuzz.profiles import load_profile
+
+load_profile()
 
 DEFAULT_BACKENDS = ("eager", "aot_eager", "inductor")
 
@@ -36,5 +31,7 @@ def selected_backends(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", selected_backends(metafunc.config))
+    for name in ("backend", "sdpa_fuzz_backend"):
+        if name in metafunc.fixturenames and not metafunc.config.getoption(
+                "sdpa_fuzz_backend"):
+            metafunc.parametrize(name, selected_backends(metafunc.config))

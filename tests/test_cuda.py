@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 
+from fuzz.api import check_case
 from fuzz.case import Case, TensorSpec
 from fuzz.calls import _outer
 from fuzz.execute import run_case
@@ -23,7 +24,6 @@ from strategies import cases, hand_attention_cases
 from strategies.cases import attention_cases
 from tests import faults
 from tests.test_faults import shrunk_failure
-from tests.test_property import check
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -34,9 +34,9 @@ def aligned(case: Case) -> Case:
     """The case with its offset layouts made contiguous. pytorch/pytorch#183484: the
     efficient kernel reads tensors whose storage offset breaks its 16-byte alignment and
     faults (misaligned address), eager or compiled, which leaves the process's CUDA context
-    unusable for every later example. So in-process tests keep storage aligned; the fuzz
-    driver, whose workers are processes of their own, keeps the offset layout and reports
-    such a fault as a crash."""
+    unusable for every later case in that process, the worker `check_case` reuses. So
+    these tests keep storage aligned; the fuzz driver, which replaces a worker after a
+    crash, keeps the offset layout and reports such a fault as a crash."""
     return replace(case, inputs=tuple(
         (name, replace(spec, layout="contiguous"))
         if isinstance(spec, TensorSpec) and spec.layout == "offset" else (name, spec)
@@ -45,12 +45,12 @@ def aligned(case: Case) -> Case:
 
 @given(case=cases(device="cuda").map(aligned))
 def test_compiled_sdpa_on_cuda_matches_eager(backend: str, case) -> None:
-    check(case, backend)
+    check_case(case, backend)
 
 
 @given(case=hand_attention_cases(device="cuda").map(aligned))
 def test_compiled_hand_written_attention_on_cuda_matches_eager(backend: str, case) -> None:
-    check(case, backend)
+    check_case(case, backend)
 
 
 def test_the_kernel_named_is_the_one_the_dispatcher_picks() -> None:
