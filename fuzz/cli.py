@@ -1,8 +1,4 @@
-"""The `sdpa-fuzz` command line: run, replay, repro, show.
-
-Exit status: 0 nothing new failed; 1 new failures (run) or entries not showing what they
-record (replay); 2 bad usage or a bad input file, with a message naming it.
-"""
+"""The `sdpa-fuzz` command line: run, replay, repro, show."""
 
 from __future__ import annotations
 
@@ -10,14 +6,23 @@ import argparse
 import os
 import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
 from fuzz.backends import BackendError, resolve_backend
 from fuzz.case import DEVICES, CaseError
+from fuzz.version import tool_version
 from strategies import SPACES
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_TOOL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_TOOL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_STATUSES = """exit status:
+  0    nothing new failed
+  1    new findings (run), or entries not showing what they record (replay); findings
+       win over an interruption
+  2    bad usage or a bad input file, with a message naming it
+  3    an internal error of sdpa-fuzz (not of the code under test)
+  130  interrupted (Ctrl-C, SIGTERM) with nothing new"""
 
 
 def _terminate(signum, frame) -> None:
@@ -49,22 +54,35 @@ def _non_negative_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdpa-fuzz", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sdpa-fuzz", description=__doc__.splitlines()[0],
+                                     epilog=EXIT_STATUSES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {tool_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="generate cases until the budget is spent")
+    run = sub.add_parser("run", help="generate cases until the budget is spent",
+                         epilog=EXIT_STATUSES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--backend", default="inductor",
                      help="registered torch.compile backend, or module:attr")
     run.add_argument("--device", default="cpu", choices=DEVICES)
     run.add_argument("--space", default="all", choices=SPACES,
                      help="programs around SDPA calls, hand-written attention that Inductor "
-                     "may rewrite into SDPA, or both (default)")
-    run.add_argument("--time-budget", type=_positive(float), default=60.0, metavar="S")
+                     "may rewrite into SDPA, attention layers as models write them, or "
+                     "any of them (default)")
+    run.add_argument("--time-budget", type=_positive(float), default=60.0, metavar="S",
+                     help="seconds of search (default 60)")
+    run.add_argument("--confirm-budget", type=_positive(float), metavar="S",
+                     help="seconds more for confirming findings, after which the run ends "
+                          "and what is left is written unconfirmed (default: a quarter of "
+                          "--time-budget, at least 60)")
     run.add_argument("--max-examples", type=_positive(int), default=10**9, metavar="N")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--workers", type=_positive(int), default=os.cpu_count() or 1,
                      metavar="N", help="worker processes (default: the core count)")
-    run.add_argument("--case-timeout", type=_positive(float), default=300.0, metavar="S",
-                     help="a case running longer is a timeout finding")
+    run.add_argument("--case-timeout", type=_positive(float), metavar="S",
+                     help="a case running longer is a timeout finding (default: adaptive, "
+                          "10 times the slowest case so far, at least 30)")
     run.add_argument("--variants", type=_non_negative_int, metavar="N",
                      help="seed variants run on each compiled program (default: adaptive)")
     run.add_argument("--corpus", type=Path, default=Path("fuzz-out"), metavar="DIR")
@@ -117,6 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        max_examples=args.max_examples, seed=args.seed, corpus=args.corpus,
                        database=args.db, report=args.report, confirm=not args.no_confirm,
                        workers=args.workers, case_timeout=args.case_timeout,
+                       confirm_budget=args.confirm_budget,
                        variants=args.variants, known=tuple(args.known),
                        progress=sys.stderr.isatty(), arguments=tuple(sys.argv[1:]))
     signal.signal(signal.SIGTERM, _terminate)
@@ -128,7 +147,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
           + (" [interrupted]" if stats.interrupted else ""))
     for item in stats.findings + stats.unconfirmed:
         print(f"  {item['signature']}: {item['case']}")
-    status = EXIT_FAILURES if stats.findings or stats.unconfirmed else EXIT_OK
+    status = EXIT_FAILURES if stats.findings or stats.unconfirmed else \
+        EXIT_INTERRUPTED if stats.interrupted else EXIT_OK
     if stats.interrupted:  # everything is on disk and said; skip the interpreter's
         sys.stdout.flush()  # exit-time joins of abandoned searches and their workers
         sys.stderr.flush()
@@ -218,10 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, CaseError) as exc:
         print(f"sdpa-fuzz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception:  # sdpa-fuzz's own failure: not a finding (1), not bad input (2)
-        traceback.print_exc()
-        print("sdpa-fuzz: internal error (a bug in sdpa-fuzz, not in the code under test)",
-              file=sys.stderr)
+    except Exception as exc:  # sdpa-fuzz's own failure: not a finding (1), not bad input (2)
+        with tempfile.NamedTemporaryFile("w", prefix="sdpa-fuzz-internal-error-",
+                                         suffix=".txt", delete=False) as log:
+            traceback.print_exc(file=log)
+        print(f"sdpa-fuzz: internal error (a bug in sdpa-fuzz, not in the code under test): "
+              f"{type(exc).__name__}: {exc}; traceback in {log.name}", file=sys.stderr)
         return EXIT_TOOL
 
 

@@ -4,6 +4,7 @@ minimal repro script, run as a user runs it.
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
@@ -28,17 +29,25 @@ def exit_status(failure: Failure) -> int | None:
         return None
 
 
+class OutOfTime(Exception):
+    """The run's deadline came before a confirmation could end."""
+
+
 def wait(cmd: list[str], timeout: float, stopping: Callable[[], bool],
-          stderr: Any = subprocess.DEVNULL) -> int | None:
-    """Run `cmd` quietly (its error output to `stderr`): its exit status, None if it timed
-    out. Raises Interrupted (and kills it) if the run stops meanwhile. It runs in a session
-    of its own, so that a Ctrl-C meant for the run reaches it only through the run, never
-    as a failure of its own that would pass for a finding that does not reproduce."""
+         stderr: Any = subprocess.DEVNULL, deadline: float = math.inf) -> int | None:
+    """Run `cmd` quietly (its error output to `stderr`): its exit status, None if it ran
+    past `timeout`. Raises Interrupted (and kills it) if the run stops meanwhile, and
+    OutOfTime if the run's `deadline` (monotonic) comes first. It runs in a session of its
+    own, so that a Ctrl-C meant for the run reaches it only through the run, never as a
+    failure of its own that would pass for a finding that does not reproduce."""
+    if time.monotonic() >= deadline:
+        raise OutOfTime
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
                                start_new_session=True)
-    deadline = time.monotonic() + timeout
+    own_end = time.monotonic() + timeout
+    end = min(own_end, deadline)
     try:
-        while process.poll() is None and not stopping() and time.monotonic() < deadline:
+        while process.poll() is None and not stopping() and time.monotonic() < end:
             time.sleep(0.1)
     except KeyboardInterrupt:  # Ctrl-C while confirming, after the searches stopped
         process.kill()
@@ -47,32 +56,37 @@ def wait(cmd: list[str], timeout: float, stopping: Callable[[], bool],
     if process.poll() is None:
         process.kill()
         process.wait()
-        if not stopping():
-            return None
+        if stopping():
+            raise Interrupted
+        if own_end > deadline:
+            raise OutOfTime
+        return None
     if stopping():
         raise Interrupted
     return process.returncode
 
 
 def confirm(path: Path, failure: Failure, backend: str, case_timeout: float,
-            stopping: Callable[[], bool] = lambda: False) -> str | None:
+            stopping: Callable[[], bool] = lambda: False, deadline: float = math.inf
+            ) -> str | None:
     """Why a pending entry is not confirmed, or None: replayed in a fresh process it must
     fail the same way again, and its minimal repro script must show it too (exit 1 for a
     divergence, its own check's, not an exception of the script's; the same signal for a
     crash; no end for a hang). A finding only the harness sees is the harness's bug, not
-    torch's; one its minimal script cannot show is not reported as a bug."""
+    torch's; one its minimal script cannot show is not reported as a bug. Raises OutOfTime
+    where the run's `deadline` cuts it short."""
     check = failure.check
     replay = [sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend,
               "--case-timeout", str(case_timeout)]
-    if wait(replay, case_timeout + 600, stopping) != 0:
+    if wait(replay, case_timeout + 600, stopping, deadline=deadline) != 0:
         return "did not reproduce in a fresh process"
     script = [sys.executable, str(path.with_suffix(".py"))]
     if check == "timeout":
         script_timeout = case_timeout + 20  # its own start-up, then the hang
-        return None if wait(script, script_timeout, stopping) is None else \
+        return None if wait(script, script_timeout, stopping, deadline=deadline) is None else \
             f"its standalone repro script ended within {script_timeout:g} s"
     with tempfile.TemporaryFile() as errors:
-        status = wait(script, case_timeout + 600, stopping, stderr=errors)
+        status = wait(script, case_timeout + 600, stopping, errors, deadline)
         errors.seek(0)
         raised = b"Traceback (most recent call last)" in errors.read()
     expected = exit_status(failure) if check == "crash" else 1

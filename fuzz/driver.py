@@ -12,7 +12,6 @@ another, and a key one thread is shrinking is not chased by another.
 from __future__ import annotations
 
 import faulthandler
-import importlib.metadata
 import json
 import sys
 import threading
@@ -27,7 +26,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fuzz.backends import declared_layers
 from fuzz.case import Case
-from fuzz.confirm import confirm
+from fuzz.confirm import OutOfTime, confirm
 from fuzz.caseio import case_to_json
 from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs,
                          prune_claims, quarantined, release, write_entry)
@@ -35,6 +34,7 @@ from fuzz.identity import Identity, backend_layers, features
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
 from fuzz import rewrites
+from fuzz.version import tool_version
 from fuzz.report import RunStats, program_forms, progress_line, run_report
 from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
@@ -44,6 +44,10 @@ MAX_FLAKY = 3  # flaky findings of one key, in the corpus's quarantine, before i
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 REPORT_EVERY_S = 60.0  # a running report and, off a terminal, a progress line
 VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
+# The adaptive case timeout: this multiple of the slowest case seen, never under the floor
+# (a fresh worker's first compile, on a loaded machine).
+TIMEOUT_MULTIPLE, TIMEOUT_FLOOR_S = 10.0, 30.0
+REPORT_SCHEMA = 2
 
 
 class BudgetSpent(BaseException):
@@ -86,18 +90,18 @@ class RunConfig:
     confirm: bool = True
     progress: bool = False
     workers: int = 1
-    case_timeout: float = 300.0
+    case_timeout: float | None = None  # None: adaptive (TIMEOUT_MULTIPLE, TIMEOUT_FLOOR_S)
+    confirm_budget: float | None = None  # None: confirm_budget_default(time_budget)
     variants: int | None = None  # seed variants per compiled program; None: adaptive
     known: tuple[Path, ...] = ()  # other corpora whose bugs are not reported again
     stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
     arguments: tuple[str, ...] = ()  # the command line, for the report
 
 
-def tool_version() -> str:
-    try:
-        return importlib.metadata.version("sdpa-fuzz")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+def confirm_budget_default(time_budget: float) -> float:
+    """Confirmation's own time, after which the run ends whatever is left: a quarter of the
+    search's, and at least a minute (a confirmation starts two fresh processes)."""
+    return max(60.0, 0.25 * time_budget)
 
 
 def _smaller(a: Case, b: Case | None) -> bool:
@@ -124,6 +128,22 @@ class Fuzzer:
         self.owner: dict[str, int] = {}  # which search is shrinking a key
         self.database_path = config.database or config.corpus / ".hypothesis"
         self._reported = time.monotonic()  # when the report was last written
+        self.slowest = 0.0  # seconds of the slowest case judged, for the adaptive timeout
+        self.confirm_budget = (config.confirm_budget if config.confirm_budget is not None
+                               else confirm_budget_default(config.time_budget))
+        # The run's end, whatever is still running: a hard bound on its wall time.
+        self.deadline = self.stats.started + config.time_budget + self.confirm_budget
+        self.search_s: float | None = None  # when the searches ended
+
+    def case_timeout(self) -> float:
+        """`--case-timeout`, or TIMEOUT_MULTIPLE times the slowest case so far, with a
+        floor: a hang costs a multiple of a real case, not a fixed five minutes."""
+        if self.config.case_timeout is not None:
+            return self.config.case_timeout
+        return max(TIMEOUT_FLOOR_S, TIMEOUT_MULTIPLE * self.slowest)
+
+    def past_deadline(self) -> bool:
+        return self.stopping() or time.monotonic() > self.deadline
 
     def _corpus_bugs(self) -> list[KnownBug]:
         config = self.config
@@ -176,6 +196,7 @@ class Fuzzer:
                     s.failed_checks[f.check] += 1
                     s.first_failed_at.setdefault(f.check, s.examples)
                 s.examples += 1
+                self.slowest = max(self.slowest, sum(r.phases.values()))
                 for phase, t in r.phases.items():
                     s.timings.add(phase, t)
             s.timings.add("transport", seconds - sum(t for r in results
@@ -251,8 +272,12 @@ class Fuzzer:
         pending = write_entry(corpus / ".pending", case, expect, finding, config.backend)
         folder, kind = corpus, "FOUND"
         try:
-            doubt = (confirm(pending, failure, config.backend, config.case_timeout,
-                             self.interrupt.is_set) if config.confirm else None)
+            doubt = (confirm(pending, failure, config.backend, self.case_timeout(),
+                             self.interrupt.is_set, self.deadline) if config.confirm else None)
+        except OutOfTime:
+            doubt, folder, kind = ("the run's time (--time-budget, then --confirm-budget) "
+                                   "ran out before it could confirm this"), \
+                corpus / "unconfirmed", "UNCONFIRMED"
         except Interrupted:
             self.stats.interrupted = True
             self.interrupt.set()  # the findings still to confirm are written unconfirmed
@@ -311,6 +336,7 @@ class Fuzzer:
             deadline = time.monotonic() + STOP_GRACE_S
             for t in threads:  # a search stuck past the grace period is abandoned (daemon)
                 t.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.search_s = self.stats.elapsed
         self.stats.restarts = sum(s.worker.restarts for s in searches)
         for search in searches:
             search.worker.close()
@@ -344,11 +370,24 @@ class Fuzzer:
 
     def report(self, final: bool = True) -> dict[str, Any]:
         """The run's report; `final` False while the run goes on."""
+        config, stats = self.config, self.stats
         with self.lock:
-            return {"sdpa_fuzz": tool_version(), "arguments": list(self.config.arguments),
-                    "final": final, **run_report(self.stats, self.config.backend,
-                                                 self.config.device, self.config.seed,
-                                                 self.config.workers)}
+            found = [f["found_at_s"] for f in stats.findings + stats.unconfirmed]
+            return {"schema": REPORT_SCHEMA, "sdpa_fuzz": tool_version(),
+                    "arguments": list(config.arguments), "final": final,
+                    "space": config.space,
+                    "torch_build": {"git": torch.version.git_version,
+                                    "cuda": torch.version.cuda, "debug": torch.version.debug},
+                    "time": {"budget_s": config.time_budget,
+                             "confirm_budget_s": self.confirm_budget,
+                             "search_s": round(self.search_s or stats.elapsed, 2),
+                             "confirm_s": round(stats.timings.phases.get("confirm", 0.0), 2),
+                             "wall_s": round(stats.elapsed, 2),
+                             "last_find_s": max(found, default=None),
+                             "case_timeout_s": round(self.case_timeout(), 1),
+                             "case_timeout": "fixed" if config.case_timeout else "adaptive"},
+                    **run_report(stats, config.backend, config.device, config.seed,
+                                 config.workers)}
 
 
 @dataclass
@@ -405,7 +444,7 @@ class Search:
     def __init__(self, fuzzer: Fuzzer, index: int) -> None:
         self.fuzzer = fuzzer
         self.index = index
-        self.worker = Worker(fuzzer.config.case_timeout, device=fuzzer.config.device)
+        self.worker = Worker(fuzzer.case_timeout(), device=fuzzer.config.device)
         self.database = DirectoryBasedExampleDatabase(str(fuzzer.database_path))
         self.error: BaseException | None = None
         self.variants = VariantPolicy(fuzzer.config.variants)
@@ -418,7 +457,8 @@ class Search:
             raise BudgetSpent
         t0 = time.perf_counter()
         batch = self.variants.batch(case)
-        results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.stopping))
+        self.worker.case_timeout = fuzzer.case_timeout()
+        results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.past_deadline))
         fuzzer.account(results, time.perf_counter() - t0)
         self.variants.learn(results)
         new = fuzzer.first_new(results, self.index)
@@ -430,7 +470,7 @@ class Search:
     def alone(self, finding: Finding) -> tuple[Case, Verdict, str]:
         """The finding as its failing call alone, where that fails alone too."""
         failure = next(f for f in finding.verdict.failures if f.key == finding.key)
-        backend, stopping = self.fuzzer.config.backend, self.fuzzer.stopping
+        backend, stopping = self.fuzzer.config.backend, self.fuzzer.past_deadline
         alone = failing_call_alone(finding.case, failure, lambda case: next(
             iter(self.worker.judge(backend, [case], stopping))).verdict)
         if alone is None:

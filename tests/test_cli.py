@@ -173,27 +173,73 @@ def test_sigkill_leaves_a_corpus_that_replays_and_a_rerun_resumes(fault_run, tmp
         b.identity.covers(f["key"], frozenset(f["features"])) for b in known)], again
 
 
-def test_sigterm_stops_a_run_with_its_report(tmp_path) -> None:
-    """What `timeout`, a batch scheduler or Kubernetes sends: the run stops as on Ctrl-C,
-    with its summary and its report, and no traceback."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_run_with_its_report_and_exit_130(tmp_path, signum) -> None:
+    """Ctrl-C, or what `timeout`, a batch scheduler or Kubernetes sends: the run stops with
+    its summary and its report, no traceback, and 130 unless it found something new."""
     corpus, report = tmp_path / "corpus", tmp_path / "report.json"
     run = subprocess.Popen(
         [sys.executable, "-m", "fuzz.cli", "run", "--backend", "eager", "--space", "sdpa",
          "--workers", "1", "--time-budget", "600", "--corpus", str(corpus), "--known",
          str(ROOT / "corpus"), "--report", str(report)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        time.sleep(20)  # the worker started, some cases in (the run prints nothing yet)
+        time.sleep(12)  # the worker started, some cases in (the run prints nothing yet)
         assert run.poll() is None, "the run ended early"
-        run.send_signal(signal.SIGTERM)
+        run.send_signal(signum)
         output, _ = run.communicate(timeout=90)
     finally:
         with contextlib.suppress(ProcessLookupError):
             run.kill()
-    # 1 if it happened on a torch bug not yet in the corpus, kept as unconfirmed
-    assert run.returncode in (0, 1) and "[interrupted]" in output, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
+    assert "[interrupted]" in output and "Traceback" not in output, output[-3000:]
     written = json.loads(report.read_text())
     assert written["interrupted"] and written["final"] and written["arguments"][0] == "run"
+    # 1 if it met a torch bug not yet in the corpus: findings win over the interruption
+    assert run.returncode == (1 if written["failures"] + written["unconfirmed"] else 130)
+
+
+def test_the_time_budgets_bound_the_run(tmp_path) -> None:
+    """--time-budget, then --confirm-budget, bound the wall time: a finding whose
+    confirmation the deadline cuts short is written unconfirmed, and reported (exit 1)."""
+    corpus, report = tmp_path / "corpus", tmp_path / "report.json"
+    t0 = time.monotonic()
+    result = sdpa_fuzz("run", "--backend", FAULT, "--space", "sdpa", "--workers", "1",
+                       "--time-budget", "20", "--confirm-budget", "1", "--corpus",
+                       str(corpus), "--known", str(ROOT / "corpus"), "--report", str(report))
+    wall = time.monotonic() - t0
+    written = json.loads(report.read_text())
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert written["unconfirmed"] and not written["interrupted"], written["failures"]
+    entry = load_entry(written["unconfirmed"][0]["case"])
+    assert "ran out before it could confirm" in entry.expect.note
+    times = written["time"]
+    assert times["wall_s"] <= 20 + 1 + 5 and times["search_s"] >= 20, times
+    assert wall < 20 + 1 + 30, wall  # + starting Python, torch and the workers, then closing
+    assert times["case_timeout"] == "adaptive" and times["case_timeout_s"] >= 30
+
+
+def test_an_internal_error_is_one_line_and_exit_3(tmp_path) -> None:
+    """A bug in sdpa-fuzz itself (injected: the fuzzer raises) is neither a finding nor bad
+    input: one line naming it and where its traceback went, exit 3."""
+    inject = ("import sys, fuzz.cli, fuzz.driver\n"
+              "def broken(self): raise RuntimeError('injected')\n"
+              "fuzz.driver.Fuzzer.run = broken\n"
+              "sys.exit(fuzz.cli.main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", inject, "run", "--backend", "eager",
+                             "--corpus", str(tmp_path / "corpus")], cwd=ROOT, text=True,
+                            capture_output=True, timeout=300)
+    assert result.returncode == 3, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "internal error" in line and "RuntimeError: injected" in line
+    log = Path(line.rsplit("traceback in ", 1)[1])
+    assert "Traceback" in log.read_text() and "broken" in log.read_text()
+    log.unlink()
+
+
+def test_version_and_the_exit_statuses_in_help() -> None:
+    version = sdpa_fuzz("--version")
+    assert version.returncode == 0 and version.stdout.startswith("sdpa-fuzz ")
+    helptext = sdpa_fuzz("run", "--help").stdout
+    assert all(f"\n  {code} " in helptext for code in (0, 1, 2, 3, 130)), helptext
 
 
 def test_replay_of_the_corpus_skips_cuda_entries_without_a_gpu() -> None:
