@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from fuzz.backends import BackendError, resolve_backend
+from fuzz.campaign import LEASE_S, StoreError, campaign_status, redis_url
 from fuzz.case import DEVICES, CaseError
 from fuzz.version import tool_version
 from strategies import SPACES
@@ -86,14 +87,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--variants", type=_non_negative_int, metavar="N",
                      help="seed variants run on each compiled program (default: adaptive)")
     run.add_argument("--corpus", type=Path, default=Path("fuzz-out"), metavar="DIR")
-    run.add_argument("--db", type=Path, metavar="DIR",
-                     help="Hypothesis example database (default: DIR/.hypothesis)")
+    run.add_argument("--db", metavar="DIR|redis://HOST:PORT/N",
+                     help="Hypothesis example database (default: DIR/.hypothesis); a "
+                          "redis:// URL shares examples, claims and findings with every "
+                          "machine of the campaign")
+    run.add_argument("--claim-lease", type=_positive(float), default=LEASE_S, metavar="S",
+                     help="with a redis:// --db: how long a dead machine's claim on a bug "
+                          f"holds (default {LEASE_S:g})")
     run.add_argument("--report", type=Path, metavar="FILE.json")
     run.add_argument("--known", type=Path, action="append", default=[], metavar="DIR",
                      help="another corpus whose signatures are not reported again "
                           "(repeatable), e.g. the committed corpus/")
     run.add_argument("--no-confirm", action="store_true",
                      help="skip re-running each finding in a fresh process")
+    status = sub.add_parser("status", help="print a campaign: machines, cases, findings")
+    status.add_argument("--db", required=True, metavar="redis://HOST:PORT/N")
     replay = sub.add_parser("replay", help="run corpus entries against their expectations")
     replay.add_argument("paths", nargs="*", type=Path, default=[Path("corpus")])
     replay.add_argument("--backend", help="override the backend each case records")
@@ -130,10 +138,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for folder in args.known:
         if not folder.is_dir():
             raise UsageError(f"--known {folder}: no such folder")
+    campaign = args.db if args.db and redis_url(args.db) else None
     config = RunConfig(backend=args.backend, device=args.device, space=args.space,
                        time_budget=args.time_budget,
                        max_examples=args.max_examples, seed=args.seed, corpus=args.corpus,
-                       database=args.db, report=args.report, confirm=not args.no_confirm,
+                       database=None if campaign else args.db and Path(args.db),
+                       campaign=campaign, lease_s=args.claim_lease,
+                       report=args.report, confirm=not args.no_confirm,
                        workers=args.workers, case_timeout=args.case_timeout,
                        confirm_budget=args.confirm_budget,
                        variants=args.variants, known=tuple(args.known),
@@ -154,6 +165,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    if not redis_url(args.db):
+        raise UsageError(f"--db {args.db}: status needs a redis:// URL")
+    print(campaign_status(args.db))
+    return EXIT_OK
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -228,7 +246,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "repro": _cmd_repro, "show": _cmd_show}
+COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "repro": _cmd_repro, "show": _cmd_show,
+            "status": _cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, CaseError) as exc:
         print(f"sdpa-fuzz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as exc:  # the campaign's Redis: unreachable, or gone mid-run
+        print(f"sdpa-fuzz: error: {exc}", file=sys.stderr)
+        return EXIT_TOOL
     except Exception as exc:  # sdpa-fuzz's own failure: not a finding (1), not bad input (2)
         with tempfile.NamedTemporaryFile("w", prefix="sdpa-fuzz-internal-error-",
                                          suffix=".txt", delete=False) as log:

@@ -22,9 +22,11 @@ from typing import Any, Callable
 
 import torch
 from hypothesis import HealthCheck, given, seed, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import (DirectoryBasedExampleDatabase, ExampleDatabase,
+                                 MultiplexedDatabase)
 
 from fuzz.backends import declared_layers
+from fuzz.campaign import LEASE_S, Campaign, CampaignFinding
 from fuzz.case import Case
 from fuzz.confirm import OutOfTime, confirm
 from fuzz.caseio import case_to_json
@@ -43,6 +45,7 @@ MAX_VARIANTS = 16
 MAX_FLAKY = 3  # flaky findings of one key, in the corpus's quarantine, before it closes
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 REPORT_EVERY_S = 60.0  # a running report and, off a terminal, a progress line
+HEARTBEAT_S = 10.0  # a campaign's claims renewed, its findings read, this run's counts sent
 VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
 # The adaptive case timeout: this multiple of the slowest case seen, never under the floor
 # (a fresh worker's first compile, on a loaded machine).
@@ -86,6 +89,8 @@ class RunConfig:
     seed: int = 0
     corpus: Path = Path("corpus")
     database: Path | None = None  # default: <corpus>/.hypothesis
+    campaign: str | None = None  # redis:// URL of a campaign shared across machines
+    lease_s: float = LEASE_S  # how long a campaign claim outlives a dead machine
     report: Path | None = None
     confirm: bool = True
     progress: bool = False
@@ -114,6 +119,7 @@ class Fuzzer:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         prune_claims(config.corpus)
+        self.campaign = Campaign(config.campaign, config.lease_s) if config.campaign else None
         self.stats = RunStats()
         self.layers = backend_layers(config.backend, declared_layers(config.backend))
         # A key stays open after a flaky finding, up to MAX_FLAKY of them in all.
@@ -127,6 +133,7 @@ class Fuzzer:
         self.best: dict[str, tuple[Case, Verdict]] = {}  # found, not yet recorded
         self.owner: dict[str, int] = {}  # which search is shrinking a key
         self.database_path = config.database or config.corpus / ".hypothesis"
+        self._beat = 0.0  # when the campaign last heard from this run
         self._reported = time.monotonic()  # when the report was last written
         self.slowest = 0.0  # seconds of the slowest case judged, for the adaptive timeout
         self.confirm_budget = (config.confirm_budget if config.confirm_budget is not None
@@ -148,7 +155,45 @@ class Fuzzer:
     def _corpus_bugs(self) -> list[KnownBug]:
         config = self.config
         return [bug for folder in (config.corpus, *config.known)
-                for bug in known_bugs(folder, config.backend, self.layers)]
+                for bug in known_bugs(folder, config.backend, self.layers)] + \
+            self._campaign_bugs()
+
+    def _campaign_bugs(self) -> list[KnownBug]:
+        """The bugs the campaign's machines confirmed (this one's among them)."""
+        return [KnownBug(f"campaign:{f.machine}:{Path(f.case).name}", f.identity)
+                for f in (self.campaign.findings() if self.campaign else [])]
+
+    def examples(self) -> ExampleDatabase:
+        """Hypothesis's database: the local folder, and the campaign's when there is one."""
+        local = DirectoryBasedExampleDatabase(str(self.database_path))
+        return MultiplexedDatabase(local, self.campaign.examples()) if self.campaign else local
+
+    def _claim(self, name: str) -> bool:
+        return self.campaign.claim(name) if self.campaign else claim(self.config.corpus, name)
+
+    def _release(self, name: str) -> None:
+        if self.campaign:
+            self.campaign.release(name)
+        else:
+            release(self.config.corpus, name)
+
+    def _heartbeat(self, final: bool = False) -> None:
+        """Tell the campaign where this run is, renew its claims, and learn the bugs the
+        other machines confirmed meanwhile (their cases are then counted as known)."""
+        if self.campaign is None or not (final or time.monotonic() - self._beat > HEARTBEAT_S):
+            return
+        self._beat = time.monotonic()
+        s, config = self.stats, self.config
+        self.campaign.heartbeat({"backend": config.backend, "space": config.space,
+                                 "corpus": str(config.corpus), "cases": s.examples,
+                                 "programs": s.programs, "findings": len(s.findings),
+                                 "elapsed_s": round(s.elapsed, 1), "final": final})
+        elsewhere = self._campaign_bugs()
+        with self.lock:
+            self.known += [b for b in elsewhere if b.identity not in
+                           {k.identity for k in self.known}]
+        if self.campaign.failure is not None:
+            self.stop.set()  # the run ends; what it holds is written locally
 
     def covering(self, key: str, found: frozenset[str],
                  bugs: list[KnownBug] | None = None) -> KnownBug | None:
@@ -239,13 +284,13 @@ class Fuzzer:
                 return
             self.known.append(KnownBug("(this run)", identity))
         if self.covering(key, identity.features, self._corpus_bugs()) is not None \
-                or not claim(self.config.corpus, identity.name):
+                or not self._claim(identity.name):
             return
         t0 = time.perf_counter()
         try:
             self._confirm_and_write(case, verdict, identity, failure, shrunk)
         finally:
-            release(self.config.corpus, identity.name)
+            self._release(identity.name)
             with self.lock:
                 self.stats.timings.add("confirm", time.perf_counter() - t0)
 
@@ -298,6 +343,10 @@ class Fuzzer:
             with self.lock:  # its later cases are counted on it, as on any known bug
                 self.known = [KnownBug(final.name, b.identity) if b.identity == identity
                               else b for b in self.known]
+            if kind == "FOUND" and self.campaign is not None:  # before its claim goes
+                self.campaign.publish(CampaignFinding(identity, signature,
+                                                      self.campaign.machine, str(final),
+                                                      time.time()))
         for p in (pending, pending.with_suffix(".py"), pending.with_suffix(".md")):
             p.unlink(missing_ok=True)
         item = {"signature": signature, "key": identity.key,
@@ -327,6 +376,7 @@ class Fuzzer:
             while any(t.is_alive() for t in threads):
                 time.sleep(0.5)  # not join(): Ctrl-C inside Thread.join can break the thread
                 self._progress()
+                self._heartbeat()
         except KeyboardInterrupt:
             self.stats.interrupted = True
             self.interrupt.set()
@@ -345,9 +395,12 @@ class Fuzzer:
         errors = [s.error for s in searches if s.error is not None]
         if self.config.progress:
             sys.stderr.write("\n")
+        self._heartbeat(final=True)
         if self.config.report is not None:
             atomic_write(self.config.report, json.dumps(self.report(), indent=1) + "\n")
         faulthandler.cancel_dump_traceback_later()
+        if self.campaign is not None and self.campaign.failure is not None:
+            raise self.campaign.error()
         if errors:
             raise errors[0]
         return self.stats
@@ -373,9 +426,13 @@ class Fuzzer:
         config, stats = self.config, self.stats
         with self.lock:
             found = [f["found_at_s"] for f in stats.findings + stats.unconfirmed]
+            campaign = self.campaign
             return {"schema": REPORT_SCHEMA, "sdpa_fuzz": tool_version(),
                     "arguments": list(config.arguments), "final": final,
                     "space": config.space,
+                    "campaign": None if campaign is None else {
+                        "db": campaign.url, "machine": campaign.machine,
+                        "error": None if campaign.failure is None else repr(campaign.failure)},
                     "torch_build": {"git": torch.version.git_version,
                                     "cuda": torch.version.cuda, "debug": torch.version.debug},
                     "time": {"budget_s": config.time_budget,
@@ -445,7 +502,7 @@ class Search:
         self.fuzzer = fuzzer
         self.index = index
         self.worker = Worker(fuzzer.case_timeout(), device=fuzzer.config.device)
-        self.database = DirectoryBasedExampleDatabase(str(fuzzer.database_path))
+        self.database = fuzzer.examples()
         self.error: BaseException | None = None
         self.variants = VariantPolicy(fuzzer.config.variants)
 

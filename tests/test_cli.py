@@ -114,6 +114,7 @@ def test_show_prints_the_case(fault_run) -> None:
     (["run", "--time-budget", "-3"], "must be positive"),
     (["run", "--bogus"], "unrecognized arguments"),
     (["replay", "does/not/exist.json"], "no such file"),
+    (["status", "--db", "some/folder"], "needs a redis:// URL"),
 ])
 def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
     result = sdpa_fuzz(*args)
