@@ -30,6 +30,17 @@ def selected_backends(config: pytest.Config) -> list[str]:
     return [b.strip() for b in env.split(",") if b.strip()] if env else list(DEFAULT_BACKENDS)
 
 
+# Modules whose tests take minutes, collected first so that pytest-xdist hands them out
+# first: the suite's wall time is then not a long test started last on an idle machine.
+SLOW_FIRST = ("test_driver", "test_faults", "test_plugin", "test_cli", "test_campaign",
+              "test_models", "test_property")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(SLOW_FIRST)))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for name in ("backend", "sdpa_fuzz_backend"):
         if name in metafunc.fixturenames and not metafunc.config.getoption(

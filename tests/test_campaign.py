@@ -16,15 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from fuzz.campaign import Campaign
 from fuzz.corpus import corpus_files, load_entry
+from tests.test_driver import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULT = "tests.faults:tf32_matmul"  # float32, the commonest dtype: found within seconds
-pytestmark = pytest.mark.xdist_group("campaign")
 
 
 @contextlib.contextmanager
@@ -67,13 +66,6 @@ def finish(run: subprocess.Popen, timeout: float = 240) -> int:
             os.killpg(run.pid, signal.SIGKILL)
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(0.2)
-
-
 def reported(corpus: Path) -> dict:
     return json.loads(corpus.with_suffix(".json").read_text())
 
@@ -86,7 +78,7 @@ def identities(report: dict) -> set[str]:
 def test_two_machines_report_each_bug_once_and_replay_each_others_examples(tmp_path) -> None:
     with redis_server() as (url, _):
         client = redis.Redis.from_url(url)
-        a = start(tmp_path / "a", url, 30, "--confirm-budget", "40")
+        a = start(tmp_path / "a", url, 20, "--confirm-budget", "40")
         wait_for(lambda: client.hlen("sdpa-fuzz:findings") or a.poll() is not None, 180,
                  "finding published by the first machine")
         b = start(tmp_path / "b", url, 15, "--confirm-budget", "30")  # while the first goes on

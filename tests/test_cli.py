@@ -17,6 +17,7 @@ import pytest
 from fuzz.case import SCHEMA_VERSION
 from fuzz.corpus import known_bugs, load_entry
 from tests import faults
+from tests.test_driver import _default_sigint
 
 ROOT = Path(__file__).resolve().parent.parent
 # One xdist worker for the whole module, so that its module-scoped run happens once.
@@ -182,7 +183,8 @@ def test_a_signal_stops_a_run_with_its_report_and_exit_130(tmp_path, signum) -> 
     run = subprocess.Popen(
         [sys.executable, "-m", "fuzz.cli", "run", "--backend", "eager", "--space", "sdpa",
          "--workers", "1", "--time-budget", "600", "--corpus", str(corpus), "--known",
-         str(ROOT / "corpus"), "--report", str(report)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         str(ROOT / "corpus"), "--report", str(report)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
     try:
         time.sleep(12)  # the worker started, some cases in (the run prints nothing yet)
         assert run.poll() is None, "the run ended early"
@@ -234,6 +236,14 @@ def test_an_internal_error_is_one_line_and_exit_3(tmp_path) -> None:
     log = Path(line.rsplit("traceback in ", 1)[1])
     assert "Traceback" in log.read_text() and "broken" in log.read_text()
     log.unlink()
+
+
+def test_a_run_with_nothing_new_exits_0(tmp_path) -> None:
+    result = sdpa_fuzz("run", "--backend", "eager", "--space", "sdpa", "--workers", "1",
+                       "--max-examples", "4", "--corpus", str(tmp_path / "corpus"),
+                       "--known", str(ROOT / "corpus"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "0 new failure(s)" in result.stdout
 
 
 def test_version_and_the_exit_statuses_in_help() -> None:
