@@ -132,7 +132,7 @@ def test_faults_are_correct_outside_their_condition() -> None:
     """A fault backend that is wrong everywhere would prove nothing about the oracle."""
     seen = 0
 
-    @settings(max_examples=15, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=10, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(cases("eager"))
     def prop(case):
