@@ -125,8 +125,11 @@ def _attention_features(a: Attention, case: Case) -> set[str]:
         found.add(f"sdpa:scale={_scale_class(a.scale)}")
     if a.enable_gqa:
         found.add("sdpa:gqa")
-    if q is not None and len(q.shape) >= 2 and q.shape[-2] == 1:
-        found.add("sdpa:L=1")
+    # One query row is the plainest call (what seq_lens() shrinks to), so a longer query
+    # is the feature; a bug that needs no particular length keeps an identity that
+    # covers every length, even where shrinking stops short of one row.
+    if q is not None and len(q.shape) >= 2 and q.shape[-2] > 1:
+        found.add("sdpa:L>1")
     if q is not None and k is not None and len(q.shape) >= 2 and len(k.shape) >= 2 \
             and q.shape[-2] != k.shape[-2]:
         found.add("sdpa:L!=S")
@@ -158,8 +161,8 @@ def _model_features(a: ModelAttention, case: Case) -> set[str]:
     if a.gqa != "none":
         found.add("sdpa:gqa")
     x = case.spec(a.x)
-    if isinstance(x, TensorSpec) and len(x.shape) >= 2 and x.shape[1] == 1:
-        found.add("sdpa:L=1")
+    if isinstance(x, TensorSpec) and len(x.shape) >= 2 and x.shape[1] > 1:
+        found.add("sdpa:L>1")
     if a.cache:
         found.add("sdpa:L!=S")
     if not a.weights:

@@ -40,17 +40,19 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
                     dtypes: st.SearchStrategy[str] | None = None, valid_only: bool = False,
                     form: str = "call", backward: st.SearchStrategy[bool] = st.booleans(),
                     grows: st.SearchStrategy[list[int]] = st.lists(st.integers(1, 3), max_size=2),
-                    modes: bool = True) -> Case:
+                    modes: bool = True,
+                    lengths: st.SearchStrategy[int] | None = None) -> Case:
     """A case over q, k, v and maybe a mask: a single SDPA call (`form="call"`), a whole
     program around SDPA, maybe with an SDPAParams input and several calls from outer
     contexts (`"program"`), or either (`"any"`). A single call may also run backward
     (q, k, v, and a float mask sometimes, then require grad), and be called again with
     longer sequences. On CUDA a single call is often made inside an `sdpa_kernel` context
     that picks the kernel. `modes` False: a single call with no grad mode or autocast
-    around it (for tests of faults that modes do not trigger)."""
+    around it (for tests of faults that modes do not trigger). `lengths`: the sequence
+    lengths' strategy, for tests of faults that only long sequences show."""
     # On CUDA, half the cases are shaped for the fused kernels: drawn freely, few are.
     fused = device == "cuda" and draw(st.booleans())
-    g = draw(geometries(device, fused))
+    g = draw(geometries(device, fused, lengths))
     dtype = draw(float_dtypes(device) if dtypes is None else dtypes)
     invalid = None
     if not valid_only and draw(st.integers(0, 9)) == 0:

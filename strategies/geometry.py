@@ -58,9 +58,11 @@ def head_dims(device: str = "cpu") -> st.SearchStrategy[int]:
 
 
 @st.composite
-def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False) -> Geometry:
+def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False,
+               lengths: st.SearchStrategy[int] | None = None) -> Geometry:
     """Any geometry; with `fused`, one every fused CUDA kernel takes: 4-D, one head dim
-    from FUSED_HEAD_DIMS for both E and Ev, and as many key heads as query heads."""
+    from FUSED_HEAD_DIMS for both E and Ev, and as many key heads as query heads.
+    `lengths` replaces `seq_lens()` for L and S."""
     # 4-D (one batch dim) two times in three, as models call it (and as CPU flash and the
     # fused CUDA kernels require); 3-D and 5-D otherwise. Shrinks towards 4-D.
     one_dim = st.lists(st.integers(1, 3), min_size=1, max_size=1)
@@ -71,5 +73,6 @@ def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False) -> Geo
     group = draw(st.integers(1, 3)) if enable_gqa and not fused else 1
     E = draw(st.sampled_from(FUSED_HEAD_DIMS) if fused else head_dims(device))
     Ev = E if fused else draw(st.one_of(st.just(E), head_dims(device)))
+    lengths = seq_lens() if lengths is None else lengths
     return Geometry(batch=batch, q_heads=kv_heads * group, kv_heads=kv_heads,
-                    L=draw(seq_lens()), S=draw(seq_lens()), E=E, Ev=Ev, enable_gqa=enable_gqa)
+                    L=draw(lengths), S=draw(lengths), E=E, Ev=Ev, enable_gqa=enable_gqa)
