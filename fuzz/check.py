@@ -192,6 +192,7 @@ class Bound:
     factor: float | None = None
     exact_ops: int = 0
     averaged: float = 0.0  # an SDPA output: the largest value it averages (`measure`)
+    rounding: float = 0.0  # its error in the float64 run with rounded operands (`measure`)
 
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
@@ -240,12 +241,13 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
     if not exact:
         return failures, None
     m = measure(e, c, r, bound.conditioning, bound.precision, bound.terms, bound.factor,
-                bound.averaged)
+                bound.averaged, bound.rounding)
     if m is not None and not m.passes:
+        rounding = f", operand rounding {bound.rounding:.3g}" if bound.rounding else ""
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
                         f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor "
-                        f"x score conditioning {_largest(bound.conditioning):.3g}))"))
+                        f"x score conditioning {_largest(bound.conditioning):.3g}{rounding}))"))
     return failures, m
 
 
@@ -370,10 +372,13 @@ def _leaf_name(plan: Plan, obs: Observation, i: int) -> str:
 
 
 def judge(plan: Plan, eager: tuple[Observation, ...], reference: tuple[Observation, ...],
-          compiled: tuple[Observation, ...], frames: Frames) -> Judgement:
-    """Every check of the compiled runs against eager, the reference and the frame model."""
+          compiled: tuple[Observation, ...], frames: Frames,
+          rounded: tuple[Observation | None, ...] = ()) -> Judgement:
+    """Every check of the compiled runs against eager, the reference (and where it ran, the
+    reference with rounded operands) and the frame model."""
     out = Judgement()
     for i, (e, r, c) in enumerate(zip(eager, reference, compiled)):
+        rr = rounded[i] if i < len(rounded) else None
         if plan.fullgraph and plan.must_break:
             out.checked.add("fullgraph")
             # An error eager raises too may come first while tracing; that is no failure.
@@ -385,7 +390,7 @@ def judge(plan: Plan, eager: tuple[Observation, ...], reference: tuple[Observati
                     f"so fullgraph=True must raise Unsupported; compiled {seen}", i))
             continue
         out.failures += [replace(f, call=i, detail=f"call {i}: {f.detail}" if i else f.detail)
-                         for f in _judge_call(plan, e, r, c, out)]
+                         for f in _judge_call(plan, e, r, c, rr, out)]
     out.failures += check_frames(plan, compiled, frames, out.checked)
     if plan.hand:  # an error in hand-written attention is its own bug
         out.failures = [replace(f, where="hand_attention") if f.check == "outcome" else f
@@ -425,7 +430,7 @@ def eager_invalid(plan: Plan, eager: Observation) -> str | None:
 
 
 def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
-                out: Judgement) -> list[Failure]:
+                rounded: Observation | None, out: Judgement) -> list[Failure]:
     """Every check, whatever failed before it: an outcome or structure divergence does not
     excuse what the call did to its inputs or to the backend state. Where eager's success
     is its own bug (`eager_invalid`), its outputs are not compared, nothing else skipped."""
@@ -446,9 +451,9 @@ def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Obse
                             f"{eager.structure}, compiled {compiled.structure}"))
         else:
             out.checked.update(("metadata", "stride", "identity"))
-            failures += _judge_leaves(plan, eager, ref, compiled, kappas, out)
+            failures += _judge_leaves(plan, eager, ref, compiled, rounded, kappas, out)
         if plan.backward:
-            failures += _judge_backward(plan, eager, ref, compiled, kappas, out)
+            failures += _judge_backward(plan, eager, ref, compiled, rounded, kappas, out)
     out.checked.add("mutation")
     # After an error, what the call did before it is a site of its own: Dynamo raises
     # tracing errors before its graph runs, which is not what a wrong graph does.
@@ -499,16 +504,21 @@ def _broadcasts(rows: torch.Tensor, t: torch.Tensor) -> bool:
 
 
 def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
-                  kappas: list[float], out: Judgement) -> list[Failure]:
+                  rounded: Observation | None, kappas: list[float], out: Judgement
+                  ) -> list[Failure]:
     """Identity and values of each returned leaf."""
     assert eager.leaves is not None and compiled.leaves is not None
     failures = []
     ref_leaves = ref.leaves if ref.error is None and ref.leaves is not None else ()
+    deviations = _deviations(ref_leaves, rounded.leaves if rounded is not None
+                             and rounded.error is None else None)
     rows, averaged = row_conditionings(plan, ref), averaged_magnitudes(plan, ref)
     for j, (e, c) in enumerate(zip(eager.leaves, compiled.leaves)):
         where = _leaf_name(plan, eager, j)
         r = ref_leaves[j] if j < len(ref_leaves) else None
         bound = _leaf_bound(plan, where.split("[")[0], e, kappas, rows, averaged)
+        if not bound.exact_ops and j < len(deviations):
+            bound = replace(bound, rounding=deviations[j])
         found = _check_identity(where, eager, compiled, e, c)
         found += _compare_leaf(plan, where, eager, compiled, e, c, r, bound, out)
         site = _site(plan, where)
@@ -517,8 +527,27 @@ def _judge_leaves(plan: Plan, eager: Observation, ref: Observation, compiled: Ob
     return failures
 
 
+def _deviations(reference: Any, rounded: Any) -> list[float]:
+    """Per leaf (or per gradient, in `reference`'s order), how far the float64 run with
+    rounded operands is from the float64 run, where both are finite: 0 where it did not
+    run or the leaf is no floating tensor."""
+    if rounded is None:
+        return []
+    found = []
+    for r, rr in zip(reference, rounded):
+        d = 0.0
+        if isinstance(r, torch.Tensor) and isinstance(rr, torch.Tensor) and \
+                r.is_floating_point() and r.shape == rr.shape:
+            ok = torch.isfinite(r) & torch.isfinite(rr)
+            if bool(ok.any()):
+                d = (r.detach().double() - rr.detach().double())[ok].abs().max().item()
+        found.append(d)
+    return found
+
+
 def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: Observation,
-                    kappas: list[float], out: Judgement) -> list[Failure]:
+                    rounded: Observation | None, kappas: list[float], out: Judgement
+                    ) -> list[Failure]:
     """Backward from the same seeded upstream gradients: both raise alike or both succeed;
     every input's gradient exists in both or in neither, and is compared like an output
     (`grad-q`, `grad-mask`, ...) against the float64 run's gradient."""
@@ -529,6 +558,11 @@ def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: 
     failures = []
     terms = gradient_terms(plan, eager, ref)
     ref_grads = ref.grads or {}
+    names = list(ref_grads)
+    deviations = dict(zip(names, _deviations(
+        [ref_grads[n] for n in names],
+        [(rounded.grads or {}).get(n) for n in names] if rounded is not None
+        and rounded.grads is not None else None)))
     for name, ge in (eager.grads or {}).items():
         gc, where = (compiled.grads or {}).get(name), f"grad-{name}"
         if (ge is None) != (gc is None):
@@ -539,7 +573,8 @@ def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: 
             readers = [i for i, s in enumerate(plan.scores)
                        if name in (s.query, s.key, s.value, s.mask)]
             bound = Bound(_worst(kappas, readers), plan.precision, terms.get(name, 0.0),
-                          fudge(_dtype(ge), eager.kernels, gradient=True))
+                          fudge(_dtype(ge), eager.kernels, gradient=True),
+                          rounding=deviations.get(name, 0.0))
             # A gradient's layout is the autograd engine's choice, not the program's: eager
             # SDPA's own backward returns non-contiguous gradients, AOTAutograd others.
             fails, m = compare_tensor(where, ge, gc, ref_grads.get(name), plan.numeric,

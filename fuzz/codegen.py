@@ -215,7 +215,7 @@ def repro_script(case: Case, backend: str) -> str:
     compile_kwargs = {"fullgraph": settings.fullgraph, "dynamic": settings.dynamic}
     if settings.mode is not None:
         compile_kwargs["mode"] = settings.mode
-    reference = f"lambda: ReferenceSDPA(math={case.device == 'cuda'})"
+    reference = f"lambda rounded_to=None: ReferenceSDPA({case.device == 'cuda'}, rounded_to)"
     return "\n".join([
         '"""sdpa-fuzz repro: runs fn eagerly, compiled and in float64 on identical inputs, once\n'
         'per call, and compares outputs, identities, inputs after the call, the global SDPA\n'

@@ -112,8 +112,9 @@ def run_case(case: Case, backend: str | None = None, timings: Timings | None = N
     runs = run_calls(load_function(case), program.fn, lambda: program.counter.frame_count,
                      input_factory(case), calls_of(case), case.backward,
                      mark=lambda inputs: marked(case, inputs), eager_mode=KernelLog,
-                     reference_mode=lambda: ReferenceSDPA(math=case.device == "cuda"),
+                     reference_mode=lambda rounded_to=None: ReferenceSDPA(
+                         math=case.device == "cuda", rounded_to=rounded_to),
                      record=timings.add if timings is not None else lambda phase, s: None,
                      reused=warm is not None)
-    return CaseRun(runs.eager, runs.reference, runs.compiled, runs.frames, program,
+    return CaseRun(runs.eager, runs.reference, runs.compiled, runs.rounded, runs.frames, program,
                    rewrites.fired(patterns, rewrites.snapshot()))

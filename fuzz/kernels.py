@@ -113,12 +113,15 @@ class ReferenceSDPA(TorchFunctionMode):
     call (`operands`), which condition its scores however the program computed them; with
     `math`, computes every call with the math kernel, whatever the backend state: on CUDA,
     where no fused kernel takes float64, so that a context enabling only fused kernels
-    would otherwise leave no reference at all. Self-contained (torch only): repro scripts
-    embed its source."""
+    would otherwise leave no reference at all. With `rounded_to`, rounds every call's
+    query, key and value to that dtype first (differentiably): the float64 run as an
+    implementation that rounds computed operands once, as the case's own runs must.
+    Self-contained (torch only): repro scripts embed its source."""
 
-    def __init__(self, math=False):
+    def __init__(self, math=False, rounded_to=None):
         super().__init__()
         self.math = math
+        self.rounded_to = rounded_to
         self.operands = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -127,6 +130,9 @@ class ReferenceSDPA(TorchFunctionMode):
             return func(*args, **kwargs)
         kwargs.update(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
                           args))
+        if self.rounded_to is not None:
+            for n in ("query", "key", "value"):
+                kwargs[n] = kwargs[n].to(self.rounded_to).to(kwargs[n].dtype)
         self.operands.append(tuple(kwargs[n].detach() for n in ("query", "key", "value")))
         if not self.math:
             return func(**kwargs)

@@ -43,7 +43,8 @@ class Verdict:
 
 def judge(case: Case, run: CaseRun) -> Verdict:
     """Every check of the compiled run against eager, the reference and the frame model."""
-    judged = judge_runs(plan_of(case), run.eager, run.reference, run.compiled, run.frames)
+    judged = judge_runs(plan_of(case), run.eager, run.reference, run.compiled, run.frames,
+                        run.rounded)
     failures = judged.failures
     if run.rewrites:  # shown on the signature: the replacement is a symptom, not the bug
         tag = "+".join(sorted({rewrites.short(p) for p in run.rewrites}))

@@ -16,7 +16,7 @@ from fuzz.check import Plan, judge
 
 def main(fn: Callable[..., Any], make_inputs: Callable[..., dict[str, Any]], backend: Any,
          compile_kwargs: dict[str, Any], calls: tuple[Call, ...], plan: Plan,
-         mark_dynamic: dict[str, list[int]], reference_mode: Callable[[], Any]) -> int:
+         mark_dynamic: dict[str, list[int]], reference_mode: Callable[..., Any]) -> int:
     """Run and judge the case; print every measurement and divergence. Exit status: 1
     while a divergence holds, 0 once it is gone, DEVICE_ERROR_EXIT after a GPU error."""
     torch._inductor.config.fallback_random = True  # Inductor draws as eager does
@@ -35,7 +35,7 @@ def main(fn: Callable[..., Any], make_inputs: Callable[..., dict[str, Any]], bac
     except DeviceError as exc:
         print("device error (the CUDA context is unusable now):", exc)
         return DEVICE_ERROR_EXIT
-    judged = judge(plan, runs.eager, runs.reference, runs.compiled, runs.frames)
+    judged = judge(plan, runs.eager, runs.reference, runs.compiled, runs.frames, runs.rounded)
     for _, where, m in judged.measures:
         print(f"{where}: max error vs float64: eager {m.eager:.3g}, compiled "
               f"{m.compiled:.3g}, allowed {m.allowed:.3g}")

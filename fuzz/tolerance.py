@@ -111,8 +111,8 @@ def coarsest(dtype: str, precision: str | None) -> str:
 
 def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
             conditioning: float | torch.Tensor = 1.0, precision: str | None = None,
-            terms: float = 0.0, factor: float | None = None, averaged: float = 0.0
-            ) -> ErrorMeasure | None:
+            terms: float = 0.0, factor: float | None = None, averaged: float = 0.0,
+            rounding: float = 0.0) -> ErrorMeasure | None:
     """Max-abs errors: eager's over the positions finite in all three, compiled's over
     those where it and the reference are finite (including where eager overflowed); None
     when there are none. The floor is the larger of rounding the output (`FLOOR` times its
@@ -129,7 +129,10 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     `averaged`: for an attention's own output, the largest magnitude of the values it
     averages: a row whose weighted values cancel is small, but its sum was rounded at the
     magnitude of its terms (a float64 SDPA output 22 ulps from float64 truth where values
-    of 3e-4 cancelled to 1e-4 failed a floor relative to the output alone)."""
+    of 3e-4 cancelled to 1e-4 failed a floor relative to the output alone). `rounding`:
+    how far the float64 run moves when SDPA's computed operands are rounded to the case's
+    16-bit dtype (`fuzz.calls.operand_rounding`), a floor of its own: an error any
+    implementation of the program makes, which eager's may miss by luck."""
     e, c, r = eager.detach().double(), compiled.detach().double(), reference.detach().double()
     ok_c = torch.isfinite(c) & torch.isfinite(r)
     ok = ok_c & torch.isfinite(e)
@@ -138,7 +141,7 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     err_e = (e[ok] - r[ok]).abs().max().item() if bool(ok.any()) else 0.0
     dtype = coarsest(str(eager.dtype).removeprefix("torch."), precision)
     fudge = FUDGE[dtype] if factor is None else factor
-    least = max(GRAD_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY)
+    least = max(GRAD_FLOOR[dtype] * terms, ABS_FLOOR[dtype], TINY, rounding)
     if isinstance(conditioning, torch.Tensor):
         magnitude = torch.where(ok_c, r.abs(), 0.0).amax(-1, keepdim=True)
         summed = SCORE_FLOOR[dtype] * torch.clamp(conditioning.double(), min=1.0) \
