@@ -175,9 +175,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from fuzz.backends import declared_layers
-    from fuzz.corpus import corpus_files, known_bugs, load_entry
-    from fuzz.identity import backend_layers
+    from fuzz.corpus import corpus_files, known_bugs_for, load_entry
     import torch
 
     from fuzz.replay import replay_entry
@@ -198,9 +196,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     entries = [e for e in entries if e not in skipped]
     cuda = args.device == "cuda" or any(e.case.device == "cuda" for e in entries)
     # On another backend, a case may fail only as the replayed corpora's known bugs do.
-    known = [bug for p in args.paths if p.is_dir() for bug in known_bugs(
-        p, args.backend, backend_layers(args.backend, declared_layers(args.backend)))
-    ] if args.backend else []
+    known = known_bugs_for(args.backend, [p for p in args.paths if p.is_dir()]) \
+        if args.backend else []
     worker = Worker(args.case_timeout, device="cuda" if cuda else "cpu")
     try:
         for entry in entries:

@@ -19,15 +19,16 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
+from fuzz.backends import declared_layers
 from fuzz.case import Case, CaseError
 from fuzz.caseio import case_from_dict, case_to_dict
 from fuzz.issue import issue_text
 from fuzz.minimal import Target, minimal_script
-from fuzz.identity import LAYERS, Identity, features
+from fuzz.identity import LAYERS, Identity, backend_layers, features
 
 OUTCOMES = ("pass", "known-failure", "flaky")
 # Folders of a corpus that hold no entries to replay: flaky findings, findings a stopped
@@ -238,6 +239,13 @@ def known_bugs(folder: Path, backend: str, layers: tuple[str, ...]) -> list[Know
         if silences(entry, backend, layers, torch.__version__):
             found += [KnownBug(path.name, i) for i in entry_identities(entry)]
     return found
+
+
+def known_bugs_for(backend: str, folders: Iterable[Path]) -> list[KnownBug]:
+    """`known_bugs` of every folder, for the layers `backend` runs through or declares
+    (`fuzz.identity.backend_layers`): what a run, a replay or the plugin counts as known."""
+    layers = backend_layers(backend, declared_layers(backend))
+    return [bug for folder in folders for bug in known_bugs(folder, backend, layers)]
 
 
 def quarantined(folder: Path) -> Counter:

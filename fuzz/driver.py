@@ -25,14 +25,13 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.database import (DirectoryBasedExampleDatabase, ExampleDatabase,
                                  MultiplexedDatabase)
 
-from fuzz.backends import declared_layers
 from fuzz.campaign import LEASE_S, Campaign, CampaignFinding
 from fuzz.case import Case
 from fuzz.confirm import OutOfTime, confirm
 from fuzz.caseio import case_to_json
-from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs,
+from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs_for,
                          prune_claims, quarantined, release, write_entry)
-from fuzz.identity import Identity, backend_layers, features
+from fuzz.identity import Identity, features
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
 from fuzz import rewrites
@@ -121,7 +120,6 @@ class Fuzzer:
         prune_claims(config.corpus)
         self.campaign = Campaign(config.campaign, config.lease_s) if config.campaign else None
         self.stats = RunStats()
-        self.layers = backend_layers(config.backend, declared_layers(config.backend))
         # A key stays open after a flaky finding, up to MAX_FLAKY of them in all.
         self.flaky_seen = quarantined(config.corpus)
         self.known: list[KnownBug] = self._corpus_bugs() + [
@@ -154,8 +152,7 @@ class Fuzzer:
 
     def _corpus_bugs(self) -> list[KnownBug]:
         config = self.config
-        return [bug for folder in (config.corpus, *config.known)
-                for bug in known_bugs(folder, config.backend, self.layers)] + \
+        return known_bugs_for(config.backend, (config.corpus, *config.known)) + \
             self._campaign_bugs()
 
     def _campaign_bugs(self) -> list[KnownBug]:

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fuzz.backends import declared_layers
-from fuzz.corpus import KnownBug, corpus_files, known_bugs, load_entry, packaged_corpus
-from fuzz.identity import backend_layers
+from fuzz.corpus import corpus_files, known_bugs_for, load_entry, packaged_corpus
 from fuzz.replay import replay_entry
 from fuzz.worker import Worker
 
@@ -21,11 +19,6 @@ ENTRIES = corpus_files([packaged_corpus()])
 
 
 @cache
-def known_bugs_of(backend: str) -> list[KnownBug]:
-    return known_bugs(packaged_corpus(), backend,
-                      backend_layers(backend, declared_layers(backend)))
-
-
 @pytest.fixture(scope="session")
 def sdpa_fuzz_replay_worker(sdpa_fuzz_case_timeout: float):
     worker = Worker(sdpa_fuzz_case_timeout,
@@ -41,5 +34,5 @@ def test_packaged_entry_replays(sdpa_fuzz_backend: str, sdpa_fuzz_replay_worker:
     if entry.case.device == "cuda" and not torch.cuda.is_available():
         pytest.skip("a CUDA entry, and no GPU here")
     result = replay_entry(entry, sdpa_fuzz_replay_worker, sdpa_fuzz_backend,
-                          known=known_bugs_of(sdpa_fuzz_backend))
+                          known=known_bugs_for(sdpa_fuzz_backend, [packaged_corpus()]))
     assert result.ok, result.describe()

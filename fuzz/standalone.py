@@ -8,9 +8,8 @@ from typing import Any, Callable
 
 import torch
 import torch._inductor.config
-from torch._dynamo.testing import CompileCounterWithBackend
 
-from fuzz.calls import DEVICE_ERROR_EXIT, Call, DeviceError, run_calls
+from fuzz.calls import DEVICE_ERROR_EXIT, AcceptedGraphCounter, Call, DeviceError, run_calls
 from fuzz.check import Plan, judge
 
 
@@ -20,7 +19,7 @@ def main(fn: Callable[..., Any], make_inputs: Callable[..., dict[str, Any]], bac
     """Run and judge the case; print every measurement and divergence. Exit status: 1
     while a divergence holds, 0 once it is gone, DEVICE_ERROR_EXIT after a GPU error."""
     torch._inductor.config.fallback_random = True  # Inductor draws as eager does
-    counter = CompileCounterWithBackend(backend)
+    counter = AcceptedGraphCounter(backend)
     compiled_fn = torch.compile(fn, backend=counter, **compile_kwargs)
 
     def mark(inputs: dict[str, Any]) -> dict[str, Any]:
