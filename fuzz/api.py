@@ -22,15 +22,14 @@ from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
-from fuzz.backends import declared_layers
 from fuzz.case import Case
 from fuzz.caseio import case_to_json
-from fuzz.corpus import KnownBug, known_bugs, packaged_corpus
-from fuzz.identity import backend_layers, features
+from fuzz.corpus import known_bugs_for, packaged_corpus
+from fuzz.identity import features
 from fuzz.minimal import minimal_script, target_of
 from fuzz.oracle import Failure, Verdict
 from fuzz.worker import Worker
-from strategies import cases, hand_attention_cases, model_attention_cases
+from strategies import cases, hand_attention_cases, model_attention_cases, module_cases
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -73,11 +72,6 @@ def judge_case(case: Case, backend: str, timeout: float = DEFAULT_TIMEOUT_S) -> 
 
 
 @cache
-def _known(backend: str, corpora: tuple[Path, ...]) -> tuple[KnownBug, ...]:
-    layers = backend_layers(backend, declared_layers(backend))
-    return tuple(bug for corpus in corpora for bug in known_bugs(corpus, backend, layers))
-
-
 def check_case(case: Case, backend: str, timeout: float = DEFAULT_TIMEOUT_S,
                known: tuple[Path, ...] | None = None) -> Verdict:
     """Judge `case` as `judge_case` does; raise `Divergence` for failures that no known bug
@@ -86,8 +80,9 @@ def check_case(case: Case, backend: str, timeout: float = DEFAULT_TIMEOUT_S,
     verdict = judge_case(case, backend, timeout)
     corpora = (packaged_corpus(),) if known is None else known
     found = features(case)
+    known = known_bugs_for(backend, corpora)
     new = [f for f in verdict.failures
-           if not any(b.identity.covers(f.key, found) for b in _known(backend, corpora))]
+           if not any(b.identity.covers(f.key, found) for b in known)]
     if new:
         raise Divergence(replace(case, compile=replace(case.compile, backend=backend)),
                          verdict, new)
@@ -95,4 +90,4 @@ def check_case(case: Case, backend: str, timeout: float = DEFAULT_TIMEOUT_S,
 
 
 __all__ = ["Divergence", "cases", "check_case", "close_workers", "hand_attention_cases",
-           "judge_case", "model_attention_cases"]
+           "judge_case", "model_attention_cases", "module_cases"]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 5  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
-# 4: CompileSpec.mark_dynamic; 5: ModelAttention
+SCHEMA_VERSION = 6  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
+# 4: CompileSpec.mark_dynamic; 5: ModelAttention; 6: ModuleInput, ModuleCall
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
 MASK_DTYPES = FLOAT_DTYPES + ("bool",) + INT_MASK_DTYPES
 VALUE_KINDS = ("normal", "tiny", "large", "repeated")
-MASK_VALUE_KINDS = ("random", "full_rows", "additive")
+MASK_VALUE_KINDS = ("random", "full_rows", "additive", "padding")
 LAYOUTS = ("contiguous", "transposed", "permuted", "offset", "strided", "expanded")
 DEVICES = ("cpu", "cuda")
 MAX_DIM = 1024
@@ -69,6 +69,8 @@ class TensorSpec:
         _require(self.dtype in dtypes, f"{where}: dtype {self.dtype!r} not in {dtypes}")
         _require(not (self.dtype in ("bool",) + INT_MASK_DTYPES and self.values == "additive"),
                  f"{where}: a {self.dtype} mask holds 0/1 keep flags; it cannot be additive")
+        _require(self.values != "padding" or self.dtype not in INT_MASK_DTYPES,
+                 f"{where}: a padding mask is bool (True: padding) or float (-inf: padding)")
         _require(self.layout in LAYOUTS, f"{where}: layout {self.layout!r} not in {LAYOUTS}")
         _require(len(self.shape) >= 2 or self.values not in ("repeated", "full_rows"),
                  f"{where}: {self.values!r} values need two dims")
@@ -98,7 +100,8 @@ KERNEL_STYLES = ("with", "decorator")
 
 
 class Scope:
-    """What each name holds while a program is checked: 'tensor', 'params' or 'value'."""
+    """What each name holds while a program is checked: 'tensor', 'params', 'module' or
+    'value'."""
 
     def __init__(self, kinds: dict[str, str]) -> None:
         self.kinds = dict(kinds)
@@ -459,14 +462,129 @@ class ModelAttention:
                      if name not in skip and getattr(self, name) != getattr(plain, name))
 
 
+MODULE_KINDS = ("mha", "encoder_layer")
+ACTIVATIONS = ("relu", "gelu")
+
+
+@dataclass(frozen=True)
+class ModuleInput:
+    """An `nn.MultiheadAttention` (`mha`) or `nn.TransformerEncoderLayer` (`encoder_layer`)
+    passed to the function, as a model's submodule is: built in each run from the tensor
+    inputs `params` names (parameter path -> input, in `module_parameters` order), each
+    wrapped as the module's own `nn.Parameter`, so that gradients reach the weights and
+    the float64 run gets a float64 module. `training`: `train()` or `eval()` (whose fast
+    paths a module takes under no_grad). Dropout is 0: the module's draws are not
+    seeded per call as SDPA's are."""
+
+    module: str
+    embed_dim: int
+    heads: int
+    params: tuple[tuple[str, str], ...]
+    batch_first: bool = False
+    bias: bool = True
+    add_bias_kv: bool = False
+    kdim: int | None = None
+    vdim: int | None = None
+    norm_first: bool = False
+    feedforward: int = 4
+    activation: str = "relu"
+    training: bool = False
+
+    def validate(self, name: str, tensors: dict[str, TensorSpec]) -> None:
+        where = f"input {name!r}"
+        _require(self.module in MODULE_KINDS, f"{where}: module {self.module!r} not in "
+                 f"{MODULE_KINDS}")
+        _require(1 <= self.heads <= self.embed_dim <= MAX_DIM
+                 and self.embed_dim % self.heads == 0,
+                 f"{where}: heads {self.heads} must divide embed_dim {self.embed_dim}")
+        _require(self.activation in ACTIVATIONS, f"{where}: activation not in {ACTIVATIONS}")
+        _require(self.module == "mha" or (self.kdim is None and self.vdim is None
+                                          and not self.add_bias_kv),
+                 f"{where}: kdim, vdim and add_bias_kv are MultiheadAttention's")
+        _require(1 <= self.feedforward <= MAX_DIM, f"{where}: feedforward not in 1..{MAX_DIM}")
+        wanted = module_parameters(self)
+        _require(tuple(path for path, _ in self.params) == tuple(wanted),
+                 f"{where}: parameters {[p for p, _ in self.params]} are not the module's "
+                 f"{list(wanted)}")
+        for path, ref in self.params:
+            spec = tensors.get(ref)
+            _require(spec is not None, f"{where}: parameter {path} names {ref!r}, which is "
+                     "not a tensor input")
+            _require(spec.shape == wanted[path] and not spec.is_mask,
+                     f"{where}: parameter {path} must be a {wanted[path]} tensor of values")
+
+
+def module_parameters(m: ModuleInput) -> dict[str, tuple[int, ...]]:
+    """The module's parameters as torch registers them (path -> shape), in its order."""
+    e = m.embed_dim
+    found: dict[str, tuple[int, ...]] = {}
+    prefix = "self_attn." if m.module == "encoder_layer" else ""
+    if (m.kdim or e) == e and (m.vdim or e) == e:
+        found[prefix + "in_proj_weight"] = (3 * e, e)
+    else:
+        found.update({prefix + "q_proj_weight": (e, e), prefix + "k_proj_weight": (e, m.kdim or e),
+                      prefix + "v_proj_weight": (e, m.vdim or e)})
+    if m.bias:
+        found[prefix + "in_proj_bias"] = (3 * e,)
+    if m.add_bias_kv:
+        found.update({prefix + "bias_k": (1, 1, e), prefix + "bias_v": (1, 1, e)})
+    found[prefix + "out_proj.weight"] = (e, e)
+    if m.bias:
+        found[prefix + "out_proj.bias"] = (e,)
+    if m.module == "encoder_layer":
+        f = m.feedforward
+        for name, shape in (("linear1", (f, e)), ("linear2", (e, f))):
+            found[name + ".weight"] = shape
+            if m.bias:
+                found[name + ".bias"] = shape[:1]
+        for name in ("norm1", "norm2"):
+            found[name + ".weight"] = (e,)
+            if m.bias:
+                found[name + ".bias"] = (e,)
+    return found
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """`out = module(query, key, value, ...)[0]` for a MultiheadAttention (`out, out_w =`
+    where it returns weights, `need_weights`), `out = module(query, src_mask=..., ...)`
+    for an encoder layer, which attends to its one input. `key_padding_mask` is (B, S),
+    True (or -inf) where a key is padding; `attn_mask` is (L, S) or (B * heads, L, S)."""
+
+    out: str
+    module: str
+    query: str
+    key: str | None = None
+    value: str | None = None
+    key_padding_mask: str | None = None
+    attn_mask: str | None = None
+    is_causal: bool = False
+    need_weights: bool = False
+    average_attn_weights: bool = True
+
+    @property
+    def weights_out(self) -> str | None:
+        return f"{self.out}_w" if self.need_weights else None
+
+    def check(self, scope: Scope) -> None:
+        scope.need(self.module, "module", "a module call")
+        for ref in (self.query, self.key, self.value, self.key_padding_mask, self.attn_mask):
+            scope.need(ref, "tensor", "a module call")
+        _require((self.key is None) == (self.value is None),
+                 "a module call names both key and value, or neither (self-attention)")
+        scope.define(self.out, "tensor")
+        if self.weights_out:
+            scope.define(self.weights_out, "tensor")
+
+
 Statement = (Attention | Mutate | BuildParams | ParamsAttr | Shift | GraphBreak | ReadBackends
-             | ReadFlag | SetFlag | KernelBlock | HandAttention | ModelAttention)
+             | ReadFlag | SetFlag | KernelBlock | HandAttention | ModelAttention | ModuleCall)
 STATEMENTS: dict[str, type] = {
     "attention": Attention, "mutate": Mutate, "sdpa_params": BuildParams,
     "params_attr": ParamsAttr, "shift": Shift, "graph_break": GraphBreak,
     "read_backends": ReadBackends, "read_flag": ReadFlag, "set_flag": SetFlag,
     "sdpa_kernel": KernelBlock, "hand_attention": HandAttention,
-    "model_attention": ModelAttention,
+    "model_attention": ModelAttention, "module_call": ModuleCall,
 }
 
 
@@ -641,8 +759,10 @@ def attention_feeds(case: Case) -> dict[str, tuple[int, ...]]:
     feeds: dict[str, set[int]] = {}
     attentions = 0
     for stmt in walk(case.program.body):
-        if isinstance(stmt, (Attention, HandAttention, ModelAttention)):
+        if isinstance(stmt, (Attention, HandAttention, ModelAttention, ModuleCall)):
             feeds[stmt.out] = {attentions}
+            if isinstance(stmt, ModuleCall) and stmt.weights_out:
+                feeds[stmt.weights_out] = {attentions}
             attentions += 1
         elif isinstance(stmt, Shift) and stmt.source in feeds:
             feeds[stmt.out] = set(feeds[stmt.source])
@@ -667,7 +787,7 @@ def exact_ops(case: Case) -> int:
 class Case:
     """A whole fuzz case: named inputs, the program, and how to compile it."""
 
-    inputs: tuple[tuple[str, TensorSpec | ParamsInput], ...]
+    inputs: tuple[tuple[str, TensorSpec | ParamsInput | ModuleInput], ...]
     program: Program
     compile: CompileSpec = field(default_factory=CompileSpec)
     device: str = "cpu"
@@ -681,7 +801,7 @@ class Case:
     def input_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.inputs)
 
-    def spec(self, name: str) -> TensorSpec | ParamsInput:
+    def spec(self, name: str) -> TensorSpec | ParamsInput | ModuleInput:
         return dict(self.inputs)[name]
 
     def reseeded(self, salt: int) -> "Case":
@@ -694,14 +814,17 @@ class Case:
         _require(self.device in DEVICES, f"device {self.device!r} not in {DEVICES}")
         names = self.input_names
         _require(len(set(names)) == len(names), f"input names repeat: {names}")
-        tensors = {n for n, spec in self.inputs if isinstance(spec, TensorSpec)}
+        tensors = {n: spec for n, spec in self.inputs if isinstance(spec, TensorSpec)}
         for name, spec in self.inputs:
             _require(name.isidentifier(), f"input name {name!r} is not an identifier")
             if isinstance(spec, TensorSpec):
                 spec.validate(name)
-            else:
+            elif isinstance(spec, ModuleInput):
                 spec.validate(name, tensors)
-        self.program.validate({n: "tensor" if n in tensors else "params" for n in names})
+            else:
+                spec.validate(name, set(tensors))
+        self.program.validate({n: "tensor" if n in tensors else "module" if isinstance(
+            s, ModuleInput) else "params" for n, s in self.inputs})
         self.compile.validate()
         _require(1 <= len(self.calls) <= MAX_CALLS, f"a case makes 1 to {MAX_CALLS} calls")
         for call in self.calls:

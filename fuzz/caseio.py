@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz.case import (SCHEMA_VERSION, STATEMENTS, CallContext, Case, CaseError, CompileSpec,
-                       ParamsInput, Program, TensorSpec)
+                       ModuleInput, ParamsInput, Program, TensorSpec)
 
 FORMAT = "sdpa-fuzz-case"
 
@@ -153,7 +153,8 @@ def _decode_case(body: dict, source: str) -> Case:
     pairs = body.pop("inputs")
     decoded_inputs = []
     for name, spec in pairs:
-        kind = TensorSpec if isinstance(spec, dict) and "shape" in spec else ParamsInput
+        keys = spec if isinstance(spec, dict) else {}
+        kind = TensorSpec if "shape" in keys else ModuleInput if "module" in keys else ParamsInput
         decoded_inputs.append((name, _decode_dataclass(kind, spec, f"inputs.{name}")))
     allowed = {"program", "compile", "device", "calls", "backward"}
     unknown = set(body) - allowed

@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", choices=DEVICES)
     run.add_argument("--space", default="all", choices=SPACES,
                      help="programs around SDPA calls, hand-written attention that Inductor "
-                     "may rewrite into SDPA, attention layers as models write them, or "
-                     "any of them (default)")
+                     "may rewrite into SDPA, attention layers as models write them, "
+                     "torch.nn attention modules, or any of them (default)")
     run.add_argument("--time-budget", type=_positive(float), default=60.0, metavar="S",
                      help="seconds of search (default 60)")
     run.add_argument("--confirm-budget", type=_positive(float), metavar="S",

@@ -12,10 +12,12 @@ import math
 
 from fuzz.carry import carried_source
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
-                       ModelAttention, Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
-                       Statement, TensorSpec, grow_dims, marked_dims, reseed)
+                       ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr, ParamsInput,
+                       ReadBackends, ReadFlag, SetFlag, Shift, Statement, TensorSpec, grow_dims,
+                       marked_dims, reseed)
 from fuzz.handwritten import hand_attention_lines, logical_head_dim
 from fuzz.models import model_attention_lines
+from fuzz.modules import module_call_lines, module_lines
 from fuzz.kernels import ReferenceSDPA
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
 from fuzz.plan import calls_of, plan_of
@@ -79,8 +81,10 @@ def _params(p: BuildParams | ParamsInput, ref=lambda name: name) -> str:
 class _Emitter:
     """Turns statements into lines of `fn`, collecting the module-level helpers they use."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+    def __init__(self, shapes: dict[str, tuple[int, ...]],
+                 modules: dict[str, ModuleInput]) -> None:
         self.helpers: list[str] = []
+        self.modules = modules
         self.uses_kernel = False
         self.uses_params = False
         self.uses_math = False
@@ -117,6 +121,8 @@ class _Emitter:
             lines = hand_attention_lines(stmt, logical_head_dim(stmt, self.shapes[stmt.query]))
         elif isinstance(stmt, ModelAttention):
             lines = model_attention_lines(stmt)
+        elif isinstance(stmt, ModuleCall):
+            lines = module_call_lines(stmt, self.modules[stmt.module])
         else:
             return self._kernel_block(stmt)
         if getattr(stmt, "out", None):
@@ -152,7 +158,8 @@ class _Emitter:
 def function_source(case: Case) -> str:
     """The module that defines `fn`, the function under test."""
     emitter = _Emitter({name: spec.shape if isinstance(spec, TensorSpec) else ()
-                        for name, spec in case.inputs})
+                        for name, spec in case.inputs},
+                       {name: spec for name, spec in case.inputs if isinstance(spec, ModuleInput)})
     body = emitter.block(case.program.body)
     returns = case.program.returns
     body.append(f"return {returns[0] if len(returns) == 1 else ', '.join(returns)}")
@@ -169,13 +176,15 @@ def function_source(case: Case) -> str:
 def inputs_source(case: Case) -> str:
     """`build_tensor` and `make_inputs(dtype=None, salt=0, grow=0)`, which returns a fresh
     dict of the case's inputs (of its seed variant `salt`, with sequence lengths `grow`
-    longer); with a dtype, its floating tensors are cast to it before any SDPAParams is
-    built."""
+    longer); with a dtype, its floating tensors are cast to it before any SDPAParams or
+    module is built."""
     dims = grow_dims(case) if any(c.grow for c in case.calls) else {}
     tensors = ",\n".join(f"        {name!r}: {build_call(spec, case.device, dims.get(name, ()))}"
                          for name, spec in case.inputs if isinstance(spec, TensorSpec))
     params = "".join(f"    t[{name!r}] = torch.backends.cuda.{_params(spec, ref)}\n"
                      for name, spec in case.inputs if isinstance(spec, ParamsInput))
+    params += "".join(f"    {line}\n" for name, spec in case.inputs
+                      if isinstance(spec, ModuleInput) for line in module_lines(name, spec, ref))
     return (f"import torch\n\n\n{BUILD_TENSOR_SOURCE}\n\n{RESEED_SOURCE}\n\n"
             f"def make_inputs(dtype=None, salt=0, grow=0):\n    t = {{\n{tensors},\n    }}\n"
             "    if dtype is not None:\n"

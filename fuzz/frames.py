@@ -47,6 +47,11 @@ and the names it reads:
    twice for the frame (once with a graph it throws away) and a plain one once. The
    count depends on what the backend is made of, which a `module:attr` backend does not
    say, so the strategies never draw this combination.
+9. A torch.nn module call (`ModuleCall`) is traced whole, its forward inlined (OP), except
+   where its key padding mask and attention mask differ in dtype: `F._canonical_mask`
+   then warns that mismatched masks are deprecated, Dynamo cannot trace `warnings.warn`,
+   and the break lands inside torch.nn's code, whose frames Dynamo does not compile on
+   their own: the call runs eagerly (a BREAK that adds no graph of its own).
 """
 
 from __future__ import annotations
@@ -54,9 +59,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fuzz.case import (Attention, BuildParams, GraphBreak, HandAttention, KernelBlock,
-                       ModelAttention, Mutate,
-                       ParamsAttr, ParamsInput, Program, ReadBackends, ReadFlag, SetFlag, Shift,
-                       Statement, walk)
+                       ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr, ParamsInput,
+                       Program, ReadBackends, ReadFlag, SetFlag, Shift, Statement, TensorSpec,
+                       walk)
 from fuzz.handwritten import hand_attention_lines
 
 OP, BREAK, SKIP = "op", "break", "skip"
@@ -76,6 +81,8 @@ def _reads(stmt: Statement) -> frozenset[str]:
         Attention: lambda s: (s.query, s.key, s.value, s.mask),
         HandAttention: lambda s: (s.query, s.key, s.value, s.mask),
         ModelAttention: lambda s: (s.x, s.mask, s.out_proj, *s.weights, *s.rotary, *s.cache),
+        ModuleCall: lambda s: (s.module, s.query, s.key, s.value, s.key_padding_mask,
+                               s.attn_mask),
         BuildParams: lambda s: (s.query, s.key, s.value, s.mask),
         Mutate: lambda s: (s.target,),
         ParamsAttr: lambda s: (s.params,),
@@ -95,7 +102,8 @@ def _names_torch(stmt: Statement) -> bool:
 class _Walker:
     """Flattens a program into steps, tracking rule 2's resumed blocks."""
 
-    def __init__(self, inputs: tuple[str, ...]) -> None:
+    def __init__(self, inputs: tuple[str, ...], dtypes: dict[str, str] | None = None) -> None:
+        self.dtypes = dtypes or {}  # input name -> dtype, for rule 9
         self.steps: list[Step] = []
         self.blocks: list[bool] = []  # per open sdpa_kernel block: resumed after a break?
         self.defined = list(inputs)
@@ -117,6 +125,9 @@ class _Walker:
             if isinstance(stmt, (Attention, HandAttention, ModelAttention, Mutate, BuildParams,
                                  ParamsAttr, Shift, SetFlag)):
                 event = OP
+            elif isinstance(stmt, ModuleCall):
+                masks = [self.dtypes.get(m) for m in (stmt.key_padding_mask, stmt.attn_mask)]
+                event = self.breaking() if None not in masks and masks[0] != masks[1] else OP
             elif isinstance(stmt, GraphBreak):
                 event = self.breaking(in_loop=stmt.place == "loop")
             elif isinstance(stmt, ReadBackends):
@@ -149,16 +160,17 @@ class _Walker:
         self.steps.append(Step(OP))
 
 
-def steps(program: Program, inputs: tuple[str, ...] = ()) -> tuple[list[Step], bool]:
+def steps(program: Program, inputs: tuple[str, ...] = (), dtypes: dict[str, str] | None = None
+          ) -> tuple[list[Step], bool]:
     """The program's steps, then a last step that reads what it returns; and whether `fn`
     names a torch module (rule 7)."""
-    walker = _Walker(inputs)
+    walker = _Walker(inputs, dtypes)
     walker.body(program.body)
     return walker.steps + [Step(None, frozenset(program.returns))], walker.names_torch
 
 
-def events(body: tuple[Statement, ...]) -> list[str]:
-    walker = _Walker(())
+def events(body: tuple[Statement, ...], dtypes: dict[str, str] | None = None) -> list[str]:
+    walker = _Walker((), dtypes)
     walker.body(body)
     return [s.event for s in walker.steps if s.event is not None]
 
@@ -173,19 +185,26 @@ def tensor_names(program: Program, inputs: dict) -> set[str]:
     attribute reads of an SDPAParams (or its mask, where it has one) produce."""
     masks = {n: spec.mask for n, spec in inputs.items() if isinstance(spec, ParamsInput)}
     masks.update({s.out: s.mask for s in walk(program.body) if isinstance(s, BuildParams)})
-    names = {n for n, spec in inputs.items() if not isinstance(spec, ParamsInput)}
+    names = {n for n, spec in inputs.items() if not isinstance(spec, (ParamsInput, ModuleInput))}
     for s in walk(program.body):
-        if isinstance(s, (Attention, HandAttention, ModelAttention, Shift)):
+        if isinstance(s, (Attention, HandAttention, ModelAttention, ModuleCall, Shift)):
             names.add(s.out)
+            if isinstance(s, ModuleCall) and s.weights_out:
+                names.add(s.weights_out)
         elif isinstance(s, ParamsAttr) and (s.attr in TENSOR_ATTRS or (
                 s.attr == "attn_mask" and masks.get(s.params) is not None)):
             names.add(s.out)
     return names
 
 
-def must_break(program: Program) -> bool:
+def input_dtypes(inputs: dict) -> dict[str, str]:
+    """Input name -> dtype, for the tensor inputs among `inputs` (name -> spec)."""
+    return {n: s.dtype for n, s in inputs.items() if isinstance(s, TensorSpec)}
+
+
+def must_break(program: Program, inputs: dict | None = None) -> bool:
     """Whether Dynamo must break the graph, so that `fullgraph=True` must raise."""
-    return any(e != OP for e in events(program.body))
+    return any(e != OP for e in events(program.body, input_dtypes(inputs or {})))
 
 
 def predict_frames(program: Program, inputs: dict | None = None,
@@ -199,9 +218,9 @@ def predict_frames(program: Program, inputs: dict | None = None,
                          "dynamic=True")
     alone = program.returns[0] if len(program.returns) == 1 else None
     if alone in params_inputs or (alone in params_names(program, params_inputs)
-                                  and must_break(program)):
+                                  and must_break(program, inputs)):
         raise ValueError("the frame model has no rule for returning an SDPAParams alone")
-    seq, names_torch = steps(program, tuple(inputs))
+    seq, names_torch = steps(program, tuple(inputs), input_dtypes(inputs))
     tensors = tensor_names(program, inputs)
     graphs, has_op, defined = 0, False, set(inputs)
     for i, step in enumerate(seq):

@@ -21,8 +21,9 @@ import math
 from dataclasses import dataclass
 
 from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
-                       ModelAttention, Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag,
-                       SetFlag, Shift, TensorSpec, grow_dims, reseed, walk)
+                       ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr, ParamsInput,
+                       ReadBackends, ReadFlag, SetFlag, Shift, TensorSpec, grow_dims, reseed,
+                       walk)
 from fuzz.materialize import build_tensor, grown
 
 # The layers a bug can live in, and the layers each registered backend runs through. A
@@ -71,15 +72,17 @@ def _scale_class(scale: float | None) -> str:
 def _masks_a_whole_row(name: str, spec: TensorSpec, case: Case) -> bool:
     """Whether a mask drawn at random leaves some query row nothing to attend to, in the
     inputs of some call: what a `full_rows` mask guarantees, a random one may draw (a
-    small one often does), and a bug of fully masked rows needs it either way."""
-    if spec.values != "random" or len(spec.shape) < 2:
+    small one often does), and a bug of fully masked rows needs it either way. A module's
+    `padding` mask masks where it is True (or -inf), as torch.nn's masks do."""
+    if spec.values not in ("random", "padding") or len(spec.shape) < 2:
         return False
     marks = grow_dims(case).get(name, ())
     for call in case.calls:
         shape = grown(spec.shape, marks, call.grow) if any(marks) else spec.shape
         mask = build_tensor(shape, spec.dtype, spec.values, spec.layout,
                             reseed(spec.seed, call.reseed), spec.perm, spec.expand_dim)
-        masked = mask == float("-inf") if mask.is_floating_point() else mask == 0
+        masked = mask == float("-inf") if mask.is_floating_point() else \
+            mask != 0 if spec.values == "padding" else mask == 0
         if mask.numel() and bool(masked.all(-1).any()):
             return True
     return False
@@ -170,6 +173,23 @@ def _model_features(a: ModelAttention, case: Case) -> set[str]:
     return found
 
 
+def _module_features(c: ModuleCall, case: Case) -> set[str]:
+    """The module's kind and each of its and its call's knobs away from the default
+    (`module:batch_first`, `module:key_padding_mask`), `sdpa` where it calls SDPA."""
+    m = case.spec(c.module)
+    assert isinstance(m, ModuleInput)
+    found = {"module", f"module:kind={m.module}"} | ({"sdpa"} if not c.need_weights else set())
+    knobs = (("batch_first", m.batch_first), ("no-bias", not m.bias),
+             ("add_bias_kv", m.add_bias_kv), ("kdim", m.kdim is not None or m.vdim is not None),
+             ("norm_first", m.norm_first), ("activation=gelu", m.activation == "gelu"),
+             ("training", m.training), ("cross", c.key is not None),
+             ("key_padding_mask", c.key_padding_mask is not None),
+             ("attn_mask", c.attn_mask is not None), ("causal", c.is_causal),
+             ("need_weights", c.need_weights),
+             ("per-head-weights", c.need_weights and not c.average_attn_weights))
+    return found | {f"module:{name}" for name, on in knobs if on}
+
+
 # Fields of hand-written attention whose value is continuous: whether it deviates is the
 # feature, not the value itself.
 _CONTINUOUS = {"scale", "dropout_p", "heads", "causal_diagonal", "perm", "key_perm",
@@ -188,6 +208,8 @@ def _statement_features(stmt: object, case: Case) -> set[str]:
         return found
     if isinstance(stmt, ModelAttention):
         return _model_features(stmt, case)
+    if isinstance(stmt, ModuleCall):
+        return _module_features(stmt, case)
     if isinstance(stmt, Mutate):
         return {f"mutate:{stmt.method}"}
     if isinstance(stmt, BuildParams):
@@ -228,16 +250,15 @@ def features(case: Case) -> frozenset[str]:
     found: set[str] = set()
     roles: dict[str, str] = {}
     for stmt in walk(case.program.body):
-        for role in ("query", "key", "value", "mask"):
-            name = getattr(stmt, role, None)
+        for field_name in ("query", "key", "value", "mask", "key_padding_mask", "attn_mask"):
+            name = getattr(stmt, field_name, None)
             if isinstance(name, str):
-                roles.setdefault(name, role)
+                roles.setdefault(name, "mask" if "mask" in field_name else field_name)
         found |= _statement_features(stmt, case)
     for name, spec in case.inputs:
         if isinstance(spec, TensorSpec):
             found |= _tensor_features(name, spec, roles.get(name, "input"), case)
-        else:
-            assert isinstance(spec, ParamsInput)
+        elif isinstance(spec, ParamsInput):
             found.add("params-input")
     settings = case.compile
     if settings.fullgraph:

@@ -23,7 +23,12 @@ def build_tensor(shape, dtype, values, layout, seed, perm=(), expand_dim=0,
     base_shape = list(shape)
     if layout == "expanded":
         base_shape[expand_dim] = 1
-    if values in ("random", "full_rows", "additive"):
+    if values == "padding":  # torch.nn's: True (or -inf) on each row's keys past a length
+        lengths = torch.randint(0, base_shape[-1] + 1, base_shape[:-1] + [1], generator=gen)
+        padded = torch.arange(base_shape[-1]).expand(base_shape) >= lengths
+        base = padded.to(dtype) if dtype == torch.bool else \
+            torch.zeros(base_shape).masked_fill(padded, float("-inf")).to(dtype)
+    elif values in ("random", "full_rows", "additive"):
         keep = torch.rand(base_shape, generator=gen) < 0.7
         if values == "full_rows":
             keep[..., 0, :] = False

@@ -14,10 +14,11 @@ import ast
 from dataclasses import dataclass
 
 from fuzz.calls import DROPOUT_SEED
-from fuzz.case import (CallContext, Case, ParamsInput, TensorSpec, grow_dims, marked_dims,
-                       reseed)
+from fuzz.case import (CallContext, Case, ModuleInput, ParamsInput, TensorSpec, grow_dims,
+                       marked_dims, reseed)
 from fuzz.check import Failure
 from fuzz.codegen import backend_expression, backend_list, function_source
+from fuzz.modules import module_lines
 from fuzz.plan import plan_of
 from fuzz.tolerance import EPS, SUBNORMAL
 
@@ -63,6 +64,17 @@ def _value_lines(spec: TensorSpec, shape: str, seed: str) -> list[str]:
     the same draws from the same generator, in the same order."""
     dtype = f"torch.{spec.dtype}"
     gen = f"generator=torch.Generator().manual_seed({seed})"
+    if spec.values == "padding":  # each row's keys past a drawn length are padding
+        try:
+            dims = ast.literal_eval(shape)
+            keys, rows = repr(dims[-1]), repr(tuple(dims[:-1]) + (1,))
+        except ValueError:
+            keys, rows = f"{shape}[-1]", f"{shape}[:-1] + (1,)"
+        lines = [f"lengths = torch.randint(0, {keys} + 1, {rows}, {gen})",
+                 f"padded = torch.arange({keys}).expand({shape}) >= lengths"]
+        cast = "" if spec.dtype == "float32" else f".to({dtype})"
+        return lines + ["padded" if spec.dtype == "bool" else
+                        f"torch.zeros({shape}).masked_fill(padded, float('-inf')){cast}"]
     if spec.is_mask:
         if spec.dtype == "bool" or spec.dtype not in EPS and spec.values != "full_rows":
             keep = f"torch.rand({shape}, {gen}) < 0.7"
@@ -158,8 +170,9 @@ def inputs_source(case: Case, calls: int, cast: bool) -> tuple[str, bool]:
                              _shape(base) if base != dims else None)
     tensors = [n for n, s in case.inputs if isinstance(s, TensorSpec)]
     params = [(n, s) for n, s in case.inputs if isinstance(s, ParamsInput)]
+    modules = [(n, s) for n, s in case.inputs if isinstance(s, ModuleInput)]
     made = "{" + ", ".join(f"{n!r}: {n}" for n in tensors) + "}"
-    if not (cast or params):
+    if not (cast or params or modules):
         return (f"def inputs({'i=0' if varies else ''}):\n"
                 + "".join(f"    {line}\n" for line in body) + f"    return {made}\n"), varies
     body.append(f"t = {made}")
@@ -172,6 +185,8 @@ def inputs_source(case: Case, calls: int, cast: bool) -> tuple[str, bool]:
                                                          spec.mask)]
         body.append(f"t[{name!r}] = torch.backends.cuda.SDPAParams({', '.join(fields)}, "
                     f"{spec.dropout!r}, {spec.is_causal!r}, {spec.enable_gqa!r})")
+    for name, spec in modules:
+        body += module_lines(name, spec, lambda n: f"t[{n!r}]")
     args = ", ".join((["i=0"] if varies else []) + (["dtype=None"] if cast else []))
     return (f"def inputs({args}):\n" + "".join(f"    {line}\n" for line in body)
             + "    return t\n"), varies

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, ModelAttention, TensorSpec,
-                       attention_feeds, exact_ops, walk)
+from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, ModelAttention, ModuleCall,
+                       TensorSpec, attention_feeds, exact_ops, walk)
 from fuzz.calls import Call
 from fuzz.check import Plan, Scores
 from fuzz.frames import must_break, predict_frames, size_recompiles
@@ -21,7 +21,8 @@ def _scores(case: Case) -> tuple[Scores, ...]:
     """Every attention's operands and scale, as its scores compute them. A hand-written
     division by zero has no finite scores, so no scale: its conditioning is 1. A model's
     attention computes its operands from its inputs: only the float64 run's log of its
-    SDPA call knows them."""
+    SDPA call knows them; so does a module's (a MultiheadAttention that returns weights
+    makes no SDPA call, and its scores are conditioned by nothing)."""
     found: list[Scores] = []
     calls = 0  # SDPA calls so far, in the order the program makes them
     for a in walk(case.program.body):
@@ -31,6 +32,9 @@ def _scores(case: Case) -> tuple[Scores, ...]:
         elif isinstance(a, ModelAttention):
             found.append(Scores(None, None, None, a.mask, a.scale, sdpa=calls))
             calls += 1
+        elif isinstance(a, ModuleCall):
+            found.append(Scores(None, None, None, sdpa=None if a.need_weights else calls))
+            calls += not a.need_weights
         elif isinstance(a, HandAttention):
             spec = case.spec(a.query)
             assert isinstance(spec, TensorSpec)
@@ -64,10 +68,11 @@ def plan_of(case: Case) -> Plan:
         precision=program_precision(case),
         backward=case.backward,
         fullgraph=case.compile.fullgraph,
-        must_break=must_break(case.program),
+        must_break=must_break(case.program, dict(case.inputs)),
         hand=bool(hand_attentions(case)),
         projected=tuple(s.out for s in walk(case.program.body)
-                        if isinstance(s, ModelAttention) and s.out_proj is not None),
+                        if isinstance(s, ModelAttention) and s.out_proj is not None
+                        or isinstance(s, ModuleCall)),
         expected_frames=_expected_frames(case),
         size_rules=None if sized is None else tuple(tuple(sorted(a)) for a in sized),
         size_mode={True: "dynamic", False: "static", None: "automatic"}[case.compile.dynamic],

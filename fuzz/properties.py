@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from hypothesis import example, given, settings
 
-from fuzz.api import cases, check_case, hand_attention_cases, model_attention_cases
+from fuzz.api import (cases, check_case, hand_attention_cases, model_attention_cases,
+                      module_cases)
 from fuzz.corpus import load_entry, packaged_corpus
 
 SEEDS = [load_entry(path).case for path in sorted(packaged_corpus().glob("seed-*.json"))]
@@ -46,4 +47,14 @@ def test_compiled_model_attention_layer_matches_eager(
         sdpa_fuzz_backend: str, sdpa_fuzz_case_timeout: float, case) -> None:
     """SDPA fed as models feed it: projections, fused qkv views, rotary embeddings, a KV
     cache, merged heads. A quarter of the profile's examples: each compiles a whole layer."""
+    check_case(case, sdpa_fuzz_backend, sdpa_fuzz_case_timeout)
+
+
+@settings(max_examples=max(1, settings.default.max_examples // 4))
+@given(case=module_cases())
+def test_compiled_attention_module_matches_eager(
+        sdpa_fuzz_backend: str, sdpa_fuzz_case_timeout: float, case) -> None:
+    """nn.MultiheadAttention and nn.TransformerEncoderLayer with seeded weights, called as
+    a model calls them, gradients reaching the weights. A quarter of the profile's
+    examples: each compiles a whole module."""
     check_case(case, sdpa_fuzz_backend, sdpa_fuzz_case_timeout)

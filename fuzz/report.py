@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from fuzz.case import Attention, Case, HandAttention, ModelAttention, TensorSpec, walk
+from fuzz.case import (Attention, Case, HandAttention, ModelAttention, ModuleCall, ModuleInput,
+                       TensorSpec, walk)
 from fuzz.caseio import case_to_dict
 from fuzz.execute import Timings
 
@@ -61,6 +62,12 @@ def key_length(case: Case, stmt: object) -> int:
         past = case.spec(stmt.cache[0]) if stmt.cache else None
         return x.shape[1] + (past.shape[2] if isinstance(past, TensorSpec) else 0) \
             if isinstance(x, TensorSpec) else 0
+    if isinstance(stmt, ModuleCall):
+        x = case.spec(stmt.key or stmt.query)
+        module = case.spec(stmt.module)
+        if not isinstance(x, TensorSpec) or not isinstance(module, ModuleInput):
+            return 0
+        return x.shape[1 if module.batch_first else 0]
     if isinstance(stmt, (Attention, HandAttention)):
         k = case.spec(stmt.key)
         perm = getattr(stmt, "perm", ())
@@ -76,6 +83,7 @@ def program_forms(case: Case) -> set[str]:
     body = list(walk(case.program.body))
     forms = {name for name, kinds in (("sdpa-call", (Attention, ModelAttention)),
                                       ("model-layer", (ModelAttention,)),
+                                      ("nn-module", (ModuleCall,)),
                                       ("hand-written", (HandAttention,)))
              if any(isinstance(s, kinds) for s in body)}
     if not forms:

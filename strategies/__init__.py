@@ -5,17 +5,20 @@ from hypothesis import strategies as st
 from strategies.cases import cases
 from strategies.handwritten import hand_attention_cases
 from strategies.models import model_attention_cases
+from strategies.modules import module_cases
 
-SPACES = ("all", "sdpa", "handwritten", "models")
+SPACES = ("all", "sdpa", "handwritten", "models", "modules")
 
 
 def space(name: str, backend: str, device: str = "cpu") -> st.SearchStrategy:
     """The cases of one search space: programs around SDPA calls (`sdpa`), hand-written
     attention for Inductor's rewrite (`handwritten`), attention layers as models write
-    them (`models`), or any (`all`)."""
+    them (`models`), torch.nn's attention modules (`modules`), or any (`all`)."""
     spaces = {"sdpa": cases(backend, device), "handwritten": hand_attention_cases(backend, device),
-              "models": model_attention_cases(backend, device)}
+              "models": model_attention_cases(backend, device),
+              "modules": module_cases(backend, device)}
     return st.one_of(*spaces.values()) if name == "all" else spaces[name]
 
 
-__all__ = ["SPACES", "cases", "hand_attention_cases", "model_attention_cases", "space"]
+__all__ = ["SPACES", "cases", "hand_attention_cases", "model_attention_cases", "module_cases",
+           "space"]

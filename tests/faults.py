@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from fuzz.case import (Attention, BuildParams, Case, HandAttention, KernelBlock,
-                       ModelAttention, Mutate, TensorSpec, grow_dims, walk)
+                       ModelAttention, ModuleCall, ModuleInput, Mutate, TensorSpec, grow_dims,
+                       walk)
 from fuzz.calls import observe
 from fuzz.execute import load_function
 from fuzz.plan import calls_of
@@ -633,6 +634,45 @@ MODEL_CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "aliased_qkv": lambda c: any(not a.weights for a in _layers(c)),
     "long_keys_tail_dropped": lambda c: any(_keys(c, a)[1] >= 256 and _keys(c, a)[0] < _keys(c, a)[1]
                                             for a in _layers(c)),
+}
+
+def _graph_with(target) -> Callable[[torch.fx.GraphModule], list[torch.fx.Node]]:
+    return lambda gm: [n for n in gm.graph.nodes if n.op == "call_function" and n.target is target]
+
+
+def padding_mask_dropped(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend, except that a MultiheadAttention call Dynamo put in the graph
+    (`F.multi_head_attention_forward`, the module's non-fast path) loses its key padding
+    mask: padded keys are attended to."""
+    for node in _graph_with(F.multi_head_attention_forward)(gm):
+        node.kwargs = {**node.kwargs, "key_padding_mask": None}
+    gm.recompile()
+    return gm.forward
+
+
+def encoder_norm_off(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend, except that in a graph holding both a layer norm and a
+    MultiheadAttention call (an encoder layer off its fast path), the layer norms run
+    with an epsilon of 0.1 (the module's is 1e-5)."""
+    norms = _graph_with(F.layer_norm)(gm)
+    if norms and _graph_with(F.multi_head_attention_forward)(gm):
+        for node in norms:
+            if len(node.args) >= 5:
+                node.args = node.args[:4] + (0.1,) + node.args[5:]
+            else:
+                node.kwargs = {**node.kwargs, "eps": 0.1}
+    gm.recompile()
+    return gm.forward
+
+
+def _module_calls(case: Case) -> list[tuple[ModuleCall, ModuleInput]]:
+    return [(s, case.spec(s.module)) for s in walk(case.program.body) if isinstance(s, ModuleCall)]
+
+
+# Faults only torch.nn's attention modules reach (`strategies.modules`).
+MODULE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
+    "padding_mask_dropped": lambda c: any(s.key_padding_mask for s, _ in _module_calls(c)),
+    "encoder_norm_off": lambda c: any(m.module == "encoder_layer" for _, m in _module_calls(c)),
 }
 
 # Faults of global modes around a call (`CallContext.grad_mode`, `autocast`).

@@ -1,0 +1,61 @@
+"""sdpa-fuzz, backend 'inductor': compiled and eager raise differently
+(outcome:call:eager-raised-RuntimeError). Exits 1 while it diverges, 0 once fixed."""
+import torch
+
+def fn(x, attn, attn_self_attn_in_proj_weight, attn_self_attn_in_proj_bias, attn_self_attn_out_proj_weight, attn_self_attn_out_proj_bias, attn_linear1_weight, attn_linear1_bias, attn_linear2_weight, attn_linear2_bias, attn_norm1_weight, attn_norm1_bias, attn_norm2_weight, attn_norm2_bias):
+    out = attn(x)
+    return out
+
+def inputs():
+    x = torch.randn((2, 1, 4), generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    attn_self_attn_in_proj_weight = torch.randn((12, 4), generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    attn_self_attn_in_proj_bias = torch.randn((12,), generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    attn_self_attn_out_proj_weight = torch.randn((4, 4), generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    attn_self_attn_out_proj_bias = torch.randn((4,), generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
+    attn_linear1_weight = torch.randn((4, 4), generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
+    attn_linear1_bias = torch.randn((4,), generator=torch.Generator().manual_seed(6)).to(torch.bfloat16)
+    attn_linear2_weight = torch.randn((4, 4), generator=torch.Generator().manual_seed(7)).to(torch.bfloat16)
+    attn_linear2_bias = torch.randn((4,), generator=torch.Generator().manual_seed(8)).to(torch.bfloat16)
+    attn_norm1_weight = torch.randn((4,), generator=torch.Generator().manual_seed(9)).to(torch.bfloat16)
+    attn_norm1_bias = torch.randn((4,), generator=torch.Generator().manual_seed(10)).to(torch.bfloat16)
+    attn_norm2_weight = torch.randn((4,), generator=torch.Generator().manual_seed(11)).to(torch.bfloat16)
+    attn_norm2_bias = torch.randn((4,), generator=torch.Generator().manual_seed(12)).to(torch.bfloat16)
+    t = {'x': x, 'attn_self_attn_in_proj_weight': attn_self_attn_in_proj_weight, 'attn_self_attn_in_proj_bias': attn_self_attn_in_proj_bias, 'attn_self_attn_out_proj_weight': attn_self_attn_out_proj_weight, 'attn_self_attn_out_proj_bias': attn_self_attn_out_proj_bias, 'attn_linear1_weight': attn_linear1_weight, 'attn_linear1_bias': attn_linear1_bias, 'attn_linear2_weight': attn_linear2_weight, 'attn_linear2_bias': attn_linear2_bias, 'attn_norm1_weight': attn_norm1_weight, 'attn_norm1_bias': attn_norm1_bias, 'attn_norm2_weight': attn_norm2_weight, 'attn_norm2_bias': attn_norm2_bias}
+    t['attn'] = torch.nn.TransformerEncoderLayer(d_model=4, nhead=1, dim_feedforward=4, dropout=0.0, device='meta', dtype=t['attn_self_attn_in_proj_weight'].dtype)
+    t['attn'].self_attn.in_proj_weight = t['attn_self_attn_in_proj_weight'] = torch.nn.Parameter(t['attn_self_attn_in_proj_weight'], requires_grad=t['attn_self_attn_in_proj_weight'].requires_grad)
+    t['attn'].self_attn.in_proj_bias = t['attn_self_attn_in_proj_bias'] = torch.nn.Parameter(t['attn_self_attn_in_proj_bias'], requires_grad=t['attn_self_attn_in_proj_bias'].requires_grad)
+    t['attn'].self_attn.out_proj.weight = t['attn_self_attn_out_proj_weight'] = torch.nn.Parameter(t['attn_self_attn_out_proj_weight'], requires_grad=t['attn_self_attn_out_proj_weight'].requires_grad)
+    t['attn'].self_attn.out_proj.bias = t['attn_self_attn_out_proj_bias'] = torch.nn.Parameter(t['attn_self_attn_out_proj_bias'], requires_grad=t['attn_self_attn_out_proj_bias'].requires_grad)
+    t['attn'].linear1.weight = t['attn_linear1_weight'] = torch.nn.Parameter(t['attn_linear1_weight'], requires_grad=t['attn_linear1_weight'].requires_grad)
+    t['attn'].linear1.bias = t['attn_linear1_bias'] = torch.nn.Parameter(t['attn_linear1_bias'], requires_grad=t['attn_linear1_bias'].requires_grad)
+    t['attn'].linear2.weight = t['attn_linear2_weight'] = torch.nn.Parameter(t['attn_linear2_weight'], requires_grad=t['attn_linear2_weight'].requires_grad)
+    t['attn'].linear2.bias = t['attn_linear2_bias'] = torch.nn.Parameter(t['attn_linear2_bias'], requires_grad=t['attn_linear2_bias'].requires_grad)
+    t['attn'].norm1.weight = t['attn_norm1_weight'] = torch.nn.Parameter(t['attn_norm1_weight'], requires_grad=t['attn_norm1_weight'].requires_grad)
+    t['attn'].norm1.bias = t['attn_norm1_bias'] = torch.nn.Parameter(t['attn_norm1_bias'], requires_grad=t['attn_norm1_bias'].requires_grad)
+    t['attn'].norm2.weight = t['attn_norm2_weight'] = torch.nn.Parameter(t['attn_norm2_weight'], requires_grad=t['attn_norm2_weight'].requires_grad)
+    t['attn'].norm2.bias = t['attn_norm2_bias'] = torch.nn.Parameter(t['attn_norm2_bias'], requires_grad=t['attn_norm2_bias'].requires_grad)
+    t['attn'].train(False)
+    return t
+
+def call(f):
+    t = inputs()
+    with torch.autocast('cpu', dtype=torch.float16):
+        try:
+            return t, f(**t)
+        except Exception as e:
+            return t, e
+
+def root(e):  # the innermost exception, through Dynamo's wrappers
+    while isinstance(e, Exception) and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    return e
+
+compiled = torch.compile(fn, backend='inductor')
+_, e = call(fn)
+_, c = call(compiled)
+print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
+print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
+x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no user error
+failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or isinstance(c, x.Unsupported) and c.__cause__ is None
+same = type(root(e)) is type(root(c)) and not failed
+raise SystemExit((e is None) != (c is None) or e is not None and not same)
