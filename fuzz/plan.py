@@ -21,8 +21,10 @@ def _scores(case: Case) -> tuple[Scores, ...]:
     """Every attention's operands and scale, as its scores compute them. A hand-written
     division by zero has no finite scores, so no scale: its conditioning is 1. A model's
     attention computes its operands from its inputs: only the float64 run's log of its
-    SDPA call knows them; so does a module's (a MultiheadAttention that returns weights
-    makes no SDPA call, and its scores are conditioned by nothing)."""
+    SDPA call knows them. A torch.nn module's SDPA call is not logged (its
+    `F.multi_head_attention_forward` is itself overridable, and the reference's
+    TorchFunctionMode is off while it handles that call), so its scores are conditioned
+    by nothing."""
     found: list[Scores] = []
     calls = 0  # SDPA calls so far, in the order the program makes them
     for a in walk(case.program.body):
@@ -33,8 +35,7 @@ def _scores(case: Case) -> tuple[Scores, ...]:
             found.append(Scores(None, None, None, a.mask, a.scale, sdpa=calls))
             calls += 1
         elif isinstance(a, ModuleCall):
-            found.append(Scores(None, None, None, sdpa=None if a.need_weights else calls))
-            calls += not a.need_weights
+            found.append(Scores(None, None, None))
         elif isinstance(a, HandAttention):
             spec = case.spec(a.query)
             assert isinstance(spec, TensorSpec)

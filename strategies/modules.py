@@ -41,7 +41,9 @@ def _mask(draw: st.DrawFn, shape: tuple[int, ...], dtype: str) -> TensorSpec:
 
 @st.composite
 def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -> Case:
-    dtype = draw(float_dtypes(device))
+    # No float64: there eager is the reference, so only the floors hold compiled, and a
+    # module's scores have no conditioning (docs/oracle.md, "torch.nn modules").
+    dtype = draw(float_dtypes(device).filter(lambda d: d != "float64"))
     kind = draw(st.sampled_from(MODULE_KINDS))
     heads = draw(st.integers(1, 4))
     embed = heads * draw(st.sampled_from((2, 4, 8, 3)))

@@ -33,7 +33,7 @@ def selected_backends(config: pytest.Config) -> list[str]:
 # Modules whose tests take minutes, collected first so that pytest-xdist hands them out
 # first: the suite's wall time is then not a long test started last on an idle machine.
 SLOW_FIRST = ("test_driver", "test_faults", "test_plugin", "test_cli", "test_campaign",
-              "test_models", "test_property")
+              "test_models", "test_modules", "test_property")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
