@@ -19,6 +19,11 @@ ENTRIES = corpus_files([packaged_corpus()])
 
 
 @cache
+def _known(backend: str) -> tuple:
+    """The packaged corpus's known bugs of `backend`, read once per session."""
+    return tuple(known_bugs_for(backend, [packaged_corpus()]))
+
+
 @pytest.fixture(scope="session")
 def sdpa_fuzz_replay_worker(sdpa_fuzz_case_timeout: float):
     worker = Worker(sdpa_fuzz_case_timeout,
@@ -34,5 +39,5 @@ def test_packaged_entry_replays(sdpa_fuzz_backend: str, sdpa_fuzz_replay_worker:
     if entry.case.device == "cuda" and not torch.cuda.is_available():
         pytest.skip("a CUDA entry, and no GPU here")
     result = replay_entry(entry, sdpa_fuzz_replay_worker, sdpa_fuzz_backend,
-                          known=known_bugs_for(sdpa_fuzz_backend, [packaged_corpus()]))
+                          known=_known(sdpa_fuzz_backend))
     assert result.ok, result.describe()
