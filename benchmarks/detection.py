@@ -4,7 +4,9 @@ which faults it finds, how fast, and how small the shrunk case is.
     python benchmarks/detection.py [--budget 120] [--faults a,b] [--workers 2]
 
 A fault counts as found when a confirmed finding's shrunk case still satisfies the fault's
-condition (tests/faults.py: CONDITIONS, REWRITE_CONDITIONS). The committed corpus is
+condition (tests/faults.py: CONDITIONS, REWRITE_CONDITIONS, MODEL_CONDITIONS,
+MODE_CONDITIONS, MODULE_CONDITIONS), searched in the space that reaches it. The committed
+corpus is
 `--known`, as users run it: the torch bugs of docs/findings.md are counted, not reported,
 and a fault whose symptom one of them shares must be reported all the same. Speed work
 must not lower these numbers.
@@ -26,10 +28,16 @@ from fuzz.driver import Fuzzer, RunConfig  # noqa: E402
 from tests import faults  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
-FAULTS = {**faults.CONDITIONS, **faults.REWRITE_CONDITIONS, "crash_or_hang": lambda case: any(
-    condition(case) for condition in faults.PROCESS_CONDITIONS.values()),
-    # a compiler crash whose coarse signature known torch bugs share
-    "compile_crash_negative_scale": faults.CONDITIONS["negative_scale"]}
+FAULTS = {**faults.CONDITIONS, **faults.REWRITE_CONDITIONS, **faults.MODEL_CONDITIONS,
+          **faults.MODE_CONDITIONS, **faults.MODULE_CONDITIONS,
+          "crash_or_hang": lambda case: any(
+              condition(case) for condition in faults.PROCESS_CONDITIONS.values()),
+          # a compiler crash whose coarse signature known torch bugs share
+          "compile_crash_negative_scale": faults.CONDITIONS["negative_scale"]}
+# The space each fault is searched in (default `sdpa`, which global modes are part of).
+SPACES = {**{f: "handwritten" for f in faults.REWRITE_CONDITIONS},
+          **{f: "models" for f in faults.MODEL_CONDITIONS},
+          **{f: "modules" for f in faults.MODULE_CONDITIONS}}
 
 
 def main() -> None:
@@ -47,7 +55,7 @@ def main() -> None:
             condition = FAULTS[fault]
             rewrite = fault in faults.REWRITE_CONDITIONS  # Inductor, on hand-written attention
             config = RunConfig(backend=f"tests.faults:{fault}", time_budget=args.budget,
-                               space="handwritten" if rewrite else "sdpa",
+                               space=SPACES.get(fault, "sdpa"),
                                seed=args.seed, corpus=Path(corpus), known=(CORPUS,),
                                workers=args.workers, case_timeout=60 if rewrite else 10,
                                stop_when=condition)
