@@ -1,0 +1,42 @@
+"""sdpa-fuzz, backend 'inductor': compiled and eager raise differently
+(outcome:hand_attention:compiled-raised-internal-RuntimeError). Exits 1 while it diverges, 0 once fixed."""
+import math
+import torch
+
+def fn(q, k, v):
+    out_q = q.permute(0, 2, 1, 3)
+    out_k = k.permute(0, 2, 1, 3)
+    out_v = v.permute(0, 2, 1, 3)
+    out_w = out_q @ out_k.transpose(-1, -2)
+    out_w = out_w / math.sqrt(out_q.size(-1))
+    out_w = out_w.softmax(-1)
+    out = out_w @ out_v
+    return out
+
+def inputs():
+    q = torch.randn((2, 2, 3, 2), generator=torch.Generator().manual_seed(0)).to(torch.float16)
+    k = torch.randn((2, 2, 3, 2), generator=torch.Generator().manual_seed(0)).to(torch.float16)
+    v = torch.randn((2, 2, 3, 2), generator=torch.Generator().manual_seed(0)).to(torch.float16)
+    return {'q': q, 'k': k, 'v': v}
+
+def call(f):
+    t = inputs()
+    try:
+        return t, f(**t)
+    except Exception as e:
+        return t, e
+
+def root(e):  # the innermost exception, through Dynamo's wrappers
+    while isinstance(e, Exception) and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    return e
+
+compiled = torch.compile(fn, backend='inductor', dynamic=True)
+_, e = call(fn)
+_, c = call(compiled)
+print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
+print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
+x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no user error
+failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or isinstance(c, x.Unsupported) and c.__cause__ is None
+same = type(root(e)) is type(root(c)) and not failed
+raise SystemExit((e is None) != (c is None) or e is not None and not same)
