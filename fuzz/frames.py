@@ -41,17 +41,19 @@ and the names it reads:
    break (read later, defined before); its code is the original function's, so it names
    `torch` where any statement of `fn` does (`F.` is `torch.nn.functional`). When neither
    holds, the rest of the function runs eagerly: no more graphs.
-8. No rule for an SDPAParams input under `dynamic=True`: its float `dropout` becomes a
-   symbolic float, AOTAutograd's `_tensorify_python_scalars` pass rejects it and Dynamo
-   restarts the analysis with it specialised, so an AOTAutograd-based backend is called
-   twice for the frame (once with a graph it throws away) and a plain one once. The
-   count depends on what the backend is made of, which a `module:attr` backend does not
-   say, so the strategies never draw this combination.
-9. A torch.nn module call (`ModuleCall`) is traced whole, its forward inlined (OP), except
+8. A torch.nn module call (`ModuleCall`) is traced whole, its forward inlined (OP), except
    where its key padding mask and attention mask differ in dtype: `F._canonical_mask`
    then warns that mismatched masks are deprecated, Dynamo cannot trace `warnings.warn`,
    and the break lands inside torch.nn's code, whose frames Dynamo does not compile on
    their own: the call runs eagerly (a BREAK that adds no graph of its own).
+9. No rule for an SDPAParams input under `dynamic=True`: its float `dropout` becomes a
+   symbolic float, AOTAutograd's `_tensorify_python_scalars` pass rejects it and Dynamo
+   restarts the analysis with it specialised, so an AOTAutograd-based backend is called
+   twice for the frame (once with a graph it throws away) and a plain one once. The
+   count depends on what the backend is made of, which a `module:attr` backend does not
+   say, so the strategies never draw this combination. (The graphs are now counted as
+   the backend accepts them, `fuzz.calls.AcceptedGraphCounter`, which may make this
+   combination predictable; not re-measured.)
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class _Walker:
     """Flattens a program into steps, tracking rule 2's resumed blocks."""
 
     def __init__(self, inputs: tuple[str, ...], dtypes: dict[str, str] | None = None) -> None:
-        self.dtypes = dtypes or {}  # input name -> dtype, for rule 9
+        self.dtypes = dtypes or {}  # input name -> dtype, for rule 8
         self.steps: list[Step] = []
         self.blocks: list[bool] = []  # per open sdpa_kernel block: resumed after a break?
         self.defined = list(inputs)
