@@ -284,6 +284,12 @@ SOFTMAX_FNS = ("method", "torch", "functional")
 UPCASTS = ("none", "float", "dtype_kwarg")
 CAST_BACKS = ("none", "query", "type_as_value", "float16", "bfloat16")
 DROPOUTS = ("none", "eval", "zero", "train")
+# The fields of hand-written attention that take one of a few values, and those values.
+HAND_CHOICES = {"layout": HAND_LAYOUTS, "matmul": MATMULS, "key_t": KEY_TRANSPOSES,
+                "scale_op": SCALE_OPS, "scale_type": SCALE_TYPES, "order": HAND_ORDERS,
+                "mask_op": MASK_OPS, "mask_cmp": MASK_COMPARISONS, "fill_type": FILL_TYPES,
+                "causal": CAUSAL, "softmax_fn": SOFTMAX_FNS, "upcast": UPCASTS,
+                "cast_back": CAST_BACKS, "dropout": DROPOUTS}
 
 
 @dataclass(frozen=True)
@@ -334,13 +340,7 @@ class HandAttention:
     def check(self, scope: Scope) -> None:
         for ref in (self.query, self.key, self.value, self.mask):
             scope.need(ref, "tensor", "hand-written attention")
-        for name, allowed in (("layout", HAND_LAYOUTS), ("matmul", MATMULS),
-                              ("key_t", KEY_TRANSPOSES), ("scale_op", SCALE_OPS),
-                              ("scale_type", SCALE_TYPES), ("order", HAND_ORDERS),
-                              ("mask_op", MASK_OPS), ("mask_cmp", MASK_COMPARISONS),
-                              ("fill_type", FILL_TYPES), ("causal", CAUSAL),
-                              ("softmax_fn", SOFTMAX_FNS), ("upcast", UPCASTS),
-                              ("cast_back", CAST_BACKS), ("dropout", DROPOUTS)):
+        for name, allowed in HAND_CHOICES.items():
             _require(getattr(self, name) in allowed,
                      f"hand-written attention: {name} {getattr(self, name)!r} not in {allowed}")
         rank = 3 if self.layout == "flat" else 4
@@ -392,6 +392,8 @@ QKV_SPLITS = ("split", "chunk", "unbind")
 HEAD_OPS = ("view", "reshape", "unflatten")
 GQA_FORMS = ("none", "enable", "repeat_kv")
 MERGES = ("reshape", "contiguous_view", "flatten")
+MODEL_CHOICES = {"project": PROJECTIONS, "split": QKV_SPLITS, "head_op": HEAD_OPS,
+                 "gqa": GQA_FORMS, "merge": MERGES}
 
 
 @dataclass(frozen=True)
@@ -432,8 +434,7 @@ class ModelAttention:
     def check(self, scope: Scope) -> None:
         for ref in (self.x, self.mask, self.out_proj, *self.weights, *self.rotary, *self.cache):
             scope.need(ref, "tensor", "a model's attention")
-        for name, allowed in (("project", PROJECTIONS), ("split", QKV_SPLITS),
-                              ("head_op", HEAD_OPS), ("gqa", GQA_FORMS), ("merge", MERGES)):
+        for name, allowed in MODEL_CHOICES.items():
             _require(getattr(self, name) in allowed,
                      f"model attention: {name} {getattr(self, name)!r} not in {allowed}")
         _require(len(self.weights) in (0, 1, 3), "model attention: weights are none, one "

@@ -13,6 +13,7 @@ from pathlib import Path
 from fuzz.backends import BackendError, resolve_backend
 from fuzz.campaign import LEASE_S, StoreError, campaign_status, redis_url
 from fuzz.case import DEVICES, CaseError
+from fuzz.driver import PROBES
 from fuzz.version import tool_version
 from strategies import SPACES
 
@@ -98,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--known", type=Path, action="append", default=[], metavar="DIR",
                      help="another corpus whose signatures are not reported again "
                           "(repeatable), e.g. the committed corpus/")
+    run.add_argument("--probes", type=_non_negative_int, default=PROBES, metavar="N",
+                     help="cases judged per new finding, setting its knobs (dtype, the "
+                          "forms of hand-written and model attention, dynamic, grad mode, "
+                          "autocast) otherwise, so that one bug seen at several settings "
+                          f"is reported once (default {PROBES}; 0: none)")
     run.add_argument("--no-confirm", action="store_true",
                      help="skip re-running each finding in a fresh process")
     status = sub.add_parser("status", help="print a campaign: machines, cases, findings")
@@ -147,7 +153,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        report=args.report, confirm=not args.no_confirm,
                        workers=args.workers, case_timeout=args.case_timeout,
                        confirm_budget=args.confirm_budget,
-                       variants=args.variants, known=tuple(args.known),
+                       variants=args.variants, known=tuple(args.known), probes=args.probes,
                        progress=sys.stderr.isatty(), arguments=tuple(sys.argv[1:]))
     signal.signal(signal.SIGTERM, _terminate)
     stats = Fuzzer(config).run()

@@ -31,7 +31,7 @@ from fuzz.confirm import OutOfTime, confirm
 from fuzz.caseio import case_to_json
 from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs_for,
                          prune_claims, quarantined, release, write_entry)
-from fuzz.identity import Identity, features
+from fuzz.identity import Identity, features, probed
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
 from fuzz import rewrites
@@ -41,6 +41,7 @@ from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
 MAX_VARIANTS = 16
+PROBES = 20  # cases a finding's knobs are probed with: a few per knob, 2 to 5 knobs
 MAX_FLAKY = 3  # flaky findings of one key, in the corpus's quarantine, before it closes
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 REPORT_EVERY_S = 60.0  # a running report and, off a terminal, a progress line
@@ -98,6 +99,7 @@ class RunConfig:
     confirm_budget: float | None = None  # None: confirm_budget_default(time_budget)
     variants: int | None = None  # seed variants per compiled program; None: adaptive
     known: tuple[Path, ...] = ()  # other corpora whose bugs are not reported again
+    probes: int = PROBES  # cases judged per new finding to widen its identity
     stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
     arguments: tuple[str, ...] = ()  # the command line, for the report
 
@@ -265,17 +267,31 @@ class Fuzzer:
                     new = key, r
             return new
 
-    def record(self, case: Case, verdict: Verdict, key: str, shrunk: bool = True) -> None:
-        """Confirm in a fresh process, then write to the corpus (or quarantine) and only
-        then report (`shrunk`: False for a case the run ended before Hypothesis finished
-        shrinking, which its report says). A bug already in the corpus (another run may have saved it meanwhile)
+    def record(self, case: Case, verdict: Verdict, key: str, shrunk: bool = True,
+               alike: Callable[[Case], Verdict | None] | None = None) -> None:
+        """Probe its knobs (`alike` judges a probe: its verdict where it fails with `key`;
+        a crash or hang is not probed, each probe would cost a worker), confirm in a fresh
+        process, then write to the corpus (or quarantine) and only then report (`shrunk`:
+        False for a case the run ended before Hypothesis finished shrinking, which its
+        report says). A bug already in the corpus (another run may have saved it meanwhile)
         or claimed by a concurrent run is dropped."""
-        identity = Identity(key, features(case))
         failure = next(f for f in verdict.failures if f.key == key)
-        signature = failure.signature
         with self.lock:
             self.best.pop(key, None)
-            bug = self.covering(key, identity.features)
+            bug = self.covering(key, features(case))
+            if bug is not None:
+                self._hit(bug, case, failure.signature)
+                return
+        identity = Identity(key, features(case))
+        if alike is not None and failure.where != "worker" and self.config.probes:
+            t0 = time.perf_counter()
+            case, verdict, identity = probed(case, verdict, key, alike, self.config.probes)
+            failure = next(f for f in verdict.failures if f.key == key)
+            with self.lock:
+                self.stats.timings.add("probe", time.perf_counter() - t0)
+        signature = failure.signature
+        with self.lock:
+            bug = self.covering(key, features(case))  # a plainer case may be known
             if bug is not None:
                 self._hit(bug, case, signature)
                 return
@@ -525,12 +541,25 @@ class Search:
         """The finding as its failing call alone, where that fails alone too."""
         failure = next(f for f in finding.verdict.failures if f.key == finding.key)
         backend, stopping = self.fuzzer.config.backend, self.fuzzer.past_deadline
-        alone = failing_call_alone(finding.case, failure, lambda case: next(
-            iter(self.worker.judge(backend, [case], stopping))).verdict)
+        alone = failing_call_alone(finding.case, failure, lambda case: list(
+            self.worker.judge(backend, [case], stopping))[0].verdict)
         if alone is None:
             return finding.case, finding.verdict, finding.key
         case, verdict, same = alone
         return case, verdict, same.key
+
+    def alike(self, key: str) -> Callable[[Case], Verdict | None]:
+        """A probe's judge: its verdict where it fails with `key`, else None (and None
+        for every probe once the run is past its deadline)."""
+        backend, stopping = self.fuzzer.config.backend, self.fuzzer.past_deadline
+
+        def judged(case: Case) -> Verdict | None:
+            try:
+                verdict = list(self.worker.judge(backend, [case], stopping))[0].verdict
+            except Interrupted:
+                return None
+            return verdict if any(f.key == key for f in verdict.failures) else None
+        return judged
 
     def _round(self, round_no: int) -> None:
         config = self.fuzzer.config
@@ -560,7 +589,11 @@ class Search:
                         case, verdict, key = self.alone(finding)
                         with fuzzer.lock:
                             fuzzer.best.pop(finding.key, None)
-                        fuzzer.record(case, verdict, key)
+                        fuzzer.record(case, verdict, key, alike=self.alike(key))
+                        with fuzzer.lock:  # the key's next new bug may come from any search
+                            for shrunk_key in {finding.key, key}:
+                                if fuzzer.owner.get(shrunk_key) == self.index:
+                                    del fuzzer.owner[shrunk_key]
                 round_no += 1
         except Interrupted:
             pass

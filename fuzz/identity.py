@@ -18,12 +18,15 @@ feature of a known one is never hidden by it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, KernelBlock,
-                       ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr, ParamsInput,
-                       ReadBackends, ReadFlag, SetFlag, Shift, TensorSpec, grow_dims, reseed,
-                       walk)
+from fuzz.case import (AUTOCASTS, FLOAT_DTYPES, GRAD_MODES, HAND_CHOICES, MASK_DTYPES,
+                       MODEL_CHOICES, Attention, BuildParams, Case, CaseError, GraphBreak,
+                       HandAttention, KernelBlock, ModelAttention, ModuleCall, ModuleInput,
+                       Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
+                       TensorSpec, grow_dims, reseed, walk)
 from fuzz.materialize import build_tensor, grown
 
 # The layers a bug can live in, and the layers each registered backend runs through. A
@@ -44,6 +47,9 @@ def backend_layers(backend: str, declared: tuple[str, ...] | None = None) -> tup
     return tuple(declared) if declared else ("dynamo",)
 
 
+ALTERNATIVE = "|"  # between the settings of one knob at which a bug was seen alike
+
+
 @dataclass(frozen=True)
 class Identity:
     """A bug: the key of its failure and the features its shrunk case needs."""
@@ -52,7 +58,10 @@ class Identity:
     features: frozenset[str]
 
     def covers(self, key: str, features: frozenset[str]) -> bool:
-        return key == self.key and self.features <= features
+        """Whether a failure of `key` on a case with `features` is this bug: the case has
+        each of the identity's features, or one of its alternatives (`a|b`)."""
+        return key == self.key and all(any(alt in features for alt in f.split(ALTERNATIVE))
+                                       for f in self.features)
 
     @property
     def name(self) -> str:
@@ -244,17 +253,24 @@ def _with_parents(found: set[str]) -> frozenset[str]:
     return frozenset(closed)
 
 
-def features(case: Case) -> frozenset[str]:
-    """What the case has beyond the plainest program of one SDPA call on float32 inputs,
-    each with the coarser features it refines."""
-    found: set[str] = set()
+def _roles(case: Case) -> dict[str, str]:
+    """Each input an attention reads, by its first role: query, key, value or mask."""
     roles: dict[str, str] = {}
     for stmt in walk(case.program.body):
         for field_name in ("query", "key", "value", "mask", "key_padding_mask", "attn_mask"):
             name = getattr(stmt, field_name, None)
             if isinstance(name, str):
                 roles.setdefault(name, "mask" if "mask" in field_name else field_name)
+    return roles
+
+
+def features(case: Case) -> frozenset[str]:
+    """What the case has beyond the plainest program of one SDPA call on float32 inputs,
+    each with the coarser features it refines."""
+    found: set[str] = set()
+    for stmt in walk(case.program.body):
         found |= _statement_features(stmt, case)
+    roles = _roles(case)
     for name, spec in case.inputs:
         if isinstance(spec, TensorSpec):
             found |= _tensor_features(name, spec, roles.get(name, "input"), case)
@@ -289,3 +305,151 @@ def features(case: Case) -> frozenset[str]:
     if len(case.program.returns) > 1:
         found.add("returns:several")
     return _with_parents(found)
+
+
+# Probing: how far a shrunk case's knobs can move with the bug still there.
+
+@dataclass(frozen=True)
+class Knob:
+    """A setting of a case away from its plain one: the case with it plain (None where
+    that is no valid case), and with each other valid setting."""
+
+    plain: Case | None
+    others: tuple[Case, ...]
+
+
+def _valid(make: Callable[[], Case]) -> Case | None:
+    try:
+        return make()
+    except CaseError:
+        return None
+
+
+def _knob(current: object, plain: object, domain: tuple, make: Callable[[object], Case]
+          ) -> Knob:
+    others = (_valid(lambda: make(v)) for v in domain if v not in (current, plain))
+    return Knob(_valid(lambda: make(plain)), tuple(c for c in others if c is not None))
+
+
+def _with_statement(case: Case, old: object, new: object) -> Case:
+    def swap(body: tuple) -> tuple:
+        return tuple(new if s is old else replace(s, body=swap(s.body))
+                     if isinstance(s, KernelBlock) else s for s in body)
+    return replace(case, program=replace(case.program, body=swap(case.program.body)))
+
+
+def _dtype_knobs(case: Case) -> list[Knob]:
+    """The dtype of each group of inputs whose dtype is one feature (`qkv:dtype=`, the
+    mask's, the other inputs'), where the group shares one dtype other than float32."""
+    roles, groups = _roles(case), {}
+    for name, spec in case.inputs:
+        if isinstance(spec, TensorSpec):
+            role = roles.get(name, "input")
+            groups.setdefault("qkv" if role in ("query", "key", "value") else role,
+                              []).append(name)
+    knobs = []
+    for group, names in groups.items():
+        dtypes = {case.spec(n).dtype for n in names}
+        if len(dtypes) != 1 or dtypes == {"float32"}:
+            continue
+
+        def make(dtype: object, names: list[str] = names) -> Case:
+            return replace(case, inputs=tuple((n, replace(s, dtype=dtype) if n in names else s)
+                                              for n, s in case.inputs))
+        knobs.append(_knob(dtypes.pop(), "float32",
+                           MASK_DTYPES if group == "mask" else FLOAT_DTYPES, make))
+    return knobs
+
+
+def knobs(case: Case) -> list[Knob]:
+    """The case's settings that take one of a few values and are away from the plain
+    one: input dtypes, the choices of hand-written and model attention, `dynamic`, and
+    each call's grad mode and autocast."""
+    found = _dtype_knobs(case)
+    for stmt in walk(case.program.body):
+        choices = {HandAttention: HAND_CHOICES, ModelAttention: MODEL_CHOICES}.get(type(stmt))
+        if choices is None:
+            continue
+        for name, domain in choices.items():
+            plain = type(stmt).__dataclass_fields__[name].default
+            if getattr(stmt, name) != plain:
+                found.append(_knob(getattr(stmt, name), plain, domain, lambda v, name=name,
+                                   stmt=stmt: _with_statement(case, stmt,
+                                                              replace(stmt, **{name: v}))))
+    if case.compile.dynamic is not None:
+        found.append(_knob(case.compile.dynamic, None, (False, True), lambda v: replace(
+            case, compile=replace(case.compile, dynamic=v))))
+    for i, call in enumerate(case.calls):
+        for name, plain, domain in (("grad_mode", "default", GRAD_MODES),
+                                    ("autocast", None, AUTOCASTS)):
+            if getattr(call, name) != plain:
+                found.append(_knob(getattr(call, name), plain, domain, lambda v, i=i,
+                                   name=name: replace(case, calls=tuple(
+                                       replace(c, **{name: v}) if j == i else c
+                                       for j, c in enumerate(case.calls)))))
+    return found
+
+
+def _leaves(found: frozenset[str]) -> set[str]:
+    """The features of `found` that no other of them refines."""
+    return {f for f in found if not any(g != f and g.startswith(f) and g[len(f)] in ":="
+                                        for g in found)}
+
+
+Evidence = TypeVar("Evidence")
+
+
+def probed(case: Case, evidence: Evidence, key: str,
+           alike: Callable[[Case], Evidence | None], probes: int
+           ) -> tuple[Case, Evidence, Identity]:
+    """A shrunk failure's case and identity, after probing its knobs (at most `probes`
+    cases, each judged by `alike`: the evidence that it fails with `key`, or None).
+
+    A knob whose plain setting fails alike is set plain: shrinking works on Hypothesis's
+    choices, not on the case, and stops short of some. A knob whose other settings fail
+    alike gets them as alternatives, so that one bug seen in float16 and in bfloat16, or
+    with a scale from a Python float and from a tensor, is one identity; and where such
+    a setting lets another knob go plain (a size-computed scale that needs
+    `dynamic=True` where a Python float needs nothing), the plainer case is the one kept.
+    """
+    left, seen = probes, {}
+
+    def fails(other: Case) -> Evidence | None:
+        nonlocal left
+        if other not in seen and left > 0:
+            left -= 1
+            seen[other] = alike(other)
+        return seen.get(other)
+
+    def plainest(case: Case, evidence: Evidence) -> tuple[Case, Evidence]:
+        for knob in knobs(case):
+            shown = fails(knob.plain) if knob.plain is not None else None
+            if shown is not None:
+                return plainest(knob.plain, shown)
+        return case, evidence
+
+    def size(c: Case) -> int:
+        return len(_leaves(features(c)))
+
+    case, evidence = plainest(case, evidence)
+    groups: dict[str, frozenset[str]] = {}
+    moved_on = True
+    while moved_on and left > 0:
+        moved_on = False
+        base = features(case)
+        for other in (o for knob in knobs(case) for o in knob.others):
+            shown = fails(other)
+            if shown is None:
+                continue
+            moved = features(other)
+            for a in _leaves(base - moved):
+                for b in _leaves(moved - base):
+                    group = groups.get(a, frozenset({a})) | groups.get(b, frozenset({b}))
+                    groups.update(dict.fromkeys(group, group))
+            plainer, plainer_evidence = plainest(other, shown)
+            if size(plainer) < size(case):
+                case, evidence, moved_on = plainer, plainer_evidence, True
+                break
+    found = frozenset(ALTERNATIVE.join(sorted(groups[f])) if f in groups else f
+                      for f in features(case))
+    return case, evidence, Identity(key, found)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from dataclasses import replace
 
-from fuzz.case import (Attention, CallContext, Case, CompileSpec, KernelBlock, Program, Shift,
-                       TensorSpec)
+from fuzz.case import (Attention, CallContext, Case, CompileSpec, HandAttention, KernelBlock,
+                       Program, Shift, TensorSpec)
 from fuzz.corpus import known_bugs, load_entry
 from fuzz.driver import failing_call_alone
 from fuzz.execute import run_case
-from fuzz.identity import backend_layers, features
+from fuzz.identity import backend_layers, features, probed
 from fuzz.oracle import judge
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -122,3 +122,41 @@ def test_a_later_call_that_fails_alone_is_its_bug_without_the_calls_before() -> 
     case, _, alone = failing_call_alone(drawn, failure, verdict)
     assert len(case.calls) == 1 and alone.key == "values:hand_attention"
     assert any(b.identity.covers(alone.key, features(case)) for b in known("inductor"))
+
+
+def test_probing_makes_one_identity_of_a_bug_seen_at_several_settings() -> None:
+    """Finding 25 as a clean 23-minute run met it: one crash, reported under ten
+    identities, in float16 and bfloat16, with scales from the size (which needs
+    `dynamic=True`), a Python float or a tensor, and a key transpose that shrinking kept
+    though the bug needs none. `alike` stands for the backend, with the bug's condition as
+    measured on Inductor (a probe there takes 15 s; tests/test_identity.py's real
+    failures cover the judging)."""
+    def crashes(case: Case) -> bool:
+        [hand], dtype = case.program.body, case.inputs[0][1].dtype
+        return hand.layout == "bshe" and dtype in ("float16", "bfloat16") and (
+            hand.scale_type in ("full", "tensor", "tensor_float64")
+            or (hand.scale_type == "size" and case.compile.dynamic is True))
+
+    def found(dtype="float16", dynamic=True, **hand) -> Case:
+        stmt = HandAttention("out", layout="bshe", perm=(0, 2, 1, 3), **hand)
+        return Case(qkv((2, 3, 2, 2), dtype=dtype), Program((stmt,), ("out",)),
+                    CompileSpec(dynamic=dynamic))
+
+    shrunk = found(key_t="transpose_rev", scale_type="size")
+    probes = []
+    case, evidence, identity = probed(shrunk, "crash", "k", lambda c: probes.append(c) or (
+        "crash" if crashes(c) else None), 20)
+    assert len(probes) <= 20 and crashes(case) and evidence == "crash"
+    assert case.compile.dynamic is None and case.program.body[0].key_t == "transpose"
+    seen = [found(dtype, dynamic, scale_type=scale, key_t=key_t)
+            for dtype, dynamic, scale, key_t in (
+                ("bfloat16", True, "size", "transpose_rev"), ("float16", None, "full", "mT"),
+                ("bfloat16", None, "tensor", "transpose"), ("float16", False, "tensor_float64",
+                                                            "transpose_rev"))]
+    assert all(identity.covers("k", features(c)) for c in seen), identity.name
+    # Never covered: a dtype no probe saw failing, another key, a case without the layout.
+    assert not identity.covers("k", features(found("float64", scale_type="full")))
+    assert not identity.covers("other", features(seen[0]))
+    assert not identity.covers("k", features(Case(qkv(), Program((HandAttention(
+        "out", scale_type="full"),), ("out",)))))
+    assert probed(shrunk, "crash", "k", lambda c: "crash", 0)[2].features == features(shrunk)
