@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 6  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
-# 4: CompileSpec.mark_dynamic; 5: ModelAttention; 6: ModuleInput, ModuleCall
+SCHEMA_VERSION = 7  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
+# 4: CompileSpec.mark_dynamic; 5: ModelAttention; 6: ModuleInput, ModuleCall;
+# 7: the decoder_layer module
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
@@ -463,14 +464,15 @@ class ModelAttention:
                      if name not in skip and getattr(self, name) != getattr(plain, name))
 
 
-MODULE_KINDS = ("mha", "encoder_layer")
+MODULE_KINDS = ("mha", "encoder_layer", "decoder_layer")
 ACTIVATIONS = ("relu", "gelu")
 
 
 @dataclass(frozen=True)
 class ModuleInput:
-    """An `nn.MultiheadAttention` (`mha`) or `nn.TransformerEncoderLayer` (`encoder_layer`)
-    passed to the function, as a model's submodule is: built in each run from the tensor
+    """An `nn.MultiheadAttention` (`mha`), `nn.TransformerEncoderLayer` (`encoder_layer`)
+    or `nn.TransformerDecoderLayer` (`decoder_layer`) passed to the function, as a model's
+    submodule is: built in each run from the tensor
     inputs `params` names (parameter path -> input, in `module_parameters` order), each
     wrapped as the module's own `nn.Parameter`, so that gradients reach the weights and
     the float64 run gets a float64 module. `training`: `train()` or `eval()` (whose fast
@@ -519,26 +521,29 @@ def module_parameters(m: ModuleInput) -> dict[str, tuple[int, ...]]:
     """The module's parameters as torch registers them (path -> shape), in its order."""
     e = m.embed_dim
     found: dict[str, tuple[int, ...]] = {}
-    prefix = "self_attn." if m.module == "encoder_layer" else ""
-    if (m.kdim or e) == e and (m.vdim or e) == e:
-        found[prefix + "in_proj_weight"] = (3 * e, e)
-    else:
-        found.update({prefix + "q_proj_weight": (e, e), prefix + "k_proj_weight": (e, m.kdim or e),
-                      prefix + "v_proj_weight": (e, m.vdim or e)})
-    if m.bias:
-        found[prefix + "in_proj_bias"] = (3 * e,)
-    if m.add_bias_kv:
-        found.update({prefix + "bias_k": (1, 1, e), prefix + "bias_v": (1, 1, e)})
-    found[prefix + "out_proj.weight"] = (e, e)
-    if m.bias:
-        found[prefix + "out_proj.bias"] = (e,)
-    if m.module == "encoder_layer":
+    prefixes = {"mha": ("",), "encoder_layer": ("self_attn.",),
+                "decoder_layer": ("self_attn.", "multihead_attn.")}[m.module]
+    for prefix in prefixes:
+        if (m.kdim or e) == e and (m.vdim or e) == e:
+            found[prefix + "in_proj_weight"] = (3 * e, e)
+        else:
+            found.update({prefix + "q_proj_weight": (e, e),
+                          prefix + "k_proj_weight": (e, m.kdim or e),
+                          prefix + "v_proj_weight": (e, m.vdim or e)})
+        if m.bias:
+            found[prefix + "in_proj_bias"] = (3 * e,)
+        if m.add_bias_kv:
+            found.update({prefix + "bias_k": (1, 1, e), prefix + "bias_v": (1, 1, e)})
+        found[prefix + "out_proj.weight"] = (e, e)
+        if m.bias:
+            found[prefix + "out_proj.bias"] = (e,)
+    if m.module != "mha":
         f = m.feedforward
         for name, shape in (("linear1", (f, e)), ("linear2", (e, f))):
             found[name + ".weight"] = shape
             if m.bias:
                 found[name + ".bias"] = shape[:1]
-        for name in ("norm1", "norm2"):
+        for name in ("norm1", "norm2", "norm3")[:len(prefixes) + 1]:
             found[name + ".weight"] = (e,)
             if m.bias:
                 found[name + ".bias"] = (e,)
@@ -549,7 +554,9 @@ def module_parameters(m: ModuleInput) -> dict[str, tuple[int, ...]]:
 class ModuleCall:
     """`out = module(query, key, value, ...)[0]` for a MultiheadAttention (`out, out_w =`
     where it returns weights, `need_weights`), `out = module(query, src_mask=..., ...)`
-    for an encoder layer, which attends to its one input. `key_padding_mask` is (B, S),
+    for an encoder layer, which attends to its one input, and `out = module(query, key,
+    tgt_mask=..., ...)` for a decoder layer, whose masks and causal hint are its
+    self-attention's, and which attends to `key` (the memory, also `value`) unmasked. `key_padding_mask` is (B, S),
     True (or -inf) where a key is padding; `attn_mask` is (L, S) or (B * heads, L, S)."""
 
     out: str
@@ -761,9 +768,11 @@ def attention_feeds(case: Case) -> dict[str, tuple[int, ...]]:
     attentions = 0
     for stmt in walk(case.program.body):
         if isinstance(stmt, (Attention, HandAttention, ModelAttention, ModuleCall)):
-            feeds[stmt.out] = {attentions}
+            # An attention fed by another's output (stacked layers) is fed by both.
+            feeds[stmt.out] = {attentions}.union(*(feeds[n] for n in vars(stmt).values()
+                                                   if isinstance(n, str) and n in feeds))
             if isinstance(stmt, ModuleCall) and stmt.weights_out:
-                feeds[stmt.weights_out] = {attentions}
+                feeds[stmt.weights_out] = set(feeds[stmt.out])
             attentions += 1
         elif isinstance(stmt, Shift) and stmt.source in feeds:
             feeds[stmt.out] = set(feeds[stmt.source])
@@ -775,6 +784,17 @@ def attention_feeds(case: Case) -> dict[str, tuple[int, ...]]:
         elif isinstance(stmt, ParamsAttr) and stmt.params in feeds:
             feeds[stmt.out] = set(feeds[stmt.params])
     return {name: tuple(sorted(which)) for name, which in feeds.items()}
+
+
+def hidden_input(case: Case, layer: ModelAttention) -> TensorSpec | None:
+    """The input a model layer's hidden state comes from, through the layers stacked
+    before it (their outputs keep its shape)."""
+    layers = {s.out: s for s in walk(case.program.body) if isinstance(s, ModelAttention)}
+    name = layer.x
+    while name in layers:
+        name = layers[name].x
+    spec = dict(case.inputs).get(name)
+    return spec if isinstance(spec, TensorSpec) else None
 
 
 def exact_ops(case: Case) -> int:

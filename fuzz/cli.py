@@ -99,8 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--known", type=Path, action="append", default=[], metavar="DIR",
                      help="another corpus whose signatures are not reported again "
                           "(repeatable), e.g. the committed corpus/")
+    run.add_argument("--stop-after", type=_positive(int), metavar="N",
+                     help="end the run once N new findings are confirmed (a CI gate that "
+                          "fails fast; default: run out the budget)")
     run.add_argument("--probes", type=_non_negative_int, default=PROBES, metavar="N",
-                     help="cases judged per new finding, setting its knobs (dtype, the "
+                     help="cases judged per new finding, setting its knobs (dtypes, values, the "
                           "forms of hand-written and model attention, dynamic, grad mode, "
                           "autocast) otherwise, so that one bug seen at several settings "
                           f"is reported once (default {PROBES}; 0: none)")
@@ -154,6 +157,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        workers=args.workers, case_timeout=args.case_timeout,
                        confirm_budget=args.confirm_budget,
                        variants=args.variants, known=tuple(args.known), probes=args.probes,
+                       stop_after=args.stop_after,
                        progress=sys.stderr.isatty(), arguments=tuple(sys.argv[1:]))
     signal.signal(signal.SIGTERM, _terminate)
     stats = Fuzzer(config).run()

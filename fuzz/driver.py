@@ -101,6 +101,7 @@ class RunConfig:
     known: tuple[Path, ...] = ()  # other corpora whose bugs are not reported again
     probes: int = PROBES  # cases judged per new finding to widen its identity
     stop_when: Callable[[Case], bool] | None = None  # stop after a finding whose case holds
+    stop_after: int | None = None  # stop after this many new findings, confirmed
     arguments: tuple[str, ...] = ()  # the command line, for the report
 
 
@@ -376,7 +377,8 @@ class Fuzzer:
             like += "" if shrunk else "\n  NOT fully shrunk: the run ended first"
             print(f"\n{kind} {signature}\n  {final}{like}\n  " +
                   verdict.explain().replace("\n", "\n  "), flush=True)
-        if kind == "FOUND" and config.stop_when is not None and config.stop_when(case):
+        if kind == "FOUND" and ((config.stop_when is not None and config.stop_when(case))
+                                or len(self.stats.findings) == config.stop_after):
             self.stop.set()
 
     def run(self) -> RunStats:

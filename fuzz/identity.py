@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from fuzz.case import (AUTOCASTS, FLOAT_DTYPES, GRAD_MODES, HAND_CHOICES, MASK_DTYPES,
-                       MODEL_CHOICES, Attention, BuildParams, Case, CaseError, GraphBreak,
-                       HandAttention, KernelBlock, ModelAttention, ModuleCall, ModuleInput,
-                       Mutate, ParamsAttr, ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift,
-                       TensorSpec, grow_dims, reseed, walk)
+                       MASK_VALUE_KINDS, MODEL_CHOICES, VALUE_KINDS, Attention, BuildParams,
+                       Case, CaseError, GraphBreak, HandAttention, KernelBlock,
+                       ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr,
+                       ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift, TensorSpec,
+                       grow_dims, hidden_input, reseed, walk)
 from fuzz.materialize import build_tensor, grown
 
 # The layers a bug can live in, and the layers each registered backend runs through. A
@@ -172,9 +173,11 @@ def _model_features(a: ModelAttention, case: Case) -> set[str]:
         found.add(f"sdpa:scale={_scale_class(a.scale)}")
     if a.gqa != "none":
         found.add("sdpa:gqa")
-    x = case.spec(a.x)
-    if isinstance(x, TensorSpec) and len(x.shape) >= 2 and x.shape[1] > 1:
+    x = hidden_input(case, a)
+    if x is not None and len(x.shape) >= 2 and x.shape[1] > 1:
         found.add("sdpa:L>1")
+    if a.x not in dict(case.inputs):
+        found.add("model:stacked")
     if a.cache:
         found.add("sdpa:L!=S")
     if not a.weights:
@@ -338,9 +341,10 @@ def _with_statement(case: Case, old: object, new: object) -> Case:
     return replace(case, program=replace(case.program, body=swap(case.program.body)))
 
 
-def _dtype_knobs(case: Case) -> list[Knob]:
-    """The dtype of each group of inputs whose dtype is one feature (`qkv:dtype=`, the
-    mask's, the other inputs'), where the group shares one dtype other than float32."""
+def _tensor_knobs(case: Case) -> list[Knob]:
+    """The dtype and the values of each group of inputs whose dtype is one feature
+    (`qkv:dtype=`, the mask's, the other inputs'), where the group shares one setting
+    other than the plain one."""
     roles, groups = _roles(case), {}
     for name, spec in case.inputs:
         if isinstance(spec, TensorSpec):
@@ -349,23 +353,28 @@ def _dtype_knobs(case: Case) -> list[Knob]:
                               []).append(name)
     knobs = []
     for group, names in groups.items():
-        dtypes = {case.spec(n).dtype for n in names}
-        if len(dtypes) != 1 or dtypes == {"float32"}:
-            continue
+        mask = group == "mask"
+        for field_name, plain, domain in (
+                ("dtype", "float32", MASK_DTYPES if mask else FLOAT_DTYPES),
+                ("values", "random" if mask else "normal",
+                 MASK_VALUE_KINDS if mask else VALUE_KINDS)):
+            now = {getattr(case.spec(n), field_name) for n in names}
+            if len(now) != 1 or now == {plain}:
+                continue
 
-        def make(dtype: object, names: list[str] = names) -> Case:
-            return replace(case, inputs=tuple((n, replace(s, dtype=dtype) if n in names else s)
-                                              for n, s in case.inputs))
-        knobs.append(_knob(dtypes.pop(), "float32",
-                           MASK_DTYPES if group == "mask" else FLOAT_DTYPES, make))
+            def make(v: object, names: list[str] = names, field_name: str = field_name) -> Case:
+                return replace(case, inputs=tuple(
+                    (n, replace(s, **{field_name: v}) if n in names else s)
+                    for n, s in case.inputs))
+            knobs.append(_knob(now.pop(), plain, domain, make))
     return knobs
 
 
 def knobs(case: Case) -> list[Knob]:
     """The case's settings that take one of a few values and are away from the plain
-    one: input dtypes, the choices of hand-written and model attention, `dynamic`, and
+    one: input dtypes and value kinds, the choices of hand-written and model attention, `dynamic`, and
     each call's grad mode and autocast."""
-    found = _dtype_knobs(case)
+    found = _tensor_knobs(case)
     for stmt in walk(case.program.body):
         choices = {HandAttention: HAND_CHOICES, ModelAttention: MODEL_CHOICES}.get(type(stmt))
         if choices is None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from fuzz.case import ModuleCall, ModuleInput
 
-CLASSES = {"mha": "torch.nn.MultiheadAttention", "encoder_layer": "torch.nn.TransformerEncoderLayer"}
+CLASSES = {"mha": "torch.nn.MultiheadAttention",
+           "encoder_layer": "torch.nn.TransformerEncoderLayer",
+           "decoder_layer": "torch.nn.TransformerDecoderLayer"}
 
 
 def module_options(m: ModuleInput) -> dict:
@@ -56,8 +58,16 @@ def module_call_lines(c: ModuleCall, module: ModuleInput) -> list[str]:
                  if v != default]
         call = f"{c.module}({', '.join(args)})"
         return [f"{c.out}, {c.weights_out} = {call}" if c.need_weights else f"{c.out} = {call}[0]"]
-    named = (("src_mask", c.attn_mask, None), ("src_key_padding_mask", c.key_padding_mask, None),
-             ("is_causal", c.is_causal, False))
-    args = [c.query] + [f"{k}={v if isinstance(v, str) else repr(v)}" for k, v, default in named
-                        if v != default]
+    if module.module == "encoder_layer":
+        args = [c.query]
+        named = (("src_mask", c.attn_mask, None),
+                 ("src_key_padding_mask", c.key_padding_mask, None),
+                 ("is_causal", c.is_causal, False))
+    else:
+        args = [c.query, c.key or c.query]
+        named = (("tgt_mask", c.attn_mask, None),
+                 ("tgt_key_padding_mask", c.key_padding_mask, None),
+                 ("tgt_is_causal", c.is_causal, False))
+    args += [f"{k}={v if isinstance(v, str) else repr(v)}" for k, v, default in named
+             if v != default]
     return [f"{c.out} = {c.module}({', '.join(args)})"]

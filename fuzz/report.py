@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from fuzz.case import (Attention, Case, HandAttention, ModelAttention, ModuleCall, ModuleInput,
-                       TensorSpec, walk)
+                       TensorSpec, attention_feeds, hidden_input, walk)
 from fuzz.caseio import case_to_dict
 from fuzz.execute import Timings
 
@@ -58,10 +58,10 @@ LONG = 32  # a sequence this long reaches the CPU flash kernel's blocked paths
 def key_length(case: Case, stmt: object) -> int:
     """How many keys an attention attends over (0: not an attention)."""
     if isinstance(stmt, ModelAttention):
-        x = case.spec(stmt.x)
+        x = hidden_input(case, stmt)
         past = case.spec(stmt.cache[0]) if stmt.cache else None
         return x.shape[1] + (past.shape[2] if isinstance(past, TensorSpec) else 0) \
-            if isinstance(x, TensorSpec) else 0
+            if x is not None else 0
     if isinstance(stmt, ModuleCall):
         x = case.spec(stmt.key or stmt.query)
         module = case.spec(stmt.module)
@@ -79,7 +79,7 @@ def key_length(case: Case, stmt: object) -> int:
 def program_forms(case: Case) -> set[str]:
     """What a program is, for the report's shares: whether it makes an SDPA call (from a
     model layer or not), writes attention by hand, or has no attention at all, and
-    whether some attention is long (LONG keys or more)."""
+    whether some attention is long (LONG keys or more) or fed by another (chained)."""
     body = list(walk(case.program.body))
     forms = {name for name, kinds in (("sdpa-call", (Attention, ModelAttention)),
                                       ("model-layer", (ModelAttention,)),
@@ -90,6 +90,8 @@ def program_forms(case: Case) -> set[str]:
         forms.add("no-attention")
     if any(key_length(case, s) >= LONG for s in body):
         forms.add("long")
+    if any(len(which) > 1 for which in attention_feeds(case).values()):
+        forms.add("chained")  # an attention fed by another's output
     return forms
 
 

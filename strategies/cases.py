@@ -97,7 +97,8 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     grad = False
     program_form = form == "program" or (form == "any" and draw(st.booleans()))
     if program_form:
-        ops = Operands(mask=mask, is_causal=is_causal, enable_gqa=g.enable_gqa)
+        ops = Operands(mask=mask, is_causal=is_causal, enable_gqa=g.enable_gqa,
+                       chain=q_shape[-1] == v_shape[-1])
         params = []
         if draw(st.booleans()):
             inputs.append(("params", ParamsInput(mask=draw(st.sampled_from((None, mask))),

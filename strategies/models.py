@@ -1,5 +1,6 @@
 """Attention layers as models write them: SDPA fed by projections, views of a fused qkv
-buffer, rotary embeddings and a KV cache, its output merged back and projected.
+buffer, rotary embeddings and a KV cache, its output merged back and projected, and
+sometimes a second layer stacked on the first (chained attention).
 
 Every draw's first alternative is the plainest form (no projection, no cache, one head),
 so a shrunk case keeps only the model forms its failure needs. Long sequences and long
@@ -92,11 +93,18 @@ def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str =
         gqa="none" if kv_heads == heads else draw(st.sampled_from(GQA_FORMS[1:])),
         mask=mask, is_causal=mask is None and draw(st.booleans()), dropout_p=draw(dropout_ps()),
         scale=draw(scales()), merge=draw(st.sampled_from(MERGES)), out_proj=out_proj)
+    # With an output projection, the layer's output is shaped as its input: a second layer
+    # may attend over it (stacked layers, here sharing the first's weights), and the model
+    # returns the last layer's output, or every layer's.
+    body, returns = (layer,), ("out",)
+    if out_proj is not None and draw(st.integers(0, 3)) == 3:
+        body += (ModelAttention(**{**vars(layer), "out": "out2", "x": "out"}),)
+        returns = draw(st.sampled_from((("out2",), ("out", "out2"))))
     # A model calls its layer again on new values: the compiled program must serve them.
     # Under any grad mode or autocast, which may change between the calls.
     calls = (draw(with_modes(CallContext())),) + tuple(
         draw(with_modes(CallContext(reseed=s))) for s in draw(st.lists(st.integers(1, 3),
                                                                        max_size=1)))
-    return Case(inputs=tuple(inputs), program=Program((layer,), ("out",)),
+    return Case(inputs=tuple(inputs), program=Program(body, returns),
                 compile=draw(compile_specs(backend)), device=device, calls=calls)
 

@@ -1,5 +1,5 @@
-"""torch.nn's attention modules as a model holds them: an `nn.MultiheadAttention` or an
-`nn.TransformerEncoderLayer` with seeded weights, passed to the function and called on
+"""torch.nn's attention modules as a model holds them: an `nn.MultiheadAttention`, an
+`nn.TransformerEncoderLayer` or an `nn.TransformerDecoderLayer` with seeded weights, passed to the function and called on
 its inputs, with padding masks, attention masks, causal hints and returned weights.
 
 The first alternative of every draw is the plainest (self-attention, sequence first,
@@ -49,16 +49,18 @@ def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -
     embed = heads * draw(st.sampled_from((2, 4, 8, 3)))
     batch, length = draw(st.integers(1, 3)), draw(lengths())
     cross = kind == "mha" and draw(st.booleans())
-    keys = draw(lengths()) if cross else length
+    memory = kind == "decoder_layer"  # attends to an encoder's output, unmasked
+    keys = draw(lengths()) if cross or memory else length
+    masked = length if memory else keys  # the keys the masks span: a decoder's own tokens
     other_dims = cross and draw(st.booleans())
     kdim, vdim = (draw(st.integers(1, 16)), draw(st.integers(1, 16))) if other_dims else (None, None)
     module = ModuleInput(
         kind, embed, heads, params=(), batch_first=draw(st.booleans()),
         bias=not draw(st.integers(0, 3)) == 3,
         add_bias_kv=kind == "mha" and draw(st.integers(0, 3)) == 3, kdim=kdim, vdim=vdim,
-        norm_first=kind == "encoder_layer" and draw(st.booleans()),
-        feedforward=draw(st.integers(1, 16)) if kind == "encoder_layer" else 4,
-        activation=draw(st.sampled_from(ACTIVATIONS)) if kind == "encoder_layer" else "relu",
+        norm_first=kind != "mha" and draw(st.booleans()),
+        feedforward=draw(st.integers(1, 16)) if kind != "mha" else 4,
+        activation=draw(st.sampled_from(ACTIVATIONS)) if kind != "mha" else "relu",
         training=draw(st.booleans()))
     params, inputs = [], []
     for path, shape in module_parameters(module).items():
@@ -77,13 +79,16 @@ def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -
         key, value = "k", "v"
         inputs += [("k", draw(tensor_specs(sequence(keys, kdim or embed), dtype))),
                    ("v", draw(tensor_specs(sequence(keys, vdim or embed), dtype)))]
+    elif memory:
+        key = value = "memory"
+        inputs.append(("memory", draw(tensor_specs(sequence(keys, embed), dtype))))
     padding = attn_mask = None
     if draw(st.booleans()):
         padding = "key_padding_mask"
-        inputs.append((padding, _mask(draw, (batch, keys), dtype)))
+        inputs.append((padding, _mask(draw, (batch, masked), dtype)))
     if draw(st.booleans()):
         attn_mask = "attn_mask"
-        shape = draw(st.sampled_from(((length, keys), (batch * heads, length, keys))))
+        shape = draw(st.sampled_from(((length, masked), (batch * heads, length, masked))))
         inputs.append((attn_mask, _mask(draw, shape, dtype)))
     need_weights = kind == "mha" and draw(st.booleans())
     call = ModuleCall("out", "attn", "x", key, value, padding, attn_mask,

@@ -28,6 +28,7 @@ class Scope:
     params: list[str]
     values: list[str] = field(default_factory=list)
     counter: int = 0
+    queries: list[str] = field(default_factory=list)  # tensors shaped as the query
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -48,6 +49,7 @@ class Operands:
     mask: str | None = None
     is_causal: bool = False
     enable_gqa: bool = False
+    chain: bool = False  # the output is shaped as the query: it may be the next call's
 
 
 def backend_lists() -> st.SearchStrategy[tuple[str, ...]]:
@@ -98,7 +100,9 @@ def call_sequences() -> st.SearchStrategy[tuple[CallContext, ...]]:
 @st.composite
 def statements(draw: st.DrawFn, scope: Scope, ops: Operands, depth: int,
                may_break: bool) -> Statement:
-    kinds = ["attention", "mutate", "shift", "sdpa_params", "read_backends", "set_flag"]
+    # Attention twice over: programs of several calls, which may chain, are common enough.
+    kinds = ["attention", "attention", "mutate", "shift", "sdpa_params", "read_backends",
+             "set_flag"]
     if scope.params:
         kinds.append("params_attr")
     if may_break:
@@ -107,11 +111,15 @@ def statements(draw: st.DrawFn, scope: Scope, ops: Operands, depth: int,
         kinds.append("sdpa_kernel")
     kind = draw(st.sampled_from(kinds))
     if kind == "attention":
+        # The query first, then what a program computed from it or from an earlier
+        # call's output: chained attention, as stacked layers make it.
         out = scope.fresh("out")
-        stmt: Statement = Attention(out, ops.query, ops.key, ops.value, ops.mask,
-                                    draw(dropout_ps()), ops.is_causal, draw(scales()),
-                                    ops.enable_gqa)
+        stmt: Statement = Attention(out, draw(st.sampled_from(scope.queries)), ops.key,
+                                    ops.value, ops.mask, draw(dropout_ps()), ops.is_causal,
+                                    draw(scales()), ops.enable_gqa)
         scope.tensors.append(out)
+        if ops.chain:
+            scope.queries.append(out)
     elif kind == "mutate":
         stmt = Mutate(draw(st.sampled_from(scope.tensors)), draw(st.sampled_from(MUTATIONS)),
                       draw(st.sampled_from(CONSTANTS)))
@@ -119,6 +127,8 @@ def statements(draw: st.DrawFn, scope: Scope, ops: Operands, depth: int,
         stmt = Shift(scope.fresh("t"), draw(st.sampled_from(scope.tensors)),
                      draw(st.sampled_from(CONSTANTS)))
         scope.tensors.append(stmt.out)
+        if stmt.source in scope.queries:
+            scope.queries.append(stmt.out)
     elif kind == "sdpa_params":
         stmt = BuildParams(scope.fresh("params"), ops.query, ops.key, ops.value,
                            draw(st.sampled_from((None, ops.mask))), draw(st.sampled_from(
@@ -160,7 +170,7 @@ def programs(draw: st.DrawFn, tensors: list[str], params: list[str], ops: Operan
     freely, most programs would have none (57% of 400), and real ones exist to call it.
     The fourth keeps the programs that test Dynamo's handling of SDPA state alone, and is
     what shrinking goes to, so a failure that needs no call loses it."""
-    scope = Scope(list(tensors), list(params))
+    scope = Scope(list(tensors), list(params), queries=[ops.query])
     body = draw(st.lists(statements(scope, ops, 0, True), min_size=1, max_size=5))
     called = None
     if not any(isinstance(s, Attention) for s in walk(body)) and draw(st.integers(0, 3)):

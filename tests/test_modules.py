@@ -52,34 +52,41 @@ def test_the_module_is_built_with_exactly_its_parameter_inputs(case) -> None:
         assert module.training == spec.training
 
 
-def module_case(padding_dtype: str | None, mask_dtype: str | None, fullgraph: bool = False
-                ) -> Case:
-    """A MultiheadAttention (8 wide, 2 heads) on x (3, 1, 8), with masks of these dtypes."""
-    module = ModuleInput("mha", 8, 2, params=())
+def module_case(kind: str, padding_dtype: str | None, mask_dtype: str | None,
+                fullgraph: bool = False) -> Case:
+    """A module of `kind` (8 wide, 2 heads) on x (3, 1, 8), a decoder layer attending to
+    a memory (2, 1, 8) too, with masks of these dtypes."""
+    module = ModuleInput(kind, 8, 2, params=())
     params = tuple((path, "w_" + path.replace(".", "_"))
                    for path in module_parameters(module))
     inputs = [("x", TensorSpec((3, 1, 8))), ("attn", replace(module, params=params))]
     inputs += [(name, TensorSpec(module_parameters(module)[path], seed=i))
                for i, (path, name) in enumerate(params)]
+    memory = "memory" if kind == "decoder_layer" else None
+    if memory:
+        inputs.append((memory, TensorSpec((2, 1, 8), seed=3)))
     if padding_dtype:
         inputs.append(("kpm", TensorSpec((1, 3), padding_dtype, "padding", seed=1)))
     if mask_dtype:
         inputs.append(("mask", TensorSpec((3, 3), mask_dtype, "padding", seed=2)))
-    call = ModuleCall("out", "attn", "x", key_padding_mask="kpm" if padding_dtype else None,
+    call = ModuleCall("out", "attn", "x", memory, memory,
+                      key_padding_mask="kpm" if padding_dtype else None,
                       attn_mask="mask" if mask_dtype else None)
     return Case(tuple(inputs), Program((call,), ("out",)), CompileSpec(fullgraph=fullgraph))
 
 
+@pytest.mark.parametrize("kind", ["mha", "decoder_layer"])
 @pytest.mark.parametrize("padding, mask, graphs", [
     (None, None, 1), ("bool", "bool", 1), ("float32", None, 1),
     ("bool", "float32", 0),  # the deprecation warning breaks inside torch.nn: eager call
 ])
-def test_frame_rule_8_a_module_call_is_one_graph_unless_its_masks_warn(padding, mask,
+def test_frame_rule_8_a_module_call_is_one_graph_unless_its_masks_warn(kind, padding, mask,
                                                                         graphs) -> None:
-    case = module_case(padding, mask)
+    """A decoder layer's masks are its self-attention's, which warns alike."""
+    case = module_case(kind, padding, mask)
     assert predict_frames(case.program, dict(case.inputs)) == graphs
     run = run_case(case, "eager")
     assert run.compiled[0].error is None and run.frames.per_call[0] == graphs
     assert judge(case, run).ok
-    strict = run_case(module_case(padding, mask, fullgraph=True), "eager")
+    strict = run_case(module_case(kind, padding, mask, fullgraph=True), "eager")
     assert (strict.compiled[0].error is not None) == (graphs == 0)
