@@ -328,10 +328,14 @@ def _valid(make: Callable[[], Case]) -> Case | None:
         return None
 
 
+_NO_PLAIN = object()  # a knob every setting of which is a feature (a mask's rank)
+
+
 def _knob(current: object, plain: object, domain: tuple, make: Callable[[object], Case]
           ) -> Knob:
     others = (_valid(lambda: make(v)) for v in domain if v not in (current, plain))
-    return Knob(_valid(lambda: make(plain)), tuple(c for c in others if c is not None))
+    return Knob(None if plain is _NO_PLAIN else _valid(lambda: make(plain)),
+                tuple(c for c in others if c is not None))
 
 
 def _with_statement(case: Case, old: object, new: object) -> Case:
@@ -344,7 +348,7 @@ def _with_statement(case: Case, old: object, new: object) -> Case:
 def _tensor_knobs(case: Case) -> list[Knob]:
     """The dtype and the values of each group of inputs whose dtype is one feature
     (`qkv:dtype=`, the mask's, the other inputs'), where the group shares one setting
-    other than the plain one."""
+    other than the plain one; and each mask's rank, which has no plain setting."""
     roles, groups = _roles(case), {}
     for name, spec in case.inputs:
         if isinstance(spec, TensorSpec):
@@ -367,6 +371,12 @@ def _tensor_knobs(case: Case) -> list[Knob]:
                     (n, replace(s, **{field_name: v}) if n in names else s)
                     for n, s in case.inputs))
             knobs.append(_knob(now.pop(), plain, domain, make))
+    for name in groups.get("mask", ()):
+        shape = case.spec(name).shape
+        if len(shape) >= 2:  # its rank, as broadcasting leading dims of 1 make it
+            knobs.append(_knob(len(shape), _NO_PLAIN, (2, 3, 4), lambda rank, name=name: replace(
+                case, inputs=tuple((n, replace(s, shape=(1,) * (rank - 2) + shape[-2:])
+                                    if n == name else s) for n, s in case.inputs))))
     return knobs
 
 
