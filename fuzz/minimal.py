@@ -464,6 +464,25 @@ def _exact(dtype: str, ops: int) -> list[str]:
             "raise SystemExit(err > allowed or not torch.equal(e.isnan(), c.isnan()))"]
 
 
+# `import torch` does not import torch._dynamo.testing: a script that only names it fails
+# in a fresh process (every frames and recompile finding was quarantined for it).
+COUNTER_SOURCE = '''
+import torch._dynamo.testing
+
+
+class Accepted(torch._dynamo.testing.CompileCounterWithBackend):
+    """Graphs the backend accepted, as sdpa-fuzz counts them: less those it threw back
+    with RestartAnalysis (AOTAutograd does for a graph with a symbolic float)."""
+
+    def __call__(self, gm, example_inputs):
+        try:
+            return super().__call__(gm, example_inputs)
+        except torch._dynamo.exc.RestartAnalysis:
+            self.frame_count -= 1
+            raise
+'''
+
+
 def _frames_lines(case: Case, target: Target) -> list[str]:
     plan = plan_of(case)
     if target.where == "first-call":
@@ -544,7 +563,8 @@ def minimal_script(case: Case, target: Target, backend: str) -> str:
     if _random(case):
         setup.append("torch._inductor.config.fallback_random = True  # draw as eager does")
     if target.check in ("frames", "recompile"):
-        setup += [f"counter = torch._dynamo.testing.CompileCounterWithBackend({backend_expr})",
+        parts.append(COUNTER_SOURCE)
+        setup += [f"counter = Accepted({backend_expr})",
                   f"compiled = torch.compile(fn, backend=counter{kwargs})"]
     else:
         setup.append(f"compiled = torch.compile(fn, backend={backend_expr}{kwargs})")

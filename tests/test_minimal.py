@@ -7,6 +7,8 @@ findings are confirmed only if their minimal script exits 1 by its own check."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 
 import pytest
 
@@ -81,3 +83,15 @@ def test_a_script_passes_on_a_clean_backend(target: Target) -> None:
     with pytest.raises(SystemExit) as exited:
         exec(compile(source, "<minimal>", "exec"), {"__name__": "__main__"})
     assert not exited.value.code, source
+
+
+def test_a_frame_count_script_runs_in_a_fresh_process(tmp_path) -> None:
+    """As confirmation and a maintainer run it: in a process of its own, where only what
+    the script imports is imported (`torch._dynamo.testing` is not imported by `import
+    torch`; every frames and recompile finding was quarantined for it)."""
+    script = tmp_path / "repro.py"
+    script.write_text(minimal_script(CASE, Target("recompile", "repeat", "equal-inputs"),
+                                     "eager"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
