@@ -100,9 +100,7 @@ def call_sequences() -> st.SearchStrategy[tuple[CallContext, ...]]:
 @st.composite
 def statements(draw: st.DrawFn, scope: Scope, ops: Operands, depth: int,
                may_break: bool) -> Statement:
-    # Attention twice over: programs of several calls, which may chain, are common enough.
-    kinds = ["attention", "attention", "mutate", "shift", "sdpa_params", "read_backends",
-             "set_flag"]
+    kinds = ["attention", "mutate", "shift", "sdpa_params", "read_backends", "set_flag"]
     if scope.params:
         kinds.append("params_attr")
     if may_break:
