@@ -556,8 +556,9 @@ class ModuleCall:
     where it returns weights, `need_weights`), `out = module(query, src_mask=..., ...)`
     for an encoder layer, which attends to its one input, and `out = module(query, key,
     tgt_mask=..., ...)` for a decoder layer, whose masks and causal hint are its
-    self-attention's, and which attends to `key` (the memory, also `value`) unmasked. `key_padding_mask` is (B, S),
-    True (or -inf) where a key is padding; `attn_mask` is (L, S) or (B * heads, L, S)."""
+    self-attention's, and which attends to `key` (the memory, also `value`) unmasked.
+    `key_padding_mask` is (B, S), True (or -inf) where a key is padding; `attn_mask` is
+    (L, S) or (B * heads, L, S)."""
 
     out: str
     module: str

@@ -103,10 +103,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="end the run once N new findings are confirmed (a CI gate that "
                           "fails fast; default: run out the budget)")
     run.add_argument("--probes", type=_non_negative_int, default=PROBES, metavar="N",
-                     help="cases judged per new finding, setting its knobs (dtypes, values, the "
-                          "forms of hand-written and model attention, dynamic, grad mode, "
-                          "autocast) otherwise, so that one bug seen at several settings "
-                          f"is reported once (default {PROBES}; 0: none)")
+                     help="cases judged per new finding, setting its knobs (dtypes, values, "
+                          "mask rank, the forms of hand-written and model attention, "
+                          "mutation method, dynamic, grad mode, autocast) otherwise, so that "
+                          "one bug seen at several settings is reported once (default "
+                          f"{PROBES}; 0: none)")
     run.add_argument("--no-confirm", action="store_true",
                      help="skip re-running each finding in a fresh process")
     status = sub.add_parser("status", help="print a campaign: machines, cases, findings")

@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from fuzz.case import (AUTOCASTS, FLOAT_DTYPES, GRAD_MODES, HAND_CHOICES, MASK_DTYPES,
-                       MASK_VALUE_KINDS, MODEL_CHOICES, VALUE_KINDS, Attention, BuildParams,
-                       Case, CaseError, GraphBreak, HandAttention, KernelBlock,
+                       MASK_VALUE_KINDS, MODEL_CHOICES, MUTATIONS, VALUE_KINDS, Attention,
+                       BuildParams, Case, CaseError, GraphBreak, HandAttention, KernelBlock,
                        ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr,
                        ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift, TensorSpec,
                        grow_dims, hidden_input, reseed, walk)
@@ -382,15 +382,19 @@ def _tensor_knobs(case: Case) -> list[Knob]:
 
 def knobs(case: Case) -> list[Knob]:
     """The case's settings that take one of a few values and are away from the plain
-    one: input dtypes and value kinds, the choices of hand-written and model attention, `dynamic`, and
-    each call's grad mode and autocast."""
+    one: input dtypes and value kinds, a mask's rank, the choices of hand-written and
+    model attention, a mutation's method, `dynamic`, and each call's grad mode and
+    autocast."""
     found = _tensor_knobs(case)
     for stmt in walk(case.program.body):
-        choices = {HandAttention: HAND_CHOICES, ModelAttention: MODEL_CHOICES}.get(type(stmt))
+        # A mutation's method is a feature whichever it is: it has no plain setting.
+        choices = {HandAttention: HAND_CHOICES, ModelAttention: MODEL_CHOICES,
+                   Mutate: {"method": MUTATIONS}}.get(type(stmt))
         if choices is None:
             continue
         for name, domain in choices.items():
-            plain = type(stmt).__dataclass_fields__[name].default
+            plain = _NO_PLAIN if isinstance(stmt, Mutate) else \
+                type(stmt).__dataclass_fields__[name].default
             if getattr(stmt, name) != plain:
                 found.append(_knob(getattr(stmt, name), plain, domain, lambda v, name=name,
                                    stmt=stmt: _with_statement(case, stmt,

@@ -652,8 +652,8 @@ def padding_mask_dropped(gm: torch.fx.GraphModule, example_inputs):
 
 def encoder_norm_off(gm: torch.fx.GraphModule, example_inputs):
     """The eager backend, except that in a graph holding both a layer norm and a
-    MultiheadAttention call (an encoder layer off its fast path), the layer norms run
-    with an epsilon of 0.1 (the module's is 1e-5)."""
+    MultiheadAttention call (an encoder or decoder layer off its fast path), the layer
+    norms run with an epsilon of 0.1 (the module's is 1e-5)."""
     norms = _graph_with(F.layer_norm)(gm)
     if norms and _graph_with(F.multi_head_attention_forward)(gm):
         for node in norms:
@@ -672,7 +672,8 @@ def _module_calls(case: Case) -> list[tuple[ModuleCall, ModuleInput]]:
 # Faults only torch.nn's attention modules reach (`strategies.modules`).
 MODULE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "padding_mask_dropped": lambda c: any(s.key_padding_mask for s, _ in _module_calls(c)),
-    "encoder_norm_off": lambda c: any(m.module == "encoder_layer" for _, m in _module_calls(c)),
+    "encoder_norm_off": lambda c: any(m.module in ("encoder_layer", "decoder_layer")
+                                      for _, m in _module_calls(c)),
 }
 
 # Faults of global modes around a call (`CallContext.grad_mode`, `autocast`).

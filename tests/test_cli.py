@@ -30,13 +30,18 @@ def sdpa_fuzz(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.
                           capture_output=True, timeout=timeout)
 
 
+FAULT_RUN_S = 60
+
+
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
-    """One short run against a fault backend, shared by the tests that read its output."""
+    """One short run against a fault backend, shared by the tests that read its output:
+    it ends at its first confirmed finding (`--stop-after 1`), the fault's, found within
+    seconds (the real torch bugs of the space are in the committed corpus)."""
     out = tmp_path_factory.mktemp("run")
     report = out / "report.json"
     result = sdpa_fuzz("run", "--backend", FAULT, "--space", "sdpa", "--time-budget",
-                       "30", "--corpus", str(out / "corpus"),
+                       str(FAULT_RUN_S), "--stop-after", "1", "--corpus", str(out / "corpus"),
                        "--known", str(ROOT / "corpus"), "--report", str(report))
     return result, out / "corpus", json.loads(report.read_text())
 
@@ -60,6 +65,7 @@ def test_run_finds_a_fault_and_writes_it_before_reporting(fault_run) -> None:
         assert Path(failure["case"]).with_suffix(".py").exists()
         assert f"FOUND {failure['signature']}" in result.stdout
     fault_finding(report)
+    assert report["time"]["search_s"] < FAULT_RUN_S, "the run did not stop at its finding"
     signatures = [f["signature"] for f in report["failures"] + report["flaky"]]
     assert len(signatures) == len(set(signatures)), "a signature was reported twice"
     assert {"examples", "elapsed_s", "failures", "checks", "time_share"} <= set(report)
@@ -149,8 +155,8 @@ def test_sigkill_leaves_a_corpus_that_replays_and_a_rerun_resumes(fault_run, tmp
     shutil.copytree(original, corpus)
     known = known_bugs(corpus, FAULT, ("dynamo",))
     assert known
-    args = ["run", "--backend", FAULT, "--space", "sdpa", "--workers", "2", "--corpus", str(corpus),
-            "--known", str(ROOT / "corpus")]
+    args = ["run", "--backend", FAULT, "--space", "sdpa", "--workers", "2", "--probes", "0",
+            "--corpus", str(corpus), "--known", str(ROOT / "corpus")]
     run = subprocess.Popen([sys.executable, "-m", "fuzz.cli", *args, "--time-budget", "600"],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
@@ -206,7 +212,7 @@ def test_the_time_budgets_bound_the_run(tmp_path) -> None:
     corpus, report = tmp_path / "corpus", tmp_path / "report.json"
     t0 = time.monotonic()
     result = sdpa_fuzz("run", "--backend", FAULT, "--space", "sdpa", "--workers", "1",
-                       "--time-budget", "20", "--confirm-budget", "1", "--corpus",
+                       "--probes", "0", "--time-budget", "20", "--confirm-budget", "1", "--corpus",
                        str(corpus), "--known", str(ROOT / "corpus"), "--report", str(report))
     wall = time.monotonic() - t0
     written = json.loads(report.read_text())

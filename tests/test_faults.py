@@ -49,17 +49,20 @@ def shrunk_failure(backend: str, strategy, clean_backend: str = "eager", max_exa
     change to the package moves a seeded search, and one search of 300 cases may miss a
     fault whose condition is rare. Shrinking was most of a search's time (26 of 51 s, 25
     of 30 s), and the suite is CPU-bound: past `shrink_s`, every candidate passes unjudged
-    but the smallest failing case so far, which Hypothesis then reports.
+    but the cases that failed already, so Hypothesis ends with its smallest so far.
     """
     last: dict = {}
+    failed: dict[str, object] = {}  # every case that failed (as JSON: NaN != NaN), its verdict
 
-    def fail() -> None:  # one raising line: Hypothesis tells failures apart by where
-        raise AssertionError(last["verdict"].signature)
+    def fail(case, verdict) -> None:  # one raising line: Hypothesis tells failures apart by it
+        failed[case_to_json(case)] = verdict
+        last["case"], last["verdict"] = case, verdict  # the last raised is what it reports
+        raise AssertionError(verdict.signature)
 
     def prop(case):
         if "at" in last and time.monotonic() - last["at"] > shrink_s:
-            if case_to_json(case) == case_to_json(last["case"]):  # NaN scales: not ==
-                fail()
+            if case_to_json(case) in failed:  # what Hypothesis replays as its smallest
+                fail(case, failed[case_to_json(case)])
             return
         verdict = judge(case, run_case(case, backend))
         if verdict.ok:
@@ -70,8 +73,7 @@ def shrunk_failure(backend: str, strategy, clean_backend: str = "eager", max_exa
         # flaky): a CI run once failed on a bfloat16 values divergence that did not repeat.
         if new and new & {f.signature for f in judge(case, run_case(case, backend)).failures}:
             last.setdefault("at", time.monotonic())
-            last["case"], last["verdict"] = case, verdict
-            fail()
+            fail(case, verdict)
 
     for attempt in range(attempts):
         search = seed(attempt)(settings(

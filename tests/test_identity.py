@@ -14,8 +14,8 @@ from pathlib import Path
 
 from dataclasses import replace
 
-from fuzz.case import (Attention, CallContext, Case, CompileSpec, HandAttention, KernelBlock,
-                       Program, Shift, TensorSpec)
+from fuzz.case import (MUTATIONS, Attention, CallContext, Case, CompileSpec, HandAttention,
+                       KernelBlock, Mutate, Program, Shift, TensorSpec)
 from fuzz.corpus import known_bugs, load_entry
 from fuzz.driver import failing_call_alone
 from fuzz.execute import run_case
@@ -160,3 +160,19 @@ def test_probing_makes_one_identity_of_a_bug_seen_at_several_settings() -> None:
     assert not identity.covers("k", features(Case(qkv(), Program((HandAttention(
         "out", scale_type="full"),), ("out",)))))
     assert probed(shrunk, "crash", "k", lambda c: "crash", 0)[2].features == features(shrunk)
+
+
+def test_probing_merges_the_mutation_methods_a_bug_shows_under() -> None:
+    """Finding 20 came back once per in-place form (`add_`, `mul_`, `+=`): a mutation's
+    method is a knob with no plain setting, whose settings that fail alike become one
+    identity's alternatives, and the others stay uncovered."""
+    def mutated(method: str) -> Case:
+        return Case(qkv(), Program((Attention("out"), Mutate("q", method, 2.0)), ("out",)))
+
+    def alike(case: Case) -> str | None:
+        return "lost" if case.program.body[1].method in ("add_", "mul_", "iadd") else None
+
+    case, _, identity = probed(mutated("mul_"), "lost", "k", alike, 20)
+    assert case == mutated("mul_")
+    assert [identity.covers("k", features(mutated(m))) for m in MUTATIONS] == [
+        m in ("add_", "mul_", "iadd") for m in MUTATIONS]

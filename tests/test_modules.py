@@ -26,8 +26,8 @@ from tests.test_faults import minimal_exit, shrunk_failure
 
 @pytest.mark.parametrize("fault", sorted(faults.MODULE_CONDITIONS))
 def test_a_fault_only_modules_reach_is_caught_and_shrunk(fault: str) -> None:
-    """A key padding mask lost in MultiheadAttention's graph call, and an encoder layer's
-    norms run with another epsilon: no other space calls a torch.nn module."""
+    """A key padding mask lost in MultiheadAttention's graph call, and a Transformer
+    layer's norms run with another epsilon: no other space calls a torch.nn module."""
     backend = f"tests.faults:{fault}"
     case, verdict = shrunk_failure(backend, module_cases(backend))
     assert faults.MODULE_CONDITIONS[fault](case), f"{fault}: condition lost:\n{case}"
