@@ -142,6 +142,9 @@ class Fuzzer:
         # The run's end, whatever is still running: a hard bound on its wall time.
         self.deadline = self.stats.started + config.time_budget + self.confirm_budget
         self.search_s: float | None = None  # when the searches ended
+        # What ended the run: its budget, or first stop-after, stop-when, interrupt (Ctrl-C,
+        # SIGTERM), store-lost (the campaign's Redis), error (sdpa-fuzz's own).
+        self.ended_by = "budget"
 
     def case_timeout(self) -> float:
         """`--case-timeout`, or TIMEOUT_MULTIPLE times the slowest case so far, with a
@@ -193,6 +196,7 @@ class Fuzzer:
             self.known += [b for b in elsewhere if b.identity not in
                            {k.identity for k in self.known}]
         if self.campaign.failure is not None:
+            self.ended_by = "store-lost"
             self.stop.set()  # the run ends; what it holds is written locally
 
     def covering(self, key: str, found: frozenset[str],
@@ -338,7 +342,7 @@ class Fuzzer:
                                    "ran out before it could confirm this"), \
                 corpus / "unconfirmed", "UNCONFIRMED"
         except Interrupted:
-            self.stats.interrupted = True
+            self.stats.interrupted, self.ended_by = True, "interrupt"
             self.interrupt.set()  # the findings still to confirm are written unconfirmed
             doubt, folder, kind = "the run was interrupted before it could confirm this", \
                 corpus / "unconfirmed", "UNCONFIRMED"
@@ -377,8 +381,13 @@ class Fuzzer:
             like += "" if shrunk else "\n  NOT fully shrunk: the run ended first"
             print(f"\n{kind} {signature}\n  {final}{like}\n  " +
                   verdict.explain().replace("\n", "\n  "), flush=True)
-        if kind == "FOUND" and ((config.stop_when is not None and config.stop_when(case))
-                                or len(self.stats.findings) == config.stop_after):
+        if kind == "FOUND" and not self.stop.is_set():
+            if config.stop_when is not None and config.stop_when(case):
+                self.ended_by = "stop-when"
+            elif len(self.stats.findings) == config.stop_after:
+                self.ended_by = "stop-after"
+            else:
+                return
             self.stop.set()
 
     def run(self) -> RunStats:
@@ -393,7 +402,7 @@ class Fuzzer:
                 self._progress()
                 self._heartbeat()
         except KeyboardInterrupt:
-            self.stats.interrupted = True
+            self.stats.interrupted, self.ended_by = True, "interrupt"
             self.interrupt.set()
             self.stop.set()
             # If stopping hangs anyway, say where: every thread's stack, on stderr.
@@ -457,7 +466,8 @@ class Fuzzer:
                              "wall_s": round(stats.elapsed, 2),
                              "last_find_s": max(found, default=None),
                              "case_timeout_s": round(self.case_timeout(), 1),
-                             "case_timeout": "fixed" if config.case_timeout else "adaptive"},
+                             "case_timeout": "fixed" if config.case_timeout else "adaptive",
+                             "ended_by": self.ended_by},
                     **run_report(stats, config.backend, config.device, config.seed,
                                  config.workers)}
 
@@ -601,6 +611,7 @@ class Search:
             pass
         except BaseException as exc:  # a harness bug: stop the whole run, and say so
             self.error = exc
+            fuzzer.ended_by = "error"
             fuzzer.stop.set()
 
 
