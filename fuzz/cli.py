@@ -100,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="another corpus whose signatures are not reported again "
                           "(repeatable), e.g. the committed corpus/")
     run.add_argument("--stop-after", type=_positive(int), metavar="N",
-                     help="end the run once N new findings are confirmed (a CI gate that "
-                          "fails fast; default: run out the budget)")
+                     help="end the run once N new findings are confirmed, writing those "
+                          "still being shrunk unconfirmed (a CI gate that fails fast; "
+                          "default: run out the budget)")
     run.add_argument("--probes", type=_non_negative_int, default=PROBES, metavar="N",
                      help="cases judged per new finding, setting its knobs (dtypes, values, "
                           "mask rank, the forms of hand-written and model attention, "

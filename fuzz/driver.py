@@ -58,6 +58,11 @@ class BudgetSpent(BaseException):
     propagates it at once instead of treating it as a failure to shrink."""
 
 
+class Stopped(Exception):
+    """The run was asked to end at a finding (`--stop-after`): the findings still to
+    confirm are written unconfirmed."""
+
+
 class Finding(Exception):
     """A case that fails with a key no known bug covers; one subclass per key, so that
     Hypothesis shrinks each bug on its own."""
@@ -335,10 +340,14 @@ class Fuzzer:
         pending = write_entry(corpus / ".pending", case, expect, finding, config.backend)
         folder, kind = corpus, "FOUND"
         try:
+            if self.ended_by in ("stop-after", "stop-when"):  # the user asked to end here
+                raise Stopped
             doubt = (confirm(pending, failure, config.backend, self.case_timeout(),
                              self.interrupt.is_set, self.deadline) if config.confirm else None)
-        except OutOfTime:
-            doubt, folder, kind = ("the run's time (--time-budget, then --confirm-budget) "
+        except (OutOfTime, Stopped) as ended:
+            doubt, folder, kind = ("the run ended at its --stop-after finding before it could "
+                                   "confirm this" if isinstance(ended, Stopped) else
+                                   "the run's time (--time-budget, then --confirm-budget) "
                                    "ran out before it could confirm this"), \
                 corpus / "unconfirmed", "UNCONFIRMED"
         except Interrupted:
