@@ -97,8 +97,9 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     grad = False
     program_form = form == "program" or (form == "any" and draw(st.booleans()))
     if program_form:
+        # Chained only in 32 and 64 bits: a 16-bit chain's propagated error has no bound.
         ops = Operands(mask=mask, is_causal=is_causal, enable_gqa=g.enable_gqa,
-                       chain=q_shape[-1] == v_shape[-1])
+                       chain=q_shape[-1] == v_shape[-1] and dtype in ("float32", "float64"))
         params = []
         if draw(st.booleans()):
             inputs.append(("params", ParamsInput(mask=draw(st.sampled_from((None, mask))),
