@@ -439,10 +439,11 @@ def probed(case: Case, evidence: Evidence, key: str,
 
     def fails(other: Case) -> Evidence | None:
         nonlocal left
-        if other not in seen and left > 0:
-            left -= 1
-            seen[other] = alike(other)
-        return seen.get(other)
+        if other in seen or left <= 0:
+            return seen.get(other)
+        left -= 1
+        shown = seen[other] = alike(other)
+        return shown  # not read back: a case with a NaN scale is not equal to itself
 
     def plainest(case: Case, evidence: Evidence) -> tuple[Case, Evidence]:
         for knob in knobs(case):
