@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 7  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
+SCHEMA_VERSION = 8  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
 # 4: CompileSpec.mark_dynamic; 5: ModelAttention; 6: ModuleInput, ModuleCall;
-# 7: the decoder_layer module
+# 7: the decoder_layer module; 8: hand-written mbart layout, einsum and baddbmm, band and
+# buffer causal masks (HandAttention.window), parameter scales
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
@@ -271,16 +272,17 @@ class KernelBlock:
             stmt.check(scope)
 
 
-HAND_LAYOUTS = ("bhse", "bshe", "flat")
-MATMULS = ("@", "matmul", "bmm")
+HAND_LAYOUTS = ("bhse", "bshe", "flat", "mbart")
+MATMULS = ("@", "matmul", "bmm", "einsum", "baddbmm")
+BATCHED_MATMULS = ("bmm", "baddbmm")  # 3-D operands only
 KEY_TRANSPOSES = ("transpose", "transpose_rev", "mT", "permute")
 SCALE_OPS = ("div", "mul", "query_div", "query_mul", "none")
-SCALE_TYPES = ("python", "size", "full", "tensor", "tensor_float64")
+SCALE_TYPES = ("python", "size", "full", "tensor", "tensor_float64", "parameter")
 HAND_ORDERS = ("scale_first", "mask_first")
 MASK_OPS = ("none", "add", "where", "masked_fill")
 MASK_COMPARISONS = ("none", "not", "eq0", "ne0", "gt0", "lt1")
 FILL_TYPES = ("python", "finfo_min", "tensor", "tensor_float32")
-CAUSAL = ("none", "tril", "triu")
+CAUSAL = ("none", "tril", "triu", "band", "buffer")
 SOFTMAX_FNS = ("method", "torch", "functional")
 UPCASTS = ("none", "float", "dtype_kwarg")
 CAST_BACKS = ("none", "query", "type_as_value", "float16", "bfloat16")
@@ -303,8 +305,13 @@ class HandAttention:
     fields that differ (`deviations`). `layout`: `bhse` takes (B, H, L, E) inputs, `bshe`
     takes inputs that `perm` turns into that (HuggingFace's (B, S, H, E) with (0, 2, 1, 3)),
     `flat` takes 3-D (B*H, L, E) inputs, and views the scores as (B, `heads`, L, S) to add
-    a 4-D mask. `scale` None is the canonical value for the op: sqrt(E) to divide by,
-    1/sqrt(E) to multiply by.
+    a 4-D mask; `mbart` takes (B, H, L, E) inputs and views them as 3-D (B*H, L, E) itself,
+    the scores back to 4-D around the mask, and the output to 4-D (MBart's form, Inductor's
+    pattern 24). `scale` None is the canonical value for the op: sqrt(E) to divide by,
+    1/sqrt(E) to multiply by; a `parameter` scale is a module-level `nn.Parameter`.
+    `causal`: a mask built inside (`tril`, `triu`), a sliding window of `window` keys
+    (`band`), or GPT-2's bottom-right causal mask sliced from a module-level buffer
+    (`buffer`).
     """
 
     out: str
@@ -330,6 +337,7 @@ class HandAttention:
     fill_type: str = "python"
     causal: str = "none"
     causal_diagonal: int = 0
+    window: int = 0
     softmax_fn: str = "method"
     softmax_dim: int = -1
     upcast: str = "none"
@@ -344,7 +352,7 @@ class HandAttention:
         for name, allowed in HAND_CHOICES.items():
             _require(getattr(self, name) in allowed,
                      f"hand-written attention: {name} {getattr(self, name)!r} not in {allowed}")
-        rank = 3 if self.layout == "flat" else 4
+        rank = self.scores_rank
         _require((self.layout == "bshe") == bool(self.perm),
                  "hand-written attention: perm is for the bshe layout, and it needs one")
         _require(not self.perm or sorted(self.perm) == list(range(4)),
@@ -354,8 +362,12 @@ class HandAttention:
         _require(not self.key_perm or sorted(self.key_perm) == list(range(rank)),
                  f"hand-written attention: key_perm {self.key_perm} is not a permutation of "
                  f"{rank} dims")
-        _require(self.matmul != "bmm" or self.layout == "flat",
-                 "hand-written attention: bmm needs the flat (3-D) layout")
+        _require(self.matmul not in BATCHED_MATMULS or rank == 3,
+                 f"hand-written attention: {self.matmul} needs 3-D scores (flat or mbart)")
+        _require((self.causal == "band") == (self.window > 0),
+                 "hand-written attention: a sliding window needs a width, and only it")
+        _require(self.causal != "buffer" or self.causal_diagonal == 0,
+                 "hand-written attention: a causal buffer is GPT-2's, diagonal 0")
         _require(1 <= self.heads <= MAX_DIM, f"heads {self.heads} not in 1..{MAX_DIM}")
         _require((self.mask_op == "none") == (self.mask is None),
                  "hand-written attention: a mask needs a mask op, and a mask op a mask")
@@ -373,6 +385,11 @@ class HandAttention:
         _require((self.dropout in ("eval", "train")) == (self.dropout_p > 0),
                  "hand-written attention: eval and train dropout need a p > 0, the others none")
         scope.define(self.out, "tensor")
+
+    @property
+    def scores_rank(self) -> int:
+        """3 where the source multiplies 3-D (B*H, L, E) operands, else 4."""
+        return 3 if self.layout in ("flat", "mbart") else 4
 
     @property
     def random(self) -> bool:

@@ -15,7 +15,7 @@ from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, 
                        ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr, ParamsInput,
                        ReadBackends, ReadFlag, SetFlag, Shift, Statement, TensorSpec, grow_dims,
                        marked_dims, reseed)
-from fuzz.handwritten import hand_attention_lines, logical_head_dim
+from fuzz.handwritten import hand_attention_globals, hand_attention_lines, logical_head_dim
 from fuzz.models import model_attention_lines
 from fuzz.modules import module_call_lines, module_lines
 from fuzz.kernels import ReferenceSDPA
@@ -82,7 +82,8 @@ class _Emitter:
     """Turns statements into lines of `fn`, collecting the module-level helpers they use."""
 
     def __init__(self, shapes: dict[str, tuple[int, ...]],
-                 modules: dict[str, ModuleInput]) -> None:
+                 modules: dict[str, ModuleInput], device: str) -> None:
+        self.device = device
         self.helpers: list[str] = []
         self.modules = modules
         self.uses_kernel = False
@@ -118,7 +119,9 @@ class _Emitter:
             lines = [f"torch.backends.cuda.enable_{stmt.flag}_sdp({stmt.enabled!r})"]
         elif isinstance(stmt, HandAttention):
             self.uses_math |= stmt.scale_type == "size"
-            lines = hand_attention_lines(stmt, logical_head_dim(stmt, self.shapes[stmt.query]))
+            head_dim = logical_head_dim(stmt, self.shapes[stmt.query])
+            self.helpers += hand_attention_globals(stmt, head_dim, self.device)
+            lines = hand_attention_lines(stmt, head_dim)
         elif isinstance(stmt, ModelAttention):
             lines = model_attention_lines(stmt)
         elif isinstance(stmt, ModuleCall):
@@ -159,7 +162,8 @@ def function_source(case: Case) -> str:
     """The module that defines `fn`, the function under test."""
     emitter = _Emitter({name: spec.shape if isinstance(spec, TensorSpec) else ()
                         for name, spec in case.inputs},
-                       {name: spec for name, spec in case.inputs if isinstance(spec, ModuleInput)})
+                       {name: spec for name, spec in case.inputs if isinstance(spec, ModuleInput)},
+                       case.device)
     body = emitter.block(case.program.body)
     returns = case.program.returns
     body.append(f"return {returns[0] if len(returns) == 1 else ', '.join(returns)}")

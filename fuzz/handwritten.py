@@ -12,7 +12,13 @@ import math
 from fuzz.case import Case, HandAttention, walk
 from fuzz.tolerance import EPS
 
-MATMUL = {"@": "{} @ {}", "matmul": "torch.matmul({}, {})", "bmm": "torch.bmm({}, {})"}
+MATMUL = {"@": "{} @ {}", "matmul": "torch.matmul({}, {})", "bmm": "torch.bmm({}, {})",
+          "einsum": 'torch.einsum("...ij,...jk->...ik", {}, {})',
+          # scores as an addmm onto zeros, the probabilities times values by bmm
+          "baddbmm": "torch.baddbmm({0}.new_zeros(1, 1, 1), {0}, {1})"}
+VALUE_MATMUL = {"baddbmm": MATMUL["bmm"]}
+# GPT-2's `bias` buffer: a causal mask as large as any sequence a case draws, sliced.
+CAUSAL_BUFFER_SIZE = 256
 COMPARE = {"none": "{}", "not": "~{}", "eq0": "({} == 0)", "ne0": "({} != 0)",
            "gt0": "({} > 0)", "lt1": "({} < 1)"}
 SOFTMAX = {"method": "{x}.softmax({dim}{dtype})", "torch": "torch.softmax({x}, {dim}{dtype})",
@@ -53,7 +59,23 @@ def _scale_expr(a: HandAttention, query: str, head_dim: int) -> str:
         return f"torch.tensor({value!r}, device={query}.device)"
     if a.scale_type == "tensor_float64":
         return f"torch.tensor({value!r}, dtype=torch.float64, device={query}.device)"
+    if a.scale_type == "parameter":
+        return f"_{a.out}_scale"
     return repr(value)
+
+
+def hand_attention_globals(a: HandAttention, head_dim: int, device: str) -> list[str]:
+    """Module-level definitions the statement reads, as a model's `__init__` would make
+    them: a scale held in an `nn.Parameter`, GPT-2's causal `bias` buffer."""
+    found = []
+    if a.scale_type == "parameter":
+        found.append(f"_{a.out}_scale = torch.nn.Parameter(torch.tensor("
+                     f"{scale_value(a, head_dim)!r}, device={device!r}))")
+    if a.causal == "buffer":
+        n = CAUSAL_BUFFER_SIZE
+        found.append(f"_{a.out}_bias = torch.ones({n}, {n}, dtype=torch.bool, "
+                     f"device={device!r}).tril().view(1, 1, {n}, {n})")
+    return found
 
 
 def _fill_expr(a: HandAttention, scores: str) -> str:
@@ -77,6 +99,11 @@ def hand_attention_lines(a: HandAttention, head_dim: int) -> list[str]:
         for name in ("q", "k", "v"):
             lines.append(f"{o}_{name} = {dict(q=q, k=k, v=v)[name]}.permute({perm})")
         q, k, v = f"{o}_q", f"{o}_k", f"{o}_v"
+    elif a.layout == "mbart":  # the query viewed, keys and values reshaped, as MBart does
+        lines += [f"{o}_q = {q}.view({q}.size(0) * {q}.size(1), -1, {q}.size(-1))",
+                  f"{o}_k = {k}.reshape({k}.size(0) * {k}.size(1), -1, {k}.size(-1))",
+                  f"{o}_v = {v}.reshape({v}.size(0) * {v}.size(1), -1, {v}.size(-1))"]
+        q, k, v = f"{o}_q", f"{o}_k", f"{o}_v"
     scale = _scale_expr(a, q, head_dim)
     if a.scale_op in ("query_div", "query_mul"):
         lines.append(f"{o}_q = {q} {'/' if a.scale_op == 'query_div' else '*'} {scale}")
@@ -89,8 +116,10 @@ def hand_attention_lines(a: HandAttention, head_dim: int) -> list[str]:
     scale_line = {"div": f"{w} = {w} / {scale}", "mul": f"{w} = {w} * {scale}"}.get(a.scale_op)
     if scale_line and a.order == "scale_first":
         lines.append(scale_line)
-    if a.layout == "flat" and (a.mask is not None or a.causal != "none"):
-        lines.append(f"{w} = {w}.view(-1, {a.heads}, {w}.size(-2), {w}.size(-1))")
+    four_d = a.scores_rank == 3 and (a.mask is not None or a.causal != "none")
+    if four_d:
+        heads = a.heads if a.layout == "flat" else f"{a.query}.size(1)"
+        lines.append(f"{w} = {w}.view(-1, {heads}, {w}.size(-2), {w}.size(-1))")
     fill = _fill_expr(a, w)
     if a.mask is not None:
         m = COMPARE[a.mask_cmp].format(a.mask)
@@ -106,10 +135,18 @@ def hand_attention_lines(a: HandAttention, head_dim: int) -> list[str]:
         if a.causal == "tril":
             lines += [f"{o}_causal = {ones}.tril(diagonal={a.causal_diagonal})",
                       f"{w} = torch.where({o}_causal, {w}, {fill})"]
-        else:
+        elif a.causal == "triu":
             lines += [f"{o}_causal = {ones}.triu(diagonal={a.causal_diagonal + 1})",
                       f"{w} = {w}.masked_fill({o}_causal, {fill})"]
-    if a.layout == "flat" and (a.mask is not None or a.causal != "none"):
+        elif a.causal == "band":  # each query sees the `window` keys up to its diagonal
+            lines += [f"{o}_causal = {ones}.tril(diagonal={a.causal_diagonal}) & "
+                      f"{ones}.triu(diagonal={a.causal_diagonal - a.window + 1})",
+                      f"{w} = torch.where({o}_causal, {w}, {fill})"]
+        else:  # GPT-2: bias[:, :, key_length - query_length : key_length, :key_length]
+            lines += [f"{o}_causal = _{o}_bias[:, :, {w}.size(-1) - {w}.size(-2) : "
+                      f"{w}.size(-1), : {w}.size(-1)]",
+                      f"{w} = torch.where({o}_causal, {w}, {fill})"]
+    if four_d:
         lines.append(f"{w} = {w}.view(-1, {w}.size(-2), {w}.size(-1))")
     if scale_line and a.order == "mask_first":
         lines.append(scale_line)
@@ -127,7 +164,10 @@ def hand_attention_lines(a: HandAttention, head_dim: int) -> list[str]:
         p = 0.0 if a.dropout == "zero" else a.dropout_p
         training = ", training=False" if a.dropout == "eval" else ""
         lines.append(f"{w} = F.dropout({w}, p={p!r}{training})")
-    lines.append(f"{o} = {matmul.format(w, v)}")
+    lines.append(f"{o} = {VALUE_MATMUL.get(a.matmul, matmul).format(w, v)}")
+    if a.layout == "mbart":
+        lines.append(f"{o} = {o}.view({a.query}.size(0), {a.query}.size(1), {o}.size(-2), "
+                     f"{o}.size(-1))")
     if a.transpose_out:
         lines.append(f"{o} = {o}.transpose(-3, -2)")
     return lines

@@ -204,7 +204,7 @@ def _module_features(c: ModuleCall, case: Case) -> set[str]:
 
 # Fields of hand-written attention whose value is continuous: whether it deviates is the
 # feature, not the value itself.
-_CONTINUOUS = {"scale", "dropout_p", "heads", "causal_diagonal", "perm", "key_perm",
+_CONTINUOUS = {"scale", "dropout_p", "heads", "causal_diagonal", "window", "perm", "key_perm",
                "softmax_dim", "fill"}
 
 

@@ -49,9 +49,17 @@ FAMILIES: dict[str, dict] = {
                  "mask_op": "add"},                                     # none (24 is 4-D)
     "upcast-half": {**BSHE, "upcast": "float", "cast_back": "float16"},  # 7
     "causal": {"causal": "tril"},                                       # none: built inside
+    "mbart": {"layout": "mbart", "matmul": "bmm", "scale_op": "none",
+              "mask_op": "add"},                                        # 24
+    "gpt2-buffer": {**BSHE, "key_t": "permute", "scale_type": "full", "causal": "buffer",
+                    "fill_type": "finfo_min", "returns_kv": True},      # none: a sliced buffer
+    "sliding-window": {"causal": "band"},                               # none
+    "einsum": {"matmul": "einsum"},                                     # none
+    "baddbmm": {"layout": "flat", "matmul": "baddbmm", "scale_op": "mul"},  # none
+    "learned-scale": {"scale_type": "parameter"},                       # 1, if a constant
 }
 DETAILS = ("perm", "key_t", "scale_value", "scale_type", "order", "mask_cmp", "mask_dtype",
-           "fill", "fill_type", "causal_diagonal", "softmax_fn", "softmax_dim", "cast_back",
+           "fill", "fill_type", "causal_diagonal", "window", "softmax_fn", "softmax_dim", "cast_back",
            "transpose_out", "kv_heads", "matmul", "input_layout")
 
 
@@ -84,17 +92,22 @@ def _qkv_specs(draw: st.DrawFn, changed: frozenset, shape: tuple[int, ...], dtyp
     return replace(spec, requires_grad=grad)
 
 
+def _matmuls(layout: str) -> tuple[str, ...]:
+    """The matmul forms that take the layout's operands: bmm and baddbmm only 3-D ones."""
+    return ("@", "matmul", "einsum") + (("bmm", "baddbmm") if layout in ("flat", "mbart")
+                                        else ())
+
+
 @st.composite
 def free_family(draw: st.DrawFn) -> dict:
     """A combination of the families' choices that no model need write."""
-    layout = draw(st.sampled_from(("bhse", "bshe", "flat")))
+    layout = draw(st.sampled_from(("bhse", "bshe", "flat", "mbart")))
     return {"layout": layout,
-            "matmul": draw(st.sampled_from(("bmm", "@", "matmul") if layout == "flat"
-                                           else ("@", "matmul"))),
+            "matmul": draw(st.sampled_from(_matmuls(layout))),
             "key_t": draw(st.sampled_from(("transpose", "permute"))),
             "scale_op": draw(st.sampled_from(("div", "mul", "query_div", "query_mul", "none"))),
             "mask_op": draw(st.sampled_from(("none", "add", "where", "masked_fill"))),
-            "causal": draw(st.sampled_from(("none", "tril", "triu"))),
+            "causal": draw(st.sampled_from(("none", "tril", "triu", "band", "buffer"))),
             "upcast": draw(st.sampled_from(("none", "float", "dtype_kwarg"))),
             "returns_kv": draw(st.booleans())}
 
@@ -137,15 +150,17 @@ def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str
     family = draw(free_family()) if draw(st.integers(0, 3)) == 3 else FAMILIES[name]
     changed = frozenset(draw(st.sets(st.sampled_from(DETAILS), max_size=3)))
     layout = family.get("layout", "bhse")
-    rank = 3 if layout == "flat" else 4
+    rank = 3 if layout in ("flat", "mbart") else 4  # of the scores
     B, H = draw(st.integers(1, 3)), draw(st.integers(1, 4))
     L, S, E = draw(_sizes()), draw(_sizes()), draw(_sizes(HEAD_DIMS))
+    if family.get("causal") == "buffer":  # GPT-2's slice needs as many keys as queries
+        S = max(S, L)
     Ev = draw(st.one_of(st.just(E), _sizes(HEAD_DIMS)))
     Hk = 1 if rank == 4 and "kv_heads" in changed else H  # 1: broadcast over heads
     dtype = draw(float_dtypes(device))
     perm = draw(_choose(changed, "perm", CANONICAL_PERM, tuple(
         itertools.permutations(range(4))))) if layout == "bshe" else ()
-    if rank == 3:
+    if layout == "flat":
         shapes = {"q": (B * H, L, E), "k": (B * H, S, E), "v": (B * H, S, Ev)}
     else:
         shapes = {"q": _stored((B, H, L, E), perm), "k": _stored((B, Hk, S, E), perm),
@@ -160,8 +175,7 @@ def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str
         inputs.append(("mask", mask.pop("spec")))
         fields.update(mask, mask="mask")
     matmul = family.get("matmul", "@")
-    fields["matmul"] = draw(_choose(changed, "matmul", matmul,
-                                    ("@", "matmul") + (("bmm",) if rank == 3 else ())))
+    fields["matmul"] = draw(_choose(changed, "matmul", matmul, _matmuls(layout)))
     key_t = family.get("key_t", "transpose")
     fields["key_t"] = draw(_choose(changed, "key_t", key_t, ("transpose_rev", "mT", "permute")))
     if fields["key_t"] == "permute":
@@ -171,14 +185,16 @@ def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str
     fields["scale_op"] = family.get("scale_op", "div")
     if fields["scale_op"] != "none":
         fields["scale"] = draw(_choose(changed, "scale_value", None, SCALES))
-        types = ("python", "size", "full", "tensor", "tensor_float64")
+        types = ("python", "size", "full", "tensor", "tensor_float64", "parameter")
         fields["scale_type"] = draw(_choose(
             changed, "scale_type", family.get("scale_type", "python"),
             types if fields["scale"] is None else types[:1] + types[2:]))
     fields["causal"] = family.get("causal", "none")
-    if fields["causal"] != "none":
+    if fields["causal"] not in ("none", "buffer"):
         fields["causal_diagonal"] = draw(_choose(changed, "causal_diagonal", 0,
                                                  (-2, -1, 1, 2)))
+    if fields["causal"] == "band":
+        fields["window"] = draw(_choose(changed, "window", 4, (1, 2, 3, 16, 33)))
     if "mask" in fields or fields["causal"] != "none":
         fields["fill"] = draw(_choose(changed, "fill", float("-inf"), FILLS))
         fields["fill_type"] = draw(_choose(changed, "fill_type",
@@ -193,7 +209,7 @@ def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str
     if fields["dropout"] in ("eval", "train"):
         fields["dropout_p"] = draw(st.sampled_from((0.1, 0.5)))
     stmt = HandAttention(
-        out="out", layout=layout, perm=perm, heads=H if rank == 3 else 1,
+        out="out", layout=layout, perm=perm, heads=H if layout == "flat" else 1,
         order=draw(_choose(changed, "order", "scale_first", ("mask_first",))),
         softmax_fn=draw(_choose(changed, "softmax_fn", "method", ("torch", "functional"))),
         softmax_dim=draw(_choose(changed, "softmax_dim", -1, (rank - 1, -2, 0, 1))),

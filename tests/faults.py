@@ -604,8 +604,11 @@ def _nondefault_hand_scale(case: Case) -> bool:
 
 
 def _head_broadcast_hand_mask(case: Case) -> bool:
-    """Hand-written attention with a mask of size 1 (or no dim) in the heads' place."""
+    """Hand-written attention with a mask of size 1 (or no dim) in the heads' place: an
+    input mask, or GPT-2's causal buffer, sliced to (1, 1, L, S)."""
     for a in walk(case.program.body):
+        if isinstance(a, HandAttention) and a.causal == "buffer":
+            return True
         if isinstance(a, HandAttention) and a.mask is not None:
             shape = case.spec(a.mask).shape
             if a.mask_view or len(shape) < 3 or shape[-3] == 1:
