@@ -13,7 +13,7 @@ from pathlib import Path
 from fuzz.backends import BackendError, resolve_backend
 from fuzz.campaign import LEASE_S, StoreError, campaign_status, redis_url
 from fuzz.case import DEVICES, CaseError
-from fuzz.driver import PROBES
+from fuzz.defaults import MAX_EXAMPLES, PROBES, TIME_BUDGET_S
 from fuzz.version import tool_version
 from strategies import SPACES
 
@@ -72,13 +72,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="programs around SDPA calls, hand-written attention that Inductor "
                      "may rewrite into SDPA, attention layers as models write them, "
                      "torch.nn attention modules, or any of them (default)")
-    run.add_argument("--time-budget", type=_positive(float), default=60.0, metavar="S",
-                     help="seconds of search (default 60)")
+    run.add_argument("--time-budget", type=_positive(float), default=TIME_BUDGET_S,
+                     metavar="S", help=f"seconds of search (default {TIME_BUDGET_S:g})")
     run.add_argument("--confirm-budget", type=_positive(float), metavar="S",
                      help="seconds more for confirming findings, after which the run ends "
                           "and what is left is written unconfirmed (default: a quarter of "
                           "--time-budget, at least 60)")
-    run.add_argument("--max-examples", type=_positive(int), default=10**9, metavar="N")
+    run.add_argument("--max-examples", type=_positive(int), default=MAX_EXAMPLES, metavar="N")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--workers", type=_positive(int), default=os.cpu_count() or 1,
                      metavar="N", help="worker processes (default: the core count)")

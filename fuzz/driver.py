@@ -31,6 +31,7 @@ from fuzz.confirm import OutOfTime, confirm
 from fuzz.caseio import case_to_json
 from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs_for,
                          prune_claims, quarantined, release, write_entry)
+from fuzz.defaults import MAX_EXAMPLES, PROBES, TIME_BUDGET_S
 from fuzz.identity import Identity, features, probed
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
@@ -41,7 +42,6 @@ from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
 MAX_VARIANTS = 16
-PROBES = 20  # cases a finding's knobs are probed with: a few per knob, 2 to 5 knobs
 MAX_FLAKY = 3  # flaky findings of one key, in the corpus's quarantine, before it closes
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 REPORT_EVERY_S = 60.0  # a running report and, off a terminal, a progress line
@@ -89,8 +89,8 @@ class RunConfig:
     backend: str = "inductor"
     device: str = "cpu"
     space: str = "all"  # see strategies.SPACES
-    time_budget: float = 60.0
-    max_examples: int = 10**9
+    time_budget: float = TIME_BUDGET_S
+    max_examples: int = MAX_EXAMPLES
     seed: int = 0
     corpus: Path = Path("corpus")
     database: Path | None = None  # default: <corpus>/.hypothesis

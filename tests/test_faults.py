@@ -34,7 +34,7 @@ LONG_FAULTS = {"long_wide_query_grad"}
 DYNAMIC_FAULTS = {"dynamic_rows_nan"}
 
 
-SHRINK_S = 15.0  # shrinking's time in a fault's test, after the first failure
+SHRINK_S = 8.0  # shrinking's time in a fault's test, after the first failure
 
 
 def shrunk_failure(backend: str, strategy, clean_backend: str = "eager", max_examples=300,
