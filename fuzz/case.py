@@ -483,6 +483,9 @@ class ModelAttention:
 
 MODULE_KINDS = ("mha", "encoder_layer", "decoder_layer")
 ACTIVATIONS = ("relu", "gelu")
+# The options of a module that take one of a few values and keep its parameters as they are.
+MODULE_CHOICES = {"batch_first": (False, True), "norm_first": (False, True),
+                  "training": (False, True), "activation": ACTIVATIONS}
 
 
 @dataclass(frozen=True)

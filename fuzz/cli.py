@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--probes", type=_non_negative_int, default=PROBES, metavar="N",
                      help="cases judged per new finding, setting its knobs (dtypes, values, "
                           "mask rank, the forms of hand-written and model attention, "
-                          "mutation method, dynamic, grad mode, autocast) otherwise, so that "
+                          "mutation method, module options, dynamic, grad mode, autocast) otherwise, so that "
                           "one bug seen at several settings is reported once (default "
                           f"{PROBES}; 0: none)")
     run.add_argument("--no-confirm", action="store_true",

@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from fuzz.case import (AUTOCASTS, FLOAT_DTYPES, GRAD_MODES, HAND_CHOICES, MASK_DTYPES,
-                       MASK_VALUE_KINDS, MODEL_CHOICES, MUTATIONS, VALUE_KINDS, Attention,
-                       BuildParams, Case, CaseError, GraphBreak, HandAttention, KernelBlock,
+                       MASK_VALUE_KINDS, MODEL_CHOICES, MODULE_CHOICES, MUTATIONS, VALUE_KINDS,
+                       Attention, BuildParams, Case, CaseError, GraphBreak, HandAttention,
+                       KernelBlock,
                        ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr,
                        ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift, TensorSpec,
                        grow_dims, hidden_input, reseed, walk)
@@ -383,8 +384,8 @@ def _tensor_knobs(case: Case) -> list[Knob]:
 def knobs(case: Case) -> list[Knob]:
     """The case's settings that take one of a few values and are away from the plain
     one: input dtypes and value kinds, a mask's rank, the choices of hand-written and
-    model attention, a mutation's method, `dynamic`, and each call's grad mode and
-    autocast."""
+    model attention, a mutation's method, a module's options, `dynamic`, and each call's
+    grad mode and autocast."""
     found = _tensor_knobs(case)
     for stmt in walk(case.program.body):
         # A mutation's method is a feature whichever it is: it has no plain setting.
@@ -399,6 +400,16 @@ def knobs(case: Case) -> list[Knob]:
                 found.append(_knob(getattr(stmt, name), plain, domain, lambda v, name=name,
                                    stmt=stmt: _with_statement(case, stmt,
                                                               replace(stmt, **{name: v}))))
+    for name, spec in case.inputs:
+        if not isinstance(spec, ModuleInput):
+            continue
+        for field_name, domain in MODULE_CHOICES.items():
+            plain = ModuleInput.__dataclass_fields__[field_name].default
+            if getattr(spec, field_name) != plain:
+                found.append(_knob(getattr(spec, field_name), plain, domain, lambda v, name=name,
+                                   field_name=field_name: replace(case, inputs=tuple(
+                                       (n, replace(s, **{field_name: v}) if n == name else s)
+                                       for n, s in case.inputs))))
     if case.compile.dynamic is not None:
         found.append(_knob(case.compile.dynamic, None, (False, True), lambda v: replace(
             case, compile=replace(case.compile, dynamic=v))))

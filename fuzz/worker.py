@@ -32,6 +32,9 @@ from fuzz.oracle import Failure, Verdict
 PRELOAD = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "fuzz.execute",
            "fuzz.oracle"]
 POLL_S = 0.1
+# How long a new worker may take to be ready: a forked one imports what the forkserver did
+# not preload, and the first one waits for the forkserver itself to import torch.
+STARTUP_S = 600.0
 LOG_TAIL = 1500
 # A worker is replaced after this many requests: each program leaves its generated module
 # and Dynamo's bookkeeping behind, and an overnight run must not grow without bound.
@@ -94,6 +97,7 @@ def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     faulthandler.enable(file=log)
+    conn.send(("ready", None))
     while True:
         request = conn.recv()
         if request is None:
@@ -183,7 +187,10 @@ class Worker:
         self._process: Any = None
         self._conn: Any = None
 
-    def _start(self) -> None:
+    def _start(self, stopping=lambda: False) -> None:
+        """Start a worker and wait until it is ready, so that the case timeout counts the
+        case alone: the first case of a new worker once timed out at 5 s on a loaded
+        machine while the worker was still starting."""
         ctx = _context(self.device)
         parent, child = ctx.Pipe()
         process = ctx.Process(target=_serve, args=(child, str(self._log), self.env), daemon=True)
@@ -191,6 +198,17 @@ class Worker:
             process.start()  # only a started process is ours to stop
         child.close()
         self._process, self._conn = process, parent
+        deadline = time.monotonic() + STARTUP_S
+        try:
+            while not parent.poll(POLL_S):
+                if stopping():
+                    raise Interrupted
+                if self._exitcode() is not None or time.monotonic() > deadline:
+                    raise HarnessError(f"a worker did not start{self._log_tail()}")
+            parent.recv()
+        except BaseException:
+            self._kill()
+            raise
 
     def _exitcode(self, wait: float = 0.0) -> int | None:
         """The worker's exit status, None while it runs (waiting up to `wait` seconds)."""
@@ -238,7 +256,7 @@ class Worker:
         if self._served >= REQUESTS_PER_WORKER:
             self._retire()
         if self._process is None:
-            self._start()
+            self._start(stopping)
         self._served += 1
         self._conn.send((backend, cases))
         finished = False

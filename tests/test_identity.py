@@ -15,7 +15,8 @@ from pathlib import Path
 from dataclasses import replace
 
 from fuzz.case import (MUTATIONS, Attention, CallContext, Case, CompileSpec, HandAttention,
-                       KernelBlock, Mutate, Program, Shift, TensorSpec)
+                       KernelBlock, ModuleCall, ModuleInput, Mutate, Program, Shift,
+                       TensorSpec, module_parameters)
 from fuzz.corpus import known_bugs, load_entry
 from fuzz.driver import failing_call_alone
 from fuzz.execute import run_case
@@ -176,3 +177,29 @@ def test_probing_merges_the_mutation_methods_a_bug_shows_under() -> None:
     assert case == mutated("mul_")
     assert [identity.covers("k", features(mutated(m))) for m in MUTATIONS] == [
         m in ("add_", "mul_", "iadd") for m in MUTATIONS]
+
+
+def test_probing_sets_a_module_option_the_bug_does_not_need_plain() -> None:
+    """Finding 28 in an encoder layer, judged for real on Dynamo's `eager` backend: the
+    stride divergence needs `batch_first` and `norm_first` (without it the output is a
+    layer norm's, contiguous either way), not the gelu activation shrinking kept."""
+    def layer(**options) -> Case:
+        m = ModuleInput("encoder_layer", 4, 2, (), batch_first=True, bias=False,
+                        feedforward=1, **options)
+        params = tuple((path, f"w{i}") for i, path in enumerate(module_parameters(m)))
+        m = replace(m, params=params)
+        return Case((("x", TensorSpec((2, 3, 4), layout="expanded")), ("attn", m))
+                    + tuple((ref, TensorSpec(module_parameters(m)[path], seed=i))
+                            for i, (path, ref) in enumerate(params)),
+                    Program((ModuleCall("out", "attn", "x"),), ("out",)),
+                    CompileSpec("eager"))
+
+    def alike(case: Case) -> str | None:
+        keys = {f.key for f in judge(case, run_case(case, "eager")).failures}
+        return "stride" if "stride:module_call" in keys else None
+
+    case, _, identity = probed(layer(norm_first=True, activation="gelu"), "stride",
+                               "stride:module_call", alike, 20)
+    assert case.spec("attn").activation == "relu", case.spec("attn")
+    assert {"module:batch_first", "module:norm_first"} <= identity.features
+    assert "module:activation=gelu" not in identity.features
