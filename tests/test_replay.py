@@ -3,8 +3,7 @@ failure still fails the same way (a known failure that passes is a strict xfail)
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from fuzz.case import CaseError
 from fuzz.corpus import corpus_files, entry_script, load_entry
 from fuzz.replay import replay_entry
 from fuzz.worker import Worker
+from tests.script_runner import run_script
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = corpus_files([CORPUS])
@@ -49,8 +49,17 @@ def test_corpus_entry_shows_what_it_records(path: Path, worker: Worker) -> None:
     assert result.ok, result.describe()
 
 
+@pytest.fixture(scope="module")
+def fresh_processes():
+    """A process per script, forked from a server that imported torch alone."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch"])
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        yield pool
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_minimal_script_agrees_with_the_entry(path: Path) -> None:
+def test_minimal_script_agrees_with_the_entry(path: Path, fresh_processes) -> None:
     """A known failure's minimal script is what rendering gives today, and exits 1 by its
     own check (no exception of its own) while the bug holds in this torch, 0 outside its
     range: what a user pastes into a bug report shows what the fuzzer saw. An entry that
@@ -65,8 +74,8 @@ def test_minimal_script_agrees_with_the_entry(path: Path) -> None:
     assert script.read_text() == expected, \
         f"{script.name} is stale: regenerate it with `sdpa-fuzz repro {path.name}`"
     skip_without_its_device(entry)
-    result = subprocess.run([sys.executable, str(script)], cwd=path.parent.parent,
-                            capture_output=True, text=True, timeout=600)
-    output = result.stdout[-2000:] + result.stderr[-2000:]
-    assert "Traceback (most recent call last)" not in result.stderr, output
-    assert result.returncode == int(entry.expect.applies_to(torch.__version__)), output
+    code, stdout, stderr = fresh_processes.apply_async(
+        run_script, (str(script), str(path.parent.parent))).get(timeout=600)
+    output = stdout[-2000:] + stderr[-2000:]
+    assert "Traceback (most recent call last)" not in stderr, output
+    assert code == int(entry.expect.applies_to(torch.__version__)), output
