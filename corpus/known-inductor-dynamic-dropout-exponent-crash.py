@@ -3,15 +3,13 @@
 import torch
 import torch.nn.functional as F
 
-def fn(x, w_qkv, cos, sin):
+def fn(x, w_qkv):
     b, l = x.shape[0], x.shape[1]
     out_qkv = F.linear(x, w_qkv)
     out_q, out_k, out_v = out_qkv.chunk(3, dim=-1)
     out_q = out_q.view(b, l, 2, 2).transpose(1, 2)
     out_k = out_k.view(b, l, 2, 2).transpose(1, 2)
     out_v = out_v.view(b, l, 2, 2).transpose(1, 2)
-    out_q = out_q * cos + torch.cat((-out_q[..., 1:], out_q[..., :1]), dim=-1) * sin
-    out_k = out_k * cos + torch.cat((-out_k[..., 1:], out_k[..., :1]), dim=-1) * sin
     out = F.scaled_dot_product_attention(out_q, out_k, out_v, dropout_p=0.1)
     out = out.transpose(1, 2).flatten(2)
     return out
@@ -19,9 +17,7 @@ def fn(x, w_qkv, cos, sin):
 def inputs():
     x = torch.randn((2, 31, 1), generator=torch.Generator().manual_seed(0))
     w_qkv = torch.randn((12, 1), generator=torch.Generator().manual_seed(0))
-    cos = torch.randn((31, 2), generator=torch.Generator().manual_seed(0))
-    sin = torch.randn((31, 2), generator=torch.Generator().manual_seed(0))
-    return {'x': x, 'w_qkv': w_qkv, 'cos': cos, 'sin': sin}
+    return {'x': x, 'w_qkv': w_qkv}
 
 def call(f):
     t = inputs()
