@@ -86,7 +86,10 @@ class Scores:
     """One attention's score computation: its operands by name where they are inputs
     (None: computed in the program), the scale it applies (None: SDPA's default), the
     permutation a hand-written form applies first, and which SDPA call of the program it
-    is (None: hand-written), whose operands the float64 run logs however computed."""
+    is (None: hand-written), whose operands the float64 run logs however computed; a
+    torch.nn module's attentions are `attentions` calls from there on (a decoder layer's
+    self- and cross-attention), and its scores are conditioned by the worst;
+    `scores_rounded`: the scores are materialized in the operands' dtype (`measure`)."""
 
     query: str | None
     key: str | None
@@ -95,6 +98,8 @@ class Scores:
     scale: float | None = None
     perm: tuple[int, ...] = ()
     sdpa: int | None = None
+    attentions: int = 1
+    scores_rounded: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,7 @@ class Bound:
     exact_ops: int = 0
     averaged: float = 0.0  # an SDPA output: the largest value it averages (`measure`)
     rounding: float = 0.0  # its error in the float64 run with rounded operands (`measure`)
+    scores_rounded: bool = False  # scores materialized in the value's dtype (`measure`)
 
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,
@@ -241,13 +247,15 @@ def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric
     if not exact:
         return failures, None
     m = measure(e, c, r, bound.conditioning, bound.precision, bound.terms, bound.factor,
-                bound.averaged, bound.rounding)
+                bound.averaged, bound.rounding, bound.scores_rounded)
     if m is not None and not m.passes:
         rounding = f", operand rounding {bound.rounding:.3g}" if bound.rounding else ""
+        scores = f" (scores rounded to {cond})" if bound.scores_rounded else ""
         failures.append(Failure("values", where, cond, f"{where}: max error vs float64 is "
                         f"{m.compiled:.3g} compiled, {m.eager:.3g} eager; allowed "
                         f"{m.allowed:.3g} ({m.fudge:g} x max(eager error, {cond} floor "
-                        f"x score conditioning {_largest(bound.conditioning):.3g}{rounding}))"))
+                        f"x score conditioning {_largest(bound.conditioning):.3g}{scores}"
+                        f"{rounding}))"))
     return failures, m
 
 
@@ -280,25 +288,30 @@ def compare_storage(where: str, e: torch.Tensor, c: torch.Tensor) -> list[Failur
                     "its storage outside the view differ between eager and compiled")]
 
 
-def _operands(s: Scores, obs: Observation) -> list[torch.Tensor] | None:
-    """The attention's query, key and value as its scores see them: as the run logged
-    them for an SDPA call, else the inputs it names (permuted); None where neither is
-    known."""
+def _operand_sets(s: Scores, obs: Observation) -> list[list[torch.Tensor]]:
+    """The query, key and value of each of the attention's score computations: as the run
+    logged them for SDPA calls (and a module's attentions), else the inputs it names
+    (permuted); none where neither is known."""
     if s.sdpa is not None and s.sdpa < len(obs.operands):
-        return list(obs.operands[s.sdpa])
+        return [list(qkv) for qkv in obs.operands[s.sdpa:s.sdpa + s.attentions]]
     qkv = [obs.inputs.get(n) if n is not None else None for n in (s.query, s.key, s.value)]
     if not all(isinstance(t, torch.Tensor) for t in qkv):
-        return None
-    return [t.permute(s.perm) if s.perm else t for t in qkv]
+        return []
+    return [[t.permute(s.perm) if s.perm else t for t in qkv]]
+
+
+def _operands(s: Scores, obs: Observation) -> list[torch.Tensor] | None:
+    """The operands of the attention's first score computation (`_operand_sets`)."""
+    return next(iter(_operand_sets(s, obs)), None)
 
 
 def conditionings(plan: Plan, reference: Observation) -> list[float]:
-    """Per attention, its score conditioning on the float64 inputs; 1 where it cannot be
-    computed (an invalid call raises in eager anyway)."""
+    """Per attention, its score conditioning on the float64 inputs (the worst of a
+    module's); 1 where it cannot be computed (an invalid call raises in eager anyway)."""
     kappas = []
     for s in plan.scores:
-        qkv = _operands(s, reference)
-        kappa = score_conditioning(qkv[0], qkv[1], s.scale) if qkv else 1.0
+        kappa = max([score_conditioning(q, k, s.scale)
+                     for q, k, _ in _operand_sets(s, reference)] or [1.0])
         kappas.append(kappa if math.isfinite(kappa) else 1.0)
     return kappas
 
@@ -308,8 +321,8 @@ def averaged_magnitudes(plan: Plan, reference: Observation) -> list[float]:
     what its output's rounding is relative to, however much the average cancels."""
     found = []
     for s in plan.scores:
-        qkv = _operands(s, reference)
-        v = qkv[2].detach().abs().max().item() if qkv and qkv[2].numel() else 0.0
+        v = max([v.detach().abs().max().item() for _, _, v in _operand_sets(s, reference)
+                 if v.numel()] or [0.0])
         found.append(v if math.isfinite(v) else 0.0)
     return found
 
@@ -493,7 +506,8 @@ def _leaf_bound(plan: Plan, name: str, leaf: Any, kappas: list[float],
     own = rows[which[0]] if origin == "attention" else None
     if own is not None and isinstance(leaf, torch.Tensor) and _broadcasts(own, leaf):
         return Bound(own, plan.precision, averaged=scale)
-    return Bound(_worst(kappas, which), plan.precision, averaged=scale)
+    return Bound(_worst(kappas, which), plan.precision, averaged=scale,
+                 scores_rounded=any(plan.scores[i].scores_rounded for i in which))
 
 
 def _broadcasts(rows: torch.Tensor, t: torch.Tensor) -> bool:

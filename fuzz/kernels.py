@@ -116,6 +116,13 @@ class ReferenceSDPA(TorchFunctionMode):
     would otherwise leave no reference at all. With `rounded_to`, rounds every call's
     query, key and value to that dtype first (differentiably): the float64 run as an
     implementation that rounds computed operands once, as the case's own runs must.
+
+    A torch.nn module's attention (`F.multi_head_attention_forward`, which its layers call
+    too) reaches this mode as one call, handled with the mode off, so its own SDPA or
+    `bmm` calls are out of sight. Its operands are then its input projection's output,
+    taken per head (as its scores see them) from the module-level helpers it calls for
+    the projection, swapped for the length of that call: one log entry per attention,
+    with or without `need_weights`.
     Self-contained (torch only): repro scripts embed its source."""
 
     def __init__(self, math=False, rounded_to=None):
@@ -126,7 +133,10 @@ class ReferenceSDPA(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func is not torch.nn.functional.scaled_dot_product_attention:
+        nn_functional = torch.nn.functional
+        if func is nn_functional.multi_head_attention_forward:
+            return self._module_attention(func, args, kwargs)
+        if func is not nn_functional.scaled_dot_product_attention:
             return func(*args, **kwargs)
         kwargs.update(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
                           args))
@@ -141,3 +151,29 @@ class ReferenceSDPA(TorchFunctionMode):
             kwargs["attn_mask"] = torch.zeros_like(mask, dtype=kwargs["query"].dtype
                                                    ).masked_fill(~mask, float("-inf"))
         return torch.ops.aten._scaled_dot_product_attention_math(**kwargs)[0]
+
+    def _module_attention(self, func, args, kwargs):
+        nn_functional = torch.nn.functional
+        heads = args[4] if len(args) > 4 else kwargs["num_heads"]
+        helpers = {n: getattr(nn_functional, n) for n in ("_in_projection_packed",
+                                                          "_in_projection")}
+
+        def logged(project):
+            def projected(*a, **kw):
+                qkv = project(*a, **kw)
+                if self.rounded_to is not None:
+                    qkv = tuple(t.to(self.rounded_to).to(t.dtype) for t in qkv)
+                # (L, B, E) -> (B * heads, L, E / heads), as the module splits its heads
+                self.operands.append(tuple(
+                    t.detach().reshape(t.shape[0], -1, t.shape[-1] // heads).transpose(0, 1)
+                    for t in qkv))
+                return qkv
+            return projected
+
+        try:
+            for name, project in helpers.items():
+                setattr(nn_functional, name, logged(project))
+            return func(*args, **kwargs)
+        finally:
+            for name, project in helpers.items():
+                setattr(nn_functional, name, project)

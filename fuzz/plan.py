@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, ModelAttention, ModuleCall,
-                       TensorSpec, attention_feeds, exact_ops, walk)
+                       ModuleInput, TensorSpec, attention_feeds, exact_ops, walk)
 from fuzz.calls import Call
 from fuzz.check import Plan, Scores
 from fuzz.frames import must_break, predict_frames, size_recompiles
@@ -21,10 +21,10 @@ def _scores(case: Case) -> tuple[Scores, ...]:
     """Every attention's operands and scale, as its scores compute them. A hand-written
     division by zero has no finite scores, so no scale: its conditioning is 1. A model's
     attention computes its operands from its inputs: only the float64 run's log of its
-    SDPA call knows them. A torch.nn module's SDPA call is not logged (its
-    `F.multi_head_attention_forward` is itself overridable, and the reference's
-    TorchFunctionMode is off while it handles that call), so its scores are conditioned
-    by nothing."""
+    SDPA call knows them, and so does it a torch.nn module's attentions
+    (`ReferenceSDPA` logs its input projection's output): one for each
+    `nn.MultiheadAttention` call it makes. Where the module returns its attention weights
+    it computes them with `bmm` in its own dtype: rounded scores."""
     found: list[Scores] = []
     calls = 0  # SDPA calls so far, in the order the program makes them
     for a in walk(case.program.body):
@@ -35,7 +35,12 @@ def _scores(case: Case) -> tuple[Scores, ...]:
             found.append(Scores(None, None, None, a.mask, a.scale, sdpa=calls))
             calls += 1
         elif isinstance(a, ModuleCall):
-            found.append(Scores(None, None, None))
+            module = case.spec(a.module)
+            assert isinstance(module, ModuleInput)
+            attentions = 2 if module.module == "decoder_layer" else 1
+            found.append(Scores(None, None, None, sdpa=calls, attentions=attentions,
+                                scores_rounded=a.need_weights))
+            calls += attentions
         elif isinstance(a, HandAttention):
             spec = case.spec(a.query)
             assert isinstance(spec, TensorSpec)
