@@ -227,12 +227,14 @@ class Fuzzer:
         return (self.stats.elapsed > self.config.time_budget
                 or self.stats.examples >= self.config.max_examples)
 
-    def account(self, results: list[CaseResult], seconds: float) -> None:
+    def account(self, results: list[CaseResult], seconds: float, shrinking: bool) -> None:
         with self.lock:
             s = self.stats
             s.programs += 1
+            s.shrink_programs += shrinking
             first = results[0]  # the program's own compile; its variants reuse it
-            s.forms.update(program_forms(first.case))
+            if not shrinking:
+                s.forms.update(program_forms(first.case))
             for label in rewrites.families(first.case):
                 s.rewrite_programs[label] += 1
                 s.rewrite_hits[label] += bool(first.verdict.rewrites)
@@ -539,6 +541,7 @@ class Search:
         self.database = fuzzer.examples()
         self.error: BaseException | None = None
         self.variants = VariantPolicy(fuzzer.config.variants)
+        self.shrinking = False  # a finding of this round was raised: Hypothesis shrinks it
 
     def check(self, case: Case) -> None:
         """The property: a case (and its seed variants) passes unless it fails in a way
@@ -550,12 +553,13 @@ class Search:
         batch = self.variants.batch(case)
         self.worker.case_timeout = fuzzer.case_timeout()
         results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.past_deadline))
-        fuzzer.account(results, time.perf_counter() - t0)
+        fuzzer.account(results, time.perf_counter() - t0, self.shrinking)
         self.variants.learn(results)
         new = fuzzer.first_new(results, self.index)
         if new is not None:
             key, result = new
             self.variants.freeze(results.index(result))
+            self.shrinking = True
             raise finding_type(key)(result.case, result.verdict)
 
     def alone(self, finding: Finding) -> tuple[Case, Verdict, str]:
@@ -600,6 +604,7 @@ class Search:
         try:
             while not (fuzzer.stopping() or fuzzer.over_budget()):
                 self.variants.thaw()
+                self.shrinking = False
                 try:
                     self._round(round_no)
                     break

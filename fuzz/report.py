@@ -22,6 +22,7 @@ class RunStats:
     started: float = field(default_factory=time.monotonic)
     examples: int = 0
     programs: int = 0
+    shrink_programs: int = 0  # of `programs`, those run while Hypothesis shrank a finding
     checks: Counter = field(default_factory=Counter)
     failed_checks: Counter = field(default_factory=Counter)
     first_failed_at: dict[str, int] = field(default_factory=dict)  # check -> cases before
@@ -30,7 +31,7 @@ class RunStats:
     rewrite_hits: Counter = field(default_factory=Counter)  # family -> rewritten ones
     rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
     kernel_cases: Counter = field(default_factory=Counter)  # eager's SDPA kernel -> cases
-    forms: Counter = field(default_factory=Counter)  # `program_forms` -> programs
+    forms: Counter = field(default_factory=Counter)  # `program_forms` -> programs drawn
     excused: Counter = field(default_factory=Counter)  # why outputs went uncompared -> cases
     worst_ratio: dict[str, float] = field(default_factory=dict)  # quantity -> max error ratio
     timings: Timings = field(default_factory=Timings)
@@ -96,7 +97,10 @@ def program_forms(case: Case) -> set[str]:
 
 
 def form_shares(s: RunStats) -> dict[str, dict[str, float]]:
-    return {form: {"programs": n, "share": round(n / max(s.programs, 1), 3)}
+    """Per form, the programs the search drew: shrinking a finding runs hundreds of
+    programs of its one form, which say nothing of where the search goes."""
+    drawn = max(s.programs - s.shrink_programs, 1)
+    return {form: {"programs": n, "share": round(n / drawn, 3)}
             for form, n in sorted(s.forms.items())}
 
 
@@ -133,6 +137,7 @@ def run_report(s: RunStats, backend: str, device: str, seed: int, workers: int
     shares["generation"] = round(max(0.0, busy - measured) / busy, 4)
     return {"backend": backend, "device": device, "torch": torch.__version__, "seed": seed,
             "workers": workers, "examples": s.examples, "programs": s.programs,
+            "shrink_programs": s.shrink_programs,
             "elapsed_s": round(s.elapsed, 2), "cases_per_s": round(s.examples / total, 3),
             "programs_per_s": round(s.programs / total, 3),
             "worker_restarts": s.restarts, "interrupted": s.interrupted,

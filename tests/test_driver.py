@@ -93,6 +93,11 @@ def test_crash_and_hang_are_shrunk_findings_and_the_run_goes_on(crash_hang_run, 
     # Cases went on being judged after the first one that took its worker down.
     assert report["examples"] > report["first_failed_at"][check]
     assert report["worker_restarts"] >= report["failed_checks"][check]
+    # The forms' shares are of the programs drawn: shrink steps are counted apart.
+    forms = {f: v["programs"] for f, v in report["program_forms"].items()}
+    drawn = report["programs"] - report["shrink_programs"]
+    assert 0 < report["shrink_programs"] and forms["sdpa-call"] + forms.get("no-attention", 0) \
+        == drawn, (forms, report["programs"], report["shrink_programs"])
 
 
 def test_crash_and_hang_entries_replay_without_taking_replay_down(crash_hang_run) -> None:
