@@ -25,6 +25,7 @@ from pathlib import Path
 from fuzz.case import Case
 from fuzz.caseio import case_to_json
 from fuzz.corpus import known_bugs_for, packaged_corpus
+from fuzz.feedback import steer
 from fuzz.identity import features
 from fuzz.minimal import minimal_script, target_of
 from fuzz.oracle import Failure, Verdict
@@ -78,6 +79,7 @@ def check_case(case: Case, backend: str, timeout: float = DEFAULT_TIMEOUT_S,
     of the `known` corpora (default: the packaged one; `()` for none) covers."""
     __tracebackhide__ = True  # pytest: the failure is the case's, not this function's
     verdict = judge_case(case, backend, timeout)
+    steer(case, [verdict])
     corpora = (packaged_corpus(),) if known is None else known
     found = features(case)
     known = known_bugs_for(backend, corpora)

@@ -32,12 +32,13 @@ from fuzz.caseio import case_to_json
 from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs_for,
                          prune_claims, quarantined, release, write_entry)
 from fuzz.defaults import MAX_EXAMPLES, PROBES, TIME_BUDGET_S
+from fuzz.feedback import steer
 from fuzz.identity import Identity, features, probed
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
 from fuzz import rewrites
 from fuzz.version import tool_version
-from fuzz.report import RunStats, program_forms, progress_line, run_report
+from fuzz.report import RunStats, coverage_areas, program_forms, progress_line, run_report
 from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
@@ -235,6 +236,7 @@ class Fuzzer:
             first = results[0]  # the program's own compile; its variants reuse it
             if not shrinking:
                 s.forms.update(program_forms(first.case))
+                s.coverage.update(coverage_areas(first.case, first.verdict))
             for label in rewrites.families(first.case):
                 s.rewrite_programs[label] += 1
                 s.rewrite_hits[label] += bool(first.verdict.rewrites)
@@ -554,6 +556,7 @@ class Search:
         self.worker.case_timeout = fuzzer.case_timeout()
         results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.past_deadline))
         fuzzer.account(results, time.perf_counter() - t0, self.shrinking)
+        steer(case, [r.verdict for r in results])
         self.variants.learn(results)
         new = fuzzer.first_new(results, self.index)
         if new is not None:

@@ -11,10 +11,12 @@ from typing import Any
 
 import torch
 
-from fuzz.case import (Attention, Case, HandAttention, ModelAttention, ModuleCall, ModuleInput,
-                       TensorSpec, attention_feeds, hidden_input, walk)
+from fuzz import rewrites
+from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, ModelAttention, ModuleCall,
+                       ModuleInput, TensorSpec, attention_feeds, hidden_input, walk)
 from fuzz.caseio import case_to_dict
 from fuzz.execute import Timings
+from fuzz.oracle import Verdict
 
 
 @dataclass
@@ -32,6 +34,7 @@ class RunStats:
     rewrite_patterns: Counter = field(default_factory=Counter)  # pattern -> programs
     kernel_cases: Counter = field(default_factory=Counter)  # eager's SDPA kernel -> cases
     forms: Counter = field(default_factory=Counter)  # `program_forms` -> programs drawn
+    coverage: Counter = field(default_factory=Counter)  # `coverage_areas` -> programs drawn
     excused: Counter = field(default_factory=Counter)  # why outputs went uncompared -> cases
     worst_ratio: dict[str, float] = field(default_factory=dict)  # quantity -> max error ratio
     timings: Timings = field(default_factory=Timings)
@@ -96,6 +99,28 @@ def program_forms(case: Case) -> set[str]:
     return forms
 
 
+def coverage_areas(case: Case, verdict: Verdict) -> frozenset[str]:
+    """The areas of the search a judged program reached, as `kind:value`: its statement
+    kinds, the SDPA kernels eager ran, the rewrites Inductor applied, its torch.nn modules,
+    its compile mode and size mode, the grad modes and autocast of its calls, backward,
+    long sequences and chained attention. Hypothesis's `event`s, and the report's
+    coverage table."""
+    kinds = {cls: op for op, cls in STATEMENTS.items()}
+    found = {f"statement:{kinds[type(stmt)]}" for stmt in walk(case.program.body)}
+    found |= {f"kernel:{k}" for k in verdict.kernels}
+    found |= {f"rewrite:{rewrites.short(p)}" for p in verdict.rewrites}
+    found |= {f"module:{spec.module}" for _, spec in case.inputs if isinstance(spec, ModuleInput)}
+    found.add(f"mode:{case.compile.mode or 'default'}")
+    sizes = {True: "true", False: "false", None: "automatic"}[case.compile.dynamic]
+    found.add(f"dynamic:{sizes}" + ("+marked" if case.compile.mark_dynamic else ""))
+    found |= {f"grad-mode:{c.grad_mode}" for c in case.calls if c.grad_mode != "default"}
+    found |= {f"autocast:{c.autocast}" for c in case.calls if c.autocast is not None}
+    found |= {f"form:{form}" for form in program_forms(case) & {"long", "chained"}}
+    if case.backward:
+        found.add("form:backward")
+    return frozenset(found)
+
+
 def form_shares(s: RunStats) -> dict[str, dict[str, float]]:
     """Per form, the programs the search drew: shrinking a finding runs hundreds of
     programs of its one form, which say nothing of where the search goes."""
@@ -144,6 +169,7 @@ def run_report(s: RunStats, backend: str, device: str, seed: int, workers: int
             "checks": dict(s.checks), "failed_checks": dict(s.failed_checks),
             "first_failed_at": s.first_failed_at, "warm_only": dict(s.warm_only),
             "time_share": shares, "program_forms": form_shares(s),
+            "coverage": dict(sorted(s.coverage.items())),
             "rewrites": rewrite_coverage(s),
             "kernels": kernel_coverage(s), "excused": dict(s.excused),
             "error_ratio_max": dict(sorted(s.worst_ratio.items())),

@@ -98,6 +98,7 @@ def test_crash_and_hang_are_shrunk_findings_and_the_run_goes_on(crash_hang_run, 
     drawn = report["programs"] - report["shrink_programs"]
     assert 0 < report["shrink_programs"] and forms["sdpa-call"] + forms.get("no-attention", 0) \
         == drawn, (forms, report["programs"], report["shrink_programs"])
+    assert 0 < report["coverage"]["statement:attention"] <= drawn, report["coverage"]
 
 
 def test_crash_and_hang_entries_replay_without_taking_replay_down(crash_hang_run) -> None:

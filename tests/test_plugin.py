@@ -95,7 +95,8 @@ def test_the_plugin_finds_a_fault_passes_where_it_does_not_reach_and_survives_a_
     run = pytest_in_empty_folder(
         fresh_python, tmp_path / "empty",
         "--sdpa-fuzz-backend", "userbackends:sdpa_one_percent_off",
-        "--sdpa-fuzz-backend", "userbackends:segfaults_on_masked_softmax")
+        "--sdpa-fuzz-backend", "userbackends:segfaults_on_masked_softmax",
+        "--hypothesis-show-statistics")
     text = run.stdout + run.stderr
     got = outcomes(text)
     failed = {name for name, outcome in got.items() if outcome == "FAILED"}
@@ -107,6 +108,9 @@ def test_the_plugin_finds_a_fault_passes_where_it_does_not_reach_and_survives_a_
     assert len(got) == 8 and run.returncode == 1, text[-4000:]  # 4 properties x 2 backends
     assert "[crash:worker:SIGSEGV]" in text and "minimal repro:" in text
     assert str(fresh_python.parent.parent) in text  # fuzz ran from the wheel, not the checkout
+    # Search feedback: each case's areas are Hypothesis events, its error ratio a target.
+    assert re.search(r"\d+\.\d+%, statement:module_call", text), text[-4000:]
+    assert "worst compiled/eager error ratio" in text, text[-4000:]
 
 
 def test_the_plugin_replays_its_packaged_corpus(fresh_python: Path, tmp_path: Path) -> None:
