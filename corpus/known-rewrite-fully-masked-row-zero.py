@@ -16,7 +16,7 @@ def inputs():
     v = torch.randn((1, 1, 2, 2), generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
     keep = torch.rand((1, 2), generator=g) < 0.7
-    keep[..., 0, :] = False  # the first query row attends to nothing
+    keep[..., :1, :] = False  # the first query row attends to nothing
     mask = (torch.randn((1, 2), generator=g) * 0.5).masked_fill(~keep, float('-inf'))
     return {'q': q, 'k': k, 'v': v, 'mask': mask}
 

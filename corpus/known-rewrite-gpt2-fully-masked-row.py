@@ -18,7 +18,7 @@ def inputs(dtype=None):
     k = torch.randn((1, 2, 1, 2), generator=torch.Generator().manual_seed(0))
     v = torch.randn((1, 2, 1, 2), generator=torch.Generator().manual_seed(0))
     keep = torch.rand((1, 2), generator=torch.Generator().manual_seed(0)) < 0.7
-    keep[..., 0, :] = False  # the first query row attends to nothing
+    keep[..., :1, :] = False  # the first query row attends to nothing
     mask = keep
     t = {'q': q, 'k': k, 'v': v, 'mask': mask}
     if dtype is not None:  # the float64 reference: the same values

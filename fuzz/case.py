@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 8  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
+SCHEMA_VERSION = 9  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
 # 4: CompileSpec.mark_dynamic; 5: ModelAttention; 6: ModuleInput, ModuleCall;
 # 7: the decoder_layer module; 8: hand-written mbart layout, einsum and baddbmm, band and
-# buffer causal masks (HandAttention.window), parameter scales
+# buffer causal masks (HandAttention.window), parameter scales; 9: zero-size dims
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
@@ -59,8 +59,8 @@ class TensorSpec:
     def validate(self, name: str) -> None:
         where = f"input {name!r}"
         _require(1 <= len(self.shape) <= 6, f"{where}: rank {len(self.shape)} is not in 1..6")
-        _require(all(isinstance(d, int) and 1 <= d <= MAX_DIM for d in self.shape),
-                 f"{where}: every dim must be an int in 1..{MAX_DIM}, got {self.shape}")
+        _require(all(isinstance(d, int) and 0 <= d <= MAX_DIM for d in self.shape),
+                 f"{where}: every dim must be an int in 0..{MAX_DIM}, got {self.shape}")
         numel = 1
         for d in self.shape:
             numel *= d

@@ -181,7 +181,11 @@ def check_outcome(e: BaseException | None, c: BaseException | None) -> Failure |
 
 
 def _stride_signature(t: torch.Tensor) -> tuple[tuple[int, int], ...]:
-    """Strides on the dims that have more than one element: the only ones that matter."""
+    """Strides on the dims that have more than one element: the only ones that matter;
+    none for a tensor with no elements, which addresses no memory (any strides are
+    contiguous, and `view` takes any shape of no elements)."""
+    if t.numel() == 0:
+        return ()
     return tuple((d, s) for d, (n, s) in enumerate(zip(t.shape, t.stride())) if n > 1)
 
 

@@ -30,8 +30,8 @@ def build_tensor(shape, dtype, values, layout, seed, perm=(), expand_dim=0,
             torch.zeros(base_shape).masked_fill(padded, float("-inf")).to(dtype)
     elif values in ("random", "full_rows", "additive"):
         keep = torch.rand(base_shape, generator=gen) < 0.7
-        if values == "full_rows":
-            keep[..., 0, :] = False
+        if values == "full_rows":  # the first row, where there is one
+            keep[..., :1, :] = False
         bias = torch.randn(base_shape, generator=gen) * 0.5
         if not dtype.is_floating_point:  # bool or integer: 1 attends, 0 does not
             base = keep.to(dtype)

@@ -86,7 +86,7 @@ def _value_lines(spec: TensorSpec, shape: str, seed: str) -> list[str]:
         lines += [f"keep = {keep}"] if spec.values != "additive" else \
             [f"torch.rand({shape}, generator=g)  # as sdpa-fuzz draws: keep flags, then values"]
         if spec.values == "full_rows":
-            lines.append("keep[..., 0, :] = False  # the first query row attends to nothing")
+            lines.append("keep[..., :1, :] = False  # the first query row attends to nothing")
         if spec.dtype not in EPS:
             return lines + ["keep" if spec.dtype == "bool" else f"keep.to({dtype})"]
         bias = f"torch.randn({shape}, generator=g) * 0.5"

@@ -100,8 +100,10 @@ def row_conditioning(query: torch.Tensor, key: torch.Tensor, scale: float | None
     output's rows: a row's scores, and so its output row, carry rounding of eps times
     its own bound, not the worst row's."""
     q, k = query.detach().double().abs(), key.detach().double().abs()
+    if q.size(-1) == 0 or k.numel() == 0:  # no products to sum
+        return torch.zeros(q.shape[:-1] + (1,), dtype=torch.float64, device=q.device)
     s = abs(scale) if scale is not None else q.size(-1) ** -0.5
-    return s * q.sum(-1, keepdim=True) * (k.max() if k.numel() else 0.0)
+    return s * q.sum(-1, keepdim=True) * k.max()
 
 
 def coarsest(dtype: str, precision: str | None) -> str:

@@ -15,7 +15,7 @@ from fuzz.case import (FLOAT_DTYPES, INT_MASK_DTYPES, Attention, CallContext, Ca
                        Program)
 from strategies.attention import dropout_ps, scales
 from strategies.compile_settings import compile_specs
-from strategies.geometry import geometries
+from strategies.geometry import geometries, zero_sized
 from strategies.masks import mask_specs
 from strategies.programs import (Operands, call_sequences, kernel_contexts, programs,
                                  with_modes)
@@ -41,7 +41,9 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
                     form: str = "call", backward: st.SearchStrategy[bool] = st.booleans(),
                     grows: st.SearchStrategy[list[int]] = st.lists(st.integers(1, 3), max_size=2),
                     modes: bool = True,
-                    lengths: st.SearchStrategy[int] | None = None) -> Case:
+                    lengths: st.SearchStrategy[int] | None = None,
+                    zero_size: st.SearchStrategy[bool] = st.integers(0, 19).map(lambda i: i == 19)
+                    ) -> Case:
     """A case over q, k, v and maybe a mask: a single SDPA call (`form="call"`), a whole
     program around SDPA, maybe with an SDPAParams input and several calls from outer
     contexts (`"program"`), or either (`"any"`). A single call may also run backward
@@ -53,6 +55,8 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     # On CUDA, half the cases are shaped for the fused kernels: drawn freely, few are.
     fused = device == "cuda" and draw(st.booleans())
     g = draw(geometries(device, fused, lengths))
+    if not fused and draw(zero_size):
+        g = draw(zero_sized(g))
     dtype = draw(float_dtypes(device) if dtypes is None else dtypes)
     invalid = None
     if not valid_only and draw(st.integers(0, 9)) == 0:

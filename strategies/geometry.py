@@ -6,7 +6,7 @@ geometry that its failure needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import strategies as st
 
@@ -76,3 +76,15 @@ def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False,
     lengths = seq_lens() if lengths is None else lengths
     return Geometry(batch=batch, q_heads=kv_heads * group, kv_heads=kv_heads,
                     L=draw(lengths), S=draw(lengths), E=E, Ev=Ev, enable_gqa=enable_gqa)
+
+
+def zero_sized(g: Geometry) -> st.SearchStrategy[Geometry]:
+    """`g` with one size 0: an empty batch, no heads, no queries, no keys, or an empty
+    head dim of the query and key or of the value. SDPA takes each (no keys gives zeros,
+    an empty head dim an infinite default scale), and compiled code must do the same."""
+    options = [replace(g, L=0), replace(g, S=0), replace(g, E=0), replace(g, Ev=0)]
+    if g.batch:
+        options.append(replace(g, batch=(0,) + g.batch[1:]))
+    if not g.enable_gqa:  # GQA divides the query's heads by the key's
+        options.append(replace(g, q_heads=0, kv_heads=0))
+    return st.sampled_from(options)

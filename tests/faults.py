@@ -179,11 +179,17 @@ def _fused_kernel_drops_last_key(c: Call):
     return c.run(key=c.key[..., :-1, :], value=c.value[..., :-1, :], attn_mask=m)
 
 
+def _no_keys_nan(c: Call):
+    """With no keys (S = 0), a softmax over empty rows: NaN where eager gives zeros."""
+    return torch.full_like(c.run(), float("nan")) if c.key.size(-2) == 0 else None
+
+
 negative_scale = fault_backend(_negative_scale)
 gqa_tiled = fault_backend(_gqa_tiled)
 causal_bottom_right = fault_backend(_causal_bottom_right)
 single_query_ignores_mask = fault_backend(_single_query_ignores_mask)
 float_mask_as_bool = fault_backend(_float_mask_as_bool)
+no_keys_nan = fault_backend(_no_keys_nan)
 
 
 class _WrongGradient(torch.autograd.Function):
@@ -553,6 +559,7 @@ def eager_kernels(case: Case) -> tuple[str, ...]:
 
 CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "negative_scale": _any(lambda c, a: (a.scale or 0.0) < 0),
+    "no_keys_nan": _any(lambda c, a: _dims(c, a)[3] == 0),
     "gqa_tiled": _any(lambda c, a: a.enable_gqa and 1 < _dims(c, a)[1] < _dims(c, a)[0]),
     "causal_bottom_right": _any(lambda c, a: a.is_causal and _dims(c, a)[2] != _dims(c, a)[3]),
     "single_query_ignores_mask": _any(lambda c, a: _dims(c, a)[2] == 1 and a.mask is not None),

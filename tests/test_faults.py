@@ -32,6 +32,7 @@ GRADIENT_FAULTS = {"gqa_key_grad", "long_wide_query_grad"}
 # condition needs a wide value too, so a search of 300 cases missed it one time in two.
 LONG_FAULTS = {"long_wide_query_grad"}
 DYNAMIC_FAULTS = {"dynamic_rows_nan"}
+ZERO_SIZE_FAULTS = {"no_keys_nan"}
 
 
 SHRINK_S = 8.0  # shrinking's time in a fault's test, after the first failure
@@ -91,15 +92,17 @@ def shrunk_failure(backend: str, strategy, clean_backend: str = "eager", max_exa
 def fault_search(fault: str, backend: str):
     """The part of the space a fault's test searches, to keep CI short: backward for the
     gradient faults alone (always), later calls of other sizes for the dynamic-shape
-    one alone, since each costs a compile, and only lengths from 9 up for the long
-    sequences' fault (shrinking can still lose its condition by shortening them); no
+    one alone, since each costs a compile, only lengths from 9 up for the long
+    sequences' fault (shrinking can still lose its condition by shortening them), and
+    a zero size always (one case in twenty otherwise) for the zero-size fault; no
     global modes, which tests/test_modes.py searches with faults of their own. The fuzzer itself, and benchmarks/detection.py, search it all."""
     if fault in DYNAMO_FAULTS:
         return program_cases(backend)
     return attention_cases(backend, backward=st.just(fault in GRADIENT_FAULTS),
                            grows=st.lists(st.integers(1, 3), max_size=2)
                            if fault in DYNAMIC_FAULTS else st.just([]), modes=False,
-                           lengths=st.integers(9, 80) if fault in LONG_FAULTS else None)
+                           lengths=st.integers(9, 80) if fault in LONG_FAULTS else None,
+                           **({"zero_size": st.just(True)} if fault in ZERO_SIZE_FAULTS else {}))
 
 
 @pytest.mark.parametrize("fault", sorted(faults.CONDITIONS))

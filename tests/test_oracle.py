@@ -13,7 +13,7 @@ from fuzz.execute import run_case
 from fuzz.materialize import build_tensor
 from fuzz.errors import same_error
 from fuzz.calls import Frames, Observation
-from fuzz.check import Plan, Scores, compare_storage, judge as judge_runs
+from fuzz.check import Bound, Plan, Scores, compare_storage, compare_tensor, judge as judge_runs
 from fuzz.sdpa_state import current_state
 from fuzz.oracle import judge
 from fuzz.corpus import load_entry
@@ -152,6 +152,19 @@ def perturbing_by_a_hundredth(gm: torch.fx.GraphModule, example_inputs):
         outs[-1] = outs[-1] + 1e-2 * outs[-1].abs().max()
         return outs
     return run
+
+
+def test_a_tensor_of_no_elements_has_no_layout_to_compare() -> None:
+    """Inductor's zero-size SDPA output had strides (28, 14, 14, 14, 1) where eager's were
+    (0, 0, 14, 0, 1): no memory is addressed, so no caller can tell. The same strides on
+    a tensor with elements are a layout a `view` sees."""
+    def strided(shape, stride):
+        return torch.empty_strided(shape, stride).zero_()
+
+    for shape, failed in (((1, 2, 0, 1, 14), []), ((1, 2, 1, 1, 14), ["stride"])):
+        e, c = strided(shape, (0, 0, 14, 0, 1)), strided(shape, (28, 14, 14, 14, 1))
+        found, _ = compare_tensor("out", e, c, e.double(), True, Bound())
+        assert [f.check for f in found] == failed, found
 
 
 def test_rounding_computed_operands_is_allowed_where_they_are_computed_and_no_more() -> None:
