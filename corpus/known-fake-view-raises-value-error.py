@@ -1,0 +1,42 @@
+"""sdpa-fuzz, backend 'inductor': compiled and eager raise differently
+(outcome:hand_attention:RuntimeError-vs-ValueError). Exits 1 while it diverges, 0 once fixed."""
+import torch
+
+def fn(q, k, v, mask):
+    out_w = q @ k.transpose(-2, -1)
+    out_w = out_w / 1.4142135623730951
+    out_w = out_w.view(-1, 2, out_w.size(-2), out_w.size(-1))
+    out_w = torch.where(mask, out_w, float('-inf'))
+    out_w = out_w.view(-1, out_w.size(-2), out_w.size(-1))
+    out_w = out_w.softmax(-1)
+    out = out_w @ v
+    return out
+
+def inputs():
+    q = torch.randn((4, 2, 2), generator=torch.Generator().manual_seed(0))
+    k = torch.randn((4, 2, 2), generator=torch.Generator().manual_seed(0))
+    v = torch.randn((4, 2, 2), generator=torch.Generator().manual_seed(0))
+    mask = (torch.rand((2, 2, 2), generator=torch.Generator().manual_seed(0)) < 0.7).permute(1, 0, 2).contiguous().permute(1, 0, 2)
+    return {'q': q, 'k': k, 'v': v, 'mask': mask}
+
+def call(f):
+    t = inputs()
+    try:
+        return t, f(**t)
+    except Exception as e:
+        return t, e
+
+def root(e):  # the innermost exception, through Dynamo's wrappers
+    while isinstance(e, Exception) and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    return e
+
+compiled = torch.compile(fn, backend='inductor')
+_, e = call(fn)
+_, c = call(compiled)
+print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
+print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
+x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no user error
+failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or isinstance(c, x.Unsupported) and c.__cause__ is None
+same = type(root(e)) is type(root(c)) and not failed
+raise SystemExit((e is None) != (c is None) or e is not None and not same)
