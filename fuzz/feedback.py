@@ -20,8 +20,9 @@ def worst_ratio(verdicts: list[Verdict]) -> float:
     """The largest compiled error over its allowance base of any value measured (1 is
     `FUDGE` times below failing), over passing verdicts alone: a case that fails as a
     known bug does would otherwise be the summit, and the climb would go back to the
-    known bug (a 25-minute Inductor run spent its targeted phase on finding 13's ratios
-    of 1e5 and reported its gradient symptoms six times)."""
+    known bug (finding 13's ratios are 1e5; a 25-minute Inductor run whose target
+    counted them reported six of its symptoms, how many of them through the climb is not
+    measured)."""
     return max([ratio for v in verdicts if v.ok for _, ratio in v.errors] or [0.0])
 
 
