@@ -547,11 +547,11 @@ def minimal_script(case: Case, target: Target, backend: str) -> str:
         head.append("import contextlib")
     if imports:
         head.append("import sys\n" + imports.rstrip())
-    if "F." not in source:
-        source = source.replace("import torch.nn.functional as F\n", "")
     if "sdpa_kernel(" in caller and "import SDPBackend" not in source:
         source = source.replace("import torch.nn.functional as F\n", "import torch.nn.functional "
                                 "as F\nfrom torch.nn.attention import SDPBackend, sdpa_kernel\n")
+    if "F." not in source:  # after the line above, which it would otherwise take away
+        source = source.replace("import torch.nn.functional as F\n", "")
     parts = ["\n".join(head) + "\n" + source]
     if _touches_state(case) or "state" in helpers:
         parts.append(STATE_SOURCE)

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from fuzz.case import (Attention, CallContext, Case, CompileSpec, ParamsInput, Program,
-                       TensorSpec)
+from fuzz.case import (Attention, BuildParams, CallContext, Case, CompileSpec, ParamsInput,
+                       Program, TensorSpec)
 from fuzz.minimal import Target, minimal_script
 
 CASE = Case(
@@ -95,3 +95,17 @@ def test_a_frame_count_script_runs_in_a_fresh_process(tmp_path) -> None:
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_a_call_context_is_imported_where_the_function_makes_no_sdpa_call() -> None:
+    """A function that only builds SDPAParams, called inside `sdpa_kernel`: the script
+    imports `sdpa_kernel` though it drops the unused `F` (a fault's shrunk case once ran
+    into a NameError there)."""
+    case = Case(inputs=CASE.inputs[:3], program=Program((BuildParams("p"),), ("p",)),
+                calls=(CallContext(("MATH",)),))
+    case.validate()
+    source = minimal_script(case, Target("values", "input", "bool", "p.is_causal"), "eager")
+    assert "F." not in source and "import torch.nn.functional" not in source
+    with pytest.raises(SystemExit) as exited:
+        exec(compile(source, "<minimal>", "exec"), {"__name__": "__main__"})
+    assert not exited.value.code, source
