@@ -23,8 +23,10 @@ def _scores(case: Case) -> tuple[Scores, ...]:
     attention computes its operands from its inputs: only the float64 run's log of its
     SDPA call knows them, and so does it a torch.nn module's attentions
     (`ReferenceSDPA` logs its input projection's output): one for each
-    `nn.MultiheadAttention` call it makes. Where the module returns its attention weights
-    it computes them with `bmm` in its own dtype: rounded scores."""
+    `nn.MultiheadAttention` call it makes. Its scores are known only to its dtype's
+    precision (`scores_rounded`) where it returns its attention weights (it computes them
+    with `bmm` in its own dtype), and in a decoder layer, whose cross-attention's query
+    is the self-attention's output, rounded: a chain."""
     found: list[Scores] = []
     calls = 0  # SDPA calls so far, in the order the program makes them
     for a in walk(case.program.body):
@@ -39,7 +41,7 @@ def _scores(case: Case) -> tuple[Scores, ...]:
             assert isinstance(module, ModuleInput)
             attentions = 2 if module.module == "decoder_layer" else 1
             found.append(Scores(None, None, None, sdpa=calls, attentions=attentions,
-                                scores_rounded=a.need_weights))
+                                scores_rounded=a.need_weights or attentions > 1))
             calls += attentions
         elif isinstance(a, HandAttention):
             spec = case.spec(a.query)

@@ -135,11 +135,13 @@ def measure(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor
     how far the float64 run moves when SDPA's computed operands are rounded to the case's
     16-bit dtype (`fuzz.calls.operand_rounding`), a floor of its own: an error any
     implementation of the program makes, which eager's may miss by luck.
-    `scores_rounded`: the program materializes its scores in the output's own dtype
-    (`nn.MultiheadAttention` returning its weights: `baddbmm`, softmax and `bmm` in that
-    dtype), so each score rounds to that dtype's eps of its magnitude, which the
-    conditioning bounds, where the kernels' float32 bounds nothing: a bfloat16 module with
-    scores of 131 (spacing 1) was 0.47 off in a score difference compiled, 0.03 eager."""
+    `scores_rounded`: the scores are known only to the output's own dtype's precision:
+    materialized in it (`nn.MultiheadAttention` returning its weights: `baddbmm`, softmax
+    and `bmm` in that dtype), or computed from a query another attention's rounded output
+    feeds (a decoder layer's cross-attention). Each score is then off by up to that
+    dtype's eps of its magnitude, which the conditioning bounds, where the kernels'
+    float32 bounds nothing: a bfloat16 module with scores of 131 (spacing 1) was 0.47 off
+    in a score difference compiled, 0.03 eager."""
     e, c, r = eager.detach().double(), compiled.detach().double(), reference.detach().double()
     ok_c = torch.isfinite(c) & torch.isfinite(r)
     ok = ok_c & torch.isfinite(e)
