@@ -89,7 +89,8 @@ class Scores:
     is (None: hand-written), whose operands the float64 run logs however computed; a
     torch.nn module's attentions are `attentions` calls from there on (a decoder layer's
     self- and cross-attention), and its scores are conditioned by the worst;
-    `scores_rounded`: the scores are materialized in the operands' dtype (`measure`)."""
+    `scores_rounded`: the scores are known only to the operands' dtype's precision
+    (`measure`)."""
 
     query: str | None
     key: str | None
@@ -202,7 +203,7 @@ class Bound:
     exact_ops: int = 0
     averaged: float = 0.0  # an SDPA output: the largest value it averages (`measure`)
     rounding: float = 0.0  # its error in the float64 run with rounded operands (`measure`)
-    scores_rounded: bool = False  # scores materialized in the value's dtype (`measure`)
+    scores_rounded: bool = False  # scores known only to the value's dtype (`measure`)
 
 
 def compare_tensor(where: str, e: torch.Tensor, c: torch.Tensor, r: Any, numeric: bool,

@@ -110,7 +110,8 @@ def test_the_reference_logs_a_module_s_scores_as_its_projection_computes_them(ki
     assert len(log.operands) == attentions
     attn = module if kind == "mha" else module.self_attn  # post-norm: on x itself
     w, b = attn.in_proj_weight[:8], attn.in_proj_bias[:8]
-    by_hand = (inputs["x"] @ w.T + b).reshape(3, 2, 4).transpose(0, 1)  # (L, B*H, E/H) -> (B*H, L, E/H)
+    # (L, B * H, E / H) -> (B * H, L, E / H), as the module splits its heads
+    by_hand = (inputs["x"] @ w.T + b).reshape(3, 2, 4).transpose(0, 1)
     torch.testing.assert_close(log.operands[0][0], by_hand.detach())
 
 
