@@ -83,7 +83,7 @@ def check_case(case: Case, backend: str, timeout: float = DEFAULT_TIMEOUT_S,
     corpora = (packaged_corpus(),) if known is None else known
     found = features(case)
     known = known_bugs_for(backend, corpora)
-    new = [f for f in verdict.failures
+    new = [f for f in verdict.own_failures
            if not any(b.identity.covers(f.key, found) for b in known)]
     if new:
         raise Divergence(replace(case, compile=replace(case.compile, backend=backend)),

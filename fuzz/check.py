@@ -61,6 +61,9 @@ class Failure:
     kernels: str = ""  # on CUDA, for what a kernel computes: the kernels eager ran
     message: str = ""  # for an outcome: the class of the innermost error's message
     subject: str = ""  # what was compared: a returned leaf (`out[1]`), `grad-q`, an input
+    # `outcome` where its call's outcome diverged: the inputs and backend state after it
+    # are what the side that went on did next, a symptom of that bug, not a bug of its own
+    follows: str = ""
 
     @property
     def signature(self) -> str:
@@ -493,6 +496,8 @@ def _judge_call(plan: Plan, eager: Observation, ref: Observation, compiled: Obse
                         "SDPA backend state right after the call: eager "
                         f"{eager.state_after.describe()}, compiled "
                         f"{compiled.state_after.describe()}"))
+    if outcome is not None:
+        return [outcome] + [replace(f, follows="outcome") for f in failures[1:]]
     return failures
 
 

@@ -278,7 +278,7 @@ class Fuzzer:
             new = None
             for r in results:
                 found = features(r.case) if r.verdict.failures else frozenset()
-                for failure in r.verdict.failures:
+                for failure in r.verdict.own_failures:
                     key = failure.key
                     bug = self.covering(key, found)
                     if bug is not None:
@@ -299,7 +299,7 @@ class Fuzzer:
         False for a case the run ended before Hypothesis finished shrinking, which its
         report says). A bug already in the corpus (another run may have saved it meanwhile)
         or claimed by a concurrent run is dropped."""
-        failure = next(f for f in verdict.failures if f.key == key)
+        failure = next(f for f in verdict.own_failures if f.key == key)
         with self.lock:
             self.best.pop(key, None)
             bug = self.covering(key, features(case))
@@ -310,7 +310,7 @@ class Fuzzer:
         if alike is not None and failure.where != "worker" and self.config.probes:
             t0 = time.perf_counter()
             case, verdict, identity = probed(case, verdict, key, alike, self.config.probes)
-            failure = next(f for f in verdict.failures if f.key == key)
+            failure = next(f for f in verdict.own_failures if f.key == key)
             with self.lock:
                 self.stats.timings.add("probe", time.perf_counter() - t0)
         signature = failure.signature
@@ -580,7 +580,7 @@ class Search:
 
     def alone(self, finding: Finding) -> tuple[Case, Verdict, str]:
         """The finding as its failing call alone, where that fails alone too."""
-        failure = next(f for f in finding.verdict.failures if f.key == finding.key)
+        failure = next(f for f in finding.verdict.own_failures if f.key == finding.key)
         backend, stopping = self.fuzzer.config.backend, self.fuzzer.past_deadline
         alone = failing_call_alone(finding.case, failure, lambda case: list(
             self.worker.judge(backend, [case], stopping))[0].verdict)
@@ -599,7 +599,7 @@ class Search:
                 verdict = list(self.worker.judge(backend, [case], stopping))[0].verdict
             except Interrupted:
                 return None
-            return verdict if any(f.key == key for f in verdict.failures) else None
+            return verdict if any(f.key == key for f in verdict.own_failures) else None
         return judged
 
     def _round(self, round_no: int) -> None:
@@ -656,8 +656,8 @@ def failing_call_alone(case: Case, failure: Failure, judged: Callable[[Case], Ve
         return None
     single = replace(case.reseeded(call.reseed), calls=(replace(call, reseed=0),))
     verdict = judged(single)
-    same = next((f for f in verdict.failures if f.symptom == failure.symptom and not f.call),
-                None)
+    same = next((f for f in verdict.own_failures
+                 if f.symptom == failure.symptom and not f.call), None)
     return None if same is None else (single, verdict, same)
 
 

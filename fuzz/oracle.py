@@ -31,13 +31,20 @@ class Verdict:
         return not self.failures
 
     @property
+    def own_failures(self) -> tuple[Failure, ...]:
+        """The failures that may be bugs of their own: not those that follow their call's
+        outcome divergence (`Failure.follows`), which are listed on it."""
+        return tuple(f for f in self.failures if not f.follows)
+
+    @property
     def signature(self) -> str:
         return self.failures[0].signature if self.failures else "pass"
 
     def explain(self) -> str:
         if self.ok:
             return "compiled matches eager on every check"
-        return "\n".join([f"[{f.signature}] {f.detail}" for f in self.failures]
+        return "\n".join([f"[{f.signature}] " + (f"(follows the {f.follows}) " if f.follows
+                                                  else "") + f.detail for f in self.failures]
                          + list(self.notes))
 
 

@@ -184,3 +184,25 @@ def test_rounding_computed_operands_is_allowed_where_they_are_computed_and_no_mo
     plain = Case(tuple((n, replace(s, dtype="float16")) for n, s in qkv()),
                  Program((Attention("out"),), ("out",)))
     assert run_case(plain, "eager").rounded == (None,)
+
+
+def raising_before_its_graph(gm: torch.fx.GraphModule, example_inputs):
+    """A backend whose compiled code raises before it runs its graph."""
+    def run(*args):
+        raise RuntimeError("refused by the backend")
+    return run
+
+
+def test_what_follows_an_outcome_divergence_is_checked_and_listed_on_it() -> None:
+    """Eager mutates `q`; the compiled call raises before it does. The input still
+    differs after the call and is reported, but as what followed the outcome: a known
+    outcome bug covers the case, and the difference never comes back as a bug of its own
+    (aot_eager's `mul_` on a bool mask, finding 5, came back as
+    `backend-state:after-call:enabled`: eager raised, compiled went on to turn a kernel
+    off)."""
+    case = Case(qkv(), Program((Mutate("q", "mul_", 0.5), Attention("out")), ("out",)))
+    verdict = judge(case, run_case(case, "tests.test_oracle:raising_before_its_graph"))
+    assert [f.check for f in verdict.failures if f.follows == "outcome"] == ["mutation"], \
+        verdict.explain()
+    assert [f.check for f in verdict.own_failures] == ["outcome"], verdict.explain()
+    assert "(follows the outcome)" in verdict.explain()
