@@ -32,17 +32,12 @@ def call(f):
     except Exception as e:
         return t, e
 
-def root(e):  # the innermost exception, through Dynamo's wrappers
-    while isinstance(e, Exception) and (e.__cause__ or e.__context__) is not None:
-        e = e.__cause__ or e.__context__
-    return e
-
 compiled = torch.compile(fn, backend='eager')
 _, e = call(fn)
 _, c = call(compiled)
+root = lambda e: root(e.__cause__ or e.__context__) if isinstance(e, Exception) and (e.__cause__ or e.__context__) else e  # the innermost exception, through Dynamo's wrappers
 print("eager:   ", repr(e), "\n  innermost:", repr(root(e)))
 print("compiled:", repr(c), "\n  innermost:", repr(root(c)))
 x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no user error
 failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or isinstance(c, x.Unsupported) and c.__cause__ is None
-same = type(root(e)) is type(root(c)) and not failed
-raise SystemExit((e is None) != (c is None) or e is not None and not same)
+raise SystemExit((e is None) != (c is None) or e is not None and (failed or type(root(e)) is not type(root(c))))

@@ -288,13 +288,6 @@ def grads(t, result, like=None):  # backward from seeded upstream gradients, as 
     return dict(zip(wanted, got))
 """
 
-ERROR_SOURCE = """\
-def root(e):  # the innermost exception, through Dynamo's wrappers
-    while isinstance(e, Exception) and (e.__cause__ or e.__context__) is not None:
-        e = e.__cause__ or e.__context__
-    return e
-"""
-
 ERROR_VS_REFERENCE = """\
 def error(x):  # largest error against the float64 reference `r`, where both are finite
     ok = x.isfinite() & r.isfinite()
@@ -351,19 +344,22 @@ def _compare(target: Target, plan_ops: int) -> list[str]:
 
 
 OUTCOME_LINES = [
+    "root = lambda e: root(e.__cause__ or e.__context__) if isinstance(e, Exception) and "
+    "(e.__cause__ or e.__context__) else e  # the innermost exception, through Dynamo's "
+    "wrappers",
     'print("eager:   ", repr(e), "\\n  innermost:", repr(root(e)))',
     'print("compiled:", repr(c), "\\n  innermost:", repr(root(c)))',
     "x = torch._dynamo.exc  # a compiler failure, or Dynamo refusing the program, is no "
     "user error",
     "failed = isinstance(c, (x.BackendCompilerFailed, x.InternalTorchDynamoError)) or "
     "isinstance(c, x.Unsupported) and c.__cause__ is None",
-    "same = type(root(e)) is type(root(c)) and not failed",
-    "raise SystemExit((e is None) != (c is None) or e is not None and not same)"]
+    "raise SystemExit((e is None) != (c is None) or e is not None and "
+    "(failed or type(root(e)) is not type(root(c))))"]
 
 
 def check_source(case: Case, target: Target) -> tuple[list[str], set[str]]:
     """The lines that make the calls the target needs and judge it, and the helpers they
-    use (`state`, `grads`, `root`, `backward`)."""
+    use (`state`, `grads`, `backward`, `error`)."""
     i = f", {target.call}" if target.call else ""
     lines = [f"call(compiled, {j})" for j in range(target.call)]
     check, subject = target.check, target.subject
@@ -383,11 +379,11 @@ def check_source(case: Case, target: Target) -> tuple[list[str], set[str]]:
                         "raise SystemExit(after_eager != after_compiled)"], {"state"}
     if check == "outcome" and target.where != "backward":
         return lines + [f"_, e = call(fn{i})", f"_, c = call(compiled{i})", *OUTCOME_LINES], \
-            {"root"}
+            set()
     lines += [f"te, out_e = call(fn{i})", f"tc, out_c = call(compiled{i})"]
     if check == "outcome":
         return lines + ["e, c = backward(te, out_e), backward(tc, out_c)", *OUTCOME_LINES], \
-            {"grads", "root", "backward"}
+            {"grads", "backward"}
     if check == "mutation":
         return lines + _mutation_lines(target, plan_of(case).exact_ops), set()
     if check == "structure" and subject and not subject.startswith("grad-"):
@@ -556,7 +552,7 @@ def minimal_script(case: Case, target: Target, backend: str) -> str:
     if _touches_state(case) or "state" in helpers:
         parts.append(STATE_SOURCE)
     parts += [inputs, caller]
-    parts += [src for name, src in (("grads", GRADS_SOURCE), ("root", ERROR_SOURCE),
+    parts += [src for name, src in (("grads", GRADS_SOURCE),
                                     ("backward", BACKWARD_SOURCE),
                                     ("error", ERROR_VS_REFERENCE)) if name in helpers]
     setup = []
