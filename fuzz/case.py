@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-SCHEMA_VERSION = 9  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
+SCHEMA_VERSION = 10  # 2: CallContext.reseed; 3: HandAttention, integer masks, backward;
 # 4: CompileSpec.mark_dynamic; 5: ModelAttention; 6: ModuleInput, ModuleCall;
 # 7: the decoder_layer module; 8: hand-written mbart layout, einsum and baddbmm, band and
-# buffer causal masks (HandAttention.window), parameter scales; 9: zero-size dims
+# buffer causal masks (HandAttention.window), parameter scales; 9: zero-size dims;
+# 10: CompileSpec.freezing
 
 FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 INT_MASK_DTYPES = ("int64", "int32", "uint8")
@@ -745,6 +746,9 @@ class CompileSpec:
     dynamic: bool | None = None
     mode: str | None = None
     mark_dynamic: bool = False  # torch._dynamo.mark_dynamic on every sequence-length dim
+    # torch._inductor.config.freezing, set while the compiled function runs: under a
+    # disabled grad mode, Dynamo guards parameters by identity and Inductor folds them
+    freezing: bool = False
 
     def validate(self) -> None:
         _require(isinstance(self.backend, str) and self.backend != "", "backend must be named")

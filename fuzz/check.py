@@ -130,6 +130,9 @@ class Plan:
     repeats_context: tuple[bool, ...] = (False,)  # per call: an earlier call's context
     grows: tuple[int, ...] = (0,)  # per call: how much longer L and S are
     device: str = "cpu"
+    # freezing guards a torch.nn module's parameters by identity, and each call builds its
+    # module anew: every call compiles again (`fuzz.plan.frozen_parameters`)
+    fresh_parameters: bool = False
 
 
 @dataclass
@@ -612,7 +615,8 @@ def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: 
 def check_frames(plan: Plan, compiled: tuple[Observation, ...], frames: Frames,
                  checked: set[str]) -> list[Failure]:
     """First call: the frame model's count. A later call from a context already seen, and
-    the repeat of the first call: nothing new. A reused compiled function: nothing at all."""
+    the repeat of the first call: nothing new, except where freezing guards parameters
+    that each call builds anew. A reused compiled function: nothing at all."""
     if compiled[0].error is not None:
         return []
     checked.add("recompile")
@@ -633,14 +637,14 @@ def check_frames(plan: Plan, compiled: tuple[Observation, ...], frames: Frames,
                                 f"call {i} (lengths +{plan.grows[i]}, {plan.size_mode} "
                                 f"shapes) compiled {got} graph(s); the dynamic-shape rules "
                                 f"allow {' or '.join(map(str, sorted(want)))}", i))
-    else:
+    elif not plan.fresh_parameters:
         for i, seen in enumerate(plan.repeats_context[1:], start=1):
             if seen and frames.per_call[i] and compiled[i].error is None:
                 failures.append(Failure("recompile", "call", "same-context",
                                 f"call {i} repeats an earlier call's context with inputs of "
                                 f"equal shapes but compiled {frames.per_call[i]} more "
                                 "graph(s)", i))
-    if frames.repeat:
+    if frames.repeat and not plan.fresh_parameters:
         failures.append(Failure("recompile", "repeat", "equal-inputs",
                         f"repeating the first call with equal inputs compiled {frames.repeat} "
                         "more graph(s)"))

@@ -249,6 +249,8 @@ def repro_script(case: Case, backend: str) -> str:
         f"MARK_DYNAMIC = {marked_dims(case)!r}  # input -> dims marked dynamic before compiled calls",
         "",
         "if __name__ == \"__main__\":",
+        *(["    torch._inductor.config.freezing = True  # Inductor's freezing, as the case "
+           "compiles"] if settings.freezing else []),
         f"    sys.exit(main(fn, make_inputs, BACKEND, COMPILE_KWARGS, CALLS, PLAN, MARK_DYNAMIC,"
         f" {reference}))",
         "",

@@ -36,6 +36,7 @@ from fuzz.feedback import steer
 from fuzz.identity import Identity, features, probed
 from fuzz.minimal import target_of
 from fuzz.oracle import Failure, Verdict
+from fuzz.plan import frozen_parameters
 from fuzz import rewrites
 from fuzz.version import tool_version
 from fuzz.report import RunStats, coverage_areas, program_forms, progress_line, run_report
@@ -519,6 +520,9 @@ class VariantPolicy:
         return max(1, min(MAX_VARIANTS, int(VARIANT_SHARE * self.compile_s / self.variant_s)))
 
     def batch(self, case: Case) -> list[Case]:
+        """The case and its seed variants; none where each call compiles anew anyway."""
+        if frozen_parameters(case):
+            return [case]
         return [case] + [case.reseeded(k) for k in range(1, self.count() + 1)]
 
     def learn(self, results: list[CaseResult]) -> None:

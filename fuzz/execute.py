@@ -85,7 +85,18 @@ def compile_program(case: Case, backend: str) -> CompiledProgram:
     counter = AcceptedGraphCounter(compiler)  # type: ignore[arg-type]
     fn = torch.compile(load_function(case), backend=counter, fullgraph=settings.fullgraph,
                        dynamic=settings.dynamic)
-    return CompiledProgram(fn, counter)
+    return CompiledProgram(_frozen(fn) if settings.freezing else fn, counter)
+
+
+def _frozen(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` run with Inductor's freezing on, as a user who sets
+    `torch._inductor.config.freezing` runs it: Dynamo reads the flag while tracing (to guard
+    parameters by identity), Inductor while compiling. Patched per call, since a worker
+    runs other cases after this one."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch._inductor.config.patch(freezing=True):
+            return fn(*args, **kwargs)
+    return run
 
 
 def marked(case: Case, inputs: dict[str, Any]) -> dict[str, Any]:

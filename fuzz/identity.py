@@ -289,6 +289,8 @@ def features(case: Case) -> frozenset[str]:
         found.add(f"mode={settings.mode}")
     if settings.mark_dynamic:
         found.add("mark-dynamic")
+    if settings.freezing:
+        found.add("freezing")
     if case.device != "cpu":
         found.add(f"device={case.device}")
     if case.backward:

@@ -556,6 +556,9 @@ def minimal_script(case: Case, target: Target, backend: str) -> str:
                                     ("backward", BACKWARD_SOURCE),
                                     ("error", ERROR_VS_REFERENCE)) if name in helpers]
     setup = []
+    if case.compile.freezing:
+        setup.append("torch._inductor.config.freezing = True  # Inductor's freezing: "
+                     "parameters folded under no_grad")
     if _random(case):
         setup.append("torch._inductor.config.fallback_random = True  # draw as eager does")
     if target.check in ("frames", "recompile"):

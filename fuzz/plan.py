@@ -59,6 +59,13 @@ def _expected_frames(case: Case) -> int | None:
         return None  # a construct the frame model has no rule for: never generated
 
 
+def frozen_parameters(case: Case) -> bool:
+    """Whether freezing guards parameters that each call builds anew: under a disabled grad
+    mode Dynamo guards a module's parameters by identity (`is_parameter_freezing`), and
+    every call, the repeat included, gets a fresh torch.nn module input."""
+    return case.compile.freezing and any(isinstance(s, ModuleInput) for _, s in case.inputs)
+
+
 def plan_of(case: Case) -> Plan:
     origins = {s.out: op for s in walk(case.program.body) if getattr(s, "out", None)
                for op, cls in STATEMENTS.items() if type(s) is cls}
@@ -86,7 +93,8 @@ def plan_of(case: Case) -> Plan:
         size_mode={True: "dynamic", False: "static", None: "automatic"}[case.compile.dynamic],
         repeats_context=tuple(k in contexts[:i] for i, k in enumerate(contexts)),
         grows=tuple(c.grow for c in case.calls),
-        device=case.device)
+        device=case.device,
+        fresh_parameters=frozen_parameters(case))
 
 
 def calls_of(case: Case) -> tuple[Call, ...]:

@@ -102,7 +102,7 @@ def program_forms(case: Case) -> set[str]:
 def coverage_areas(case: Case, verdict: Verdict) -> frozenset[str]:
     """The areas of the search a judged program reached, as `kind:value`: its statement
     kinds, the SDPA kernels eager ran, the rewrites Inductor applied, its torch.nn modules,
-    its compile mode and size mode, the grad modes and autocast of its calls, backward,
+    its compile mode (and freezing) and size mode, the grad modes and autocast of its calls, backward,
     long sequences and chained attention. Hypothesis's `event`s, and the report's
     coverage table."""
     kinds = {cls: op for op, cls in STATEMENTS.items()}
@@ -110,7 +110,8 @@ def coverage_areas(case: Case, verdict: Verdict) -> frozenset[str]:
     found |= {f"kernel:{k}" for k in verdict.kernels}
     found |= {f"rewrite:{rewrites.short(p)}" for p in verdict.rewrites}
     found |= {f"module:{spec.module}" for _, spec in case.inputs if isinstance(spec, ModuleInput)}
-    found.add(f"mode:{case.compile.mode or 'default'}")
+    found.add(f"mode:{case.compile.mode or 'default'}" + ("+freezing" if case.compile.freezing
+                                                          else ""))
     sizes = {True: "true", False: "false", None: "automatic"}[case.compile.dynamic]
     found.add(f"dynamic:{sizes}" + ("+marked" if case.compile.mark_dynamic else ""))
     found |= {f"grad-mode:{c.grad_mode}" for c in case.calls if c.grad_mode != "default"}

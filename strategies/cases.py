@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fuzz.case import (FLOAT_DTYPES, INT_MASK_DTYPES, Attention, CallContext, Case, ParamsInput,
                        Program)
 from strategies.attention import dropout_ps, scales
-from strategies.compile_settings import compile_specs
+from strategies.compile_settings import compile_specs, sometimes_frozen
 from strategies.geometry import geometries, zero_sized
 from strategies.masks import mask_specs
 from strategies.programs import (Operands, call_sequences, kernel_contexts, programs,
@@ -135,10 +135,11 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
             inputs = [(n, replace(spec, requires_grad=n in "qkv" or (
                 spec.dtype in FLOAT_DTYPES and draw(st.booleans())))) for n, spec in inputs]
     has_params = any(isinstance(spec, ParamsInput) for _, spec in inputs)
-    return Case(inputs=tuple(inputs), program=program,
-                compile=draw(compile_specs(backend, allow_dynamic=not has_params,
-                                           allow_marks=not program_form)),
-                device=device, calls=calls, backward=grad)
+    return draw(sometimes_frozen(Case(
+        inputs=tuple(inputs), program=program,
+        compile=draw(compile_specs(backend, allow_dynamic=not has_params,
+                                   allow_marks=not program_form)),
+        device=device, calls=calls, backward=grad)))
 
 
 def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from hypothesis import strategies as st
 
-from fuzz.case import CompileSpec
+from fuzz.case import Case, CompileSpec
 
 # Inductor's modes that change what it generates: autotuned kernels (on the CPU, its GEMM
 # templates). Drawn one time in MODE_ODDS, since autotuning may cost several compiles.
@@ -14,6 +14,12 @@ from fuzz.case import CompileSpec
 # has checked the oracle against it yet.
 INDUCTOR_MODES = ("max-autotune-no-cudagraphs",)
 MODE_ODDS = 16
+# Inductor's freezing (`torch._inductor.config.freezing`) applies where grad is disabled:
+# Dynamo then guards nn.Module parameters by identity, and Inductor folds them into the
+# graph as constants (docs/oracle.md, "Freezing"). Drawn one time in FREEZING_ODDS, apart
+# from a compile mode (each costs compiles of its own).
+FREEZING_ODDS = 16
+NO_GRAD_MODES = ("no_grad", "inference_mode")
 
 
 @st.composite
@@ -31,3 +37,19 @@ def compile_specs(draw: st.DrawFn, backend: str, allow_dynamic: bool = True,
     if backend == "inductor" and draw(st.integers(0, MODE_ODDS - 1)) == MODE_ODDS - 1:
         return replace(spec, mode=draw(st.sampled_from(INDUCTOR_MODES)))
     return spec
+
+
+@st.composite
+def sometimes_frozen(draw: st.DrawFn, case: Case) -> Case:
+    """Sometimes `case` with freezing on and every call in a disabled grad mode
+    (inference, where freezing applies), without backward; not for calls of grown sizes,
+    whose dynamic-shape rules hold without grad modes. For every backend: the flag is
+    Inductor's, but Dynamo reads it too, to guard parameters by identity and make them
+    graph attributes. Drawn last, shrinking to the case as it was."""
+    if case.compile.mode is not None or any(c.grow for c in case.calls) or \
+            draw(st.integers(0, FREEZING_ODDS - 1)) != FREEZING_ODDS - 1:
+        return case
+    mode = draw(st.sampled_from(NO_GRAD_MODES))
+    return replace(case, backward=False,
+                   compile=replace(case.compile, freezing=True),
+                   calls=tuple(replace(c, grad_mode=mode) for c in case.calls))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from fuzz.case import (FLOAT_DTYPES, INT_MASK_DTYPES, CallContext, Case, HandAttention,
                        Program, TensorSpec)
-from strategies.compile_settings import compile_specs
+from strategies.compile_settings import compile_specs, sometimes_frozen
 from strategies.geometry import HEAD_DIMS
 from strategies.masks import broadcast_shapes
 from strategies.tensors import float_dtypes, tensor_specs
@@ -216,6 +216,7 @@ def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str
         transpose_out=draw(_choose(changed, "transpose_out", False, (True,))),
         **fields)
     returns = ("out", "k", "v") if family.get("returns_kv") else ("out",)
-    return Case(inputs=tuple(inputs), program=Program((stmt,), returns),
-                compile=draw(compile_specs(backend)), device=device, calls=(CallContext(),),
-                backward=grad)
+    return draw(sometimes_frozen(Case(
+        inputs=tuple(inputs), program=Program((stmt,), returns),
+        compile=draw(compile_specs(backend)), device=device, calls=(CallContext(),),
+        backward=grad)))

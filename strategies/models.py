@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fuzz.case import (GQA_FORMS, HEAD_OPS, MAX_DIM, MERGES, PROJECTIONS, CallContext, Case,
                        ModelAttention, Program, TensorSpec)
 from strategies.attention import dropout_ps, scales
-from strategies.compile_settings import compile_specs
+from strategies.compile_settings import compile_specs, sometimes_frozen
 from strategies.masks import mask_specs
 from strategies.programs import with_modes
 from strategies.tensors import float_dtypes, tensor_specs
@@ -108,6 +108,7 @@ def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str =
     calls = (draw(with_modes(CallContext())),) + tuple(
         draw(with_modes(CallContext(reseed=s))) for s in draw(st.lists(st.integers(1, 3),
                                                                        max_size=1)))
-    return Case(inputs=tuple(inputs), program=Program(body, returns),
-                compile=draw(compile_specs(backend)), device=device, calls=calls)
+    return draw(sometimes_frozen(Case(inputs=tuple(inputs), program=Program(body, returns),
+                                      compile=draw(compile_specs(backend)), device=device,
+                                      calls=calls)))
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fuzz.case import (ACTIVATIONS, MODULE_KINDS, CallContext, Case, ModuleCall, ModuleInput,
                        Program, TensorSpec, module_parameters)
-from strategies.compile_settings import compile_specs
+from strategies.compile_settings import compile_specs, sometimes_frozen
 from strategies.models import lengths
 from strategies.programs import with_modes
 from strategies.tensors import float_dtypes, seeds, tensor_specs
@@ -101,5 +101,6 @@ def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -
     calls = (draw(with_modes(CallContext())),) + tuple(
         draw(with_modes(CallContext(reseed=s))) for s in draw(st.lists(st.integers(1, 3),
                                                                        max_size=1)))
-    return Case(inputs=tuple(inputs), program=Program((call,), returns),
-                compile=draw(compile_specs(backend)), device=device, calls=calls)
+    return draw(sometimes_frozen(Case(inputs=tuple(inputs), program=Program((call,), returns),
+                                      compile=draw(compile_specs(backend)), device=device,
+                                      calls=calls)))

@@ -686,8 +686,19 @@ MODULE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
                                       for _, m in _module_calls(c)),
 }
 
-# Faults of global modes around a call (`CallContext.grad_mode`, `autocast`).
+def frozen_attention_off(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend, except that a graph compiled under freezing (the flag on and grad
+    disabled: inference, where Inductor folds the parameters) makes its SDPA calls 1% too
+    large."""
+    if torch._inductor.config.freezing and not torch.is_grad_enabled():
+        return fault_backend(lambda c: c.run() * 1.01)(gm, example_inputs)
+    return gm.forward
+
+
+# Faults of global modes around a call (`CallContext.grad_mode`, `autocast`) and of
+# Inductor's freezing, which applies under them.
 MODE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
+    "frozen_attention_off": lambda c: c.compile.freezing,
     "inference_rows_nan": lambda c: any(call.grad_mode == "inference_mode" for call in c.calls),
     "float16_autocast_as_bfloat16": lambda c: any(call.autocast == "float16"
                                                   for call in c.calls),

@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from fuzz.case import (Case, CompileSpec, ModuleCall, ModuleInput, Program, TensorSpec,
+from fuzz.case import (CallContext, Case, CompileSpec, ModuleCall, ModuleInput, Program, TensorSpec,
                        module_parameters)
 from fuzz.codegen import input_factory
 from fuzz.corpus import load_entry
@@ -131,3 +131,19 @@ def test_a_bfloat16_module_is_held_to_what_bfloat16_resolves_and_no_looser(entry
         for n, s in case.inputs))
     perturbed = judge(wide, run_case(wide, "tests.test_oracle:perturbing_by_a_hundredth"))
     assert {f.check for f in perturbed.failures} == {"values"}, perturbed.explain()
+
+
+def test_under_freezing_each_call_s_fresh_module_compiles_again_and_that_is_no_recompile_bug(
+        ) -> None:
+    """With `torch._inductor.config.freezing` on and grad disabled, Dynamo guards a
+    module's parameters by identity, whatever the backend; each call (and the repeat)
+    builds its module anew, so each compiles again. Held to the no-recompile rule, every
+    such case was a false alarm."""
+    case = replace(module_case("mha", None, None),
+                   compile=CompileSpec(freezing=True),
+                   calls=(CallContext(grad_mode="no_grad"), CallContext(grad_mode="no_grad")))
+    run = run_case(case, "eager")
+    assert run.frames.per_call == (1, 1) and run.frames.repeat == 1, run.frames
+    assert judge(case, run).ok, judge(case, run).explain()
+    thawed = replace(case, compile=CompileSpec())
+    assert run_case(thawed, "eager").frames.per_call == (1, 0)
