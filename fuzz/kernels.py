@@ -114,8 +114,12 @@ class ReferenceSDPA(TorchFunctionMode):
     `math`, computes every call with the math kernel, whatever the backend state: on CUDA,
     where no fused kernel takes float64, so that a context enabling only fused kernels
     would otherwise leave no reference at all. With `rounded_to`, rounds every call's
-    query, key and value to that dtype first (differentiably): the float64 run as an
-    implementation that rounds computed operands once, as the case's own runs must.
+    query, key and value to that dtype first (differentiably), and the operands and
+    result of every matrix product the program writes (`@`, `bmm`, `baddbmm`, `einsum`:
+    hand-written attention's scores, and its weights before they meet the values): the
+    float64 run as an implementation that rounds computed operands and materializes what
+    its matrix products read and write, as the case's own runs must. `products` counts
+    those products.
 
     A torch.nn module's attention (`F.multi_head_attention_forward`, which its layers call
     too) reaches this mode as one call, handled with the mode off, so its own SDPA or
@@ -125,17 +129,24 @@ class ReferenceSDPA(TorchFunctionMode):
     with or without `need_weights`.
     Self-contained (torch only): repro scripts embed its source."""
 
+    PRODUCTS = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm,
+                torch.Tensor.bmm, torch.baddbmm, torch.Tensor.baddbmm, torch.einsum)
+
     def __init__(self, math=False, rounded_to=None):
         super().__init__()
         self.math = math
         self.rounded_to = rounded_to
         self.operands = []
+        self.products = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
         nn_functional = torch.nn.functional
         if func is nn_functional.multi_head_attention_forward:
             return self._module_attention(func, args, kwargs)
+        if func in self.PRODUCTS:  # a matrix product the program wrote: materialized,
+            self.products += 1  # its operands and its result are held in the case's dtype
+            return self._rounded(func(*map(self._rounded, args), **kwargs))
         if func is not nn_functional.scaled_dot_product_attention:
             return func(*args, **kwargs)
         kwargs.update(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
@@ -151,6 +162,12 @@ class ReferenceSDPA(TorchFunctionMode):
             kwargs["attn_mask"] = torch.zeros_like(mask, dtype=kwargs["query"].dtype
                                                    ).masked_fill(~mask, float("-inf"))
         return torch.ops.aten._scaled_dot_product_attention_math(**kwargs)[0]
+
+    def _rounded(self, x):
+        if self.rounded_to is None or not isinstance(x, torch.Tensor) or \
+                not x.is_floating_point():
+            return x
+        return x.to(self.rounded_to).to(x.dtype)
 
     def _module_attention(self, func, args, kwargs):
         nn_functional = torch.nn.functional
