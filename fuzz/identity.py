@@ -27,7 +27,7 @@ from fuzz.case import (AUTOCASTS, FLOAT_DTYPES, GRAD_MODES, HAND_CHOICES, MASK_D
                        Attention, BuildParams, Case, CaseError, GraphBreak, HandAttention,
                        KernelBlock,
                        ModelAttention, ModuleCall, ModuleInput, Mutate, ParamsAttr,
-                       ParamsInput, ReadBackends, ReadFlag, SetFlag, Shift, TensorSpec,
+                       ParamsInput, ReadBackends, STATEMENTS, SetFlag, TensorSpec,
                        grow_dims, hidden_input, reseed, walk)
 from fuzz.materialize import build_tensor, grown
 
@@ -230,19 +230,18 @@ def _statement_features(stmt: object, case: Case) -> set[str]:
             {"params:causal"} if stmt.is_causal else set())
     if isinstance(stmt, ParamsAttr):
         return {f"params-attr:{stmt.attr}"}
-    if isinstance(stmt, Shift):
-        return {"shift"}
     if isinstance(stmt, GraphBreak):
         return {f"break:{stmt.place}"}
     if isinstance(stmt, ReadBackends):
         return {"read-backends" + (":priority" if stmt.with_priority else "")}
-    if isinstance(stmt, ReadFlag):
-        return {"read-flag"}
     if isinstance(stmt, SetFlag):
         return {f"set-flag:{'on' if stmt.enabled else 'off'}"}
-    assert isinstance(stmt, KernelBlock)
-    return {f"kernel-block:{stmt.style}"} | ({"kernel-block:priority"} if stmt.set_priority
-                                             else set())
+    if isinstance(stmt, KernelBlock):
+        return {f"kernel-block:{stmt.style}"} | ({"kernel-block:priority"} if stmt.set_priority
+                                                 else set())
+    # A kind with no rule of its own is a feature by its op name: a new statement kind has
+    # an identity without a change here, and a rule only where its options matter.
+    return {next(op for op, cls in STATEMENTS.items() if cls is type(stmt)).replace("_", "-")}
 
 
 def _with_parents(found: set[str]) -> frozenset[str]:
