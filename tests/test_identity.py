@@ -19,6 +19,7 @@ from fuzz.case import (MUTATIONS, Attention, CallContext, Case, CompileSpec, Han
                        TensorSpec, module_parameters)
 from fuzz.corpus import known_bugs, load_entry
 from fuzz.driver import failing_call_alone
+from fuzz.errors import message_class
 from fuzz.execute import run_case
 from fuzz.identity import backend_layers, features, probed
 from fuzz.oracle import judge
@@ -203,3 +204,18 @@ def test_probing_sets_a_module_option_the_bug_does_not_need_plain() -> None:
     assert case.spec("attn").activation == "relu", case.spec("attn")
     assert {"module:batch_first", "module:norm_first"} <= identity.features
     assert "module:activation=gelu" not in identity.features
+
+
+def test_an_error_s_message_class_is_one_whether_its_sizes_are_numbers_or_symbols() -> None:
+    """Under dynamic shapes Dynamo's fake tensors name sizes by symbols and expressions;
+    finding 32's `view` error came back as new from a clean Inductor run because its
+    strides read `(s0**2*s85, s0, s0*s85, 1)` where the known entry's read `(8, 2, 4, 1)`."""
+    concrete = ValueError("Cannot view a tensor with shape torch.Size([2, 2, 2, 2]) and "
+                          "strides (8, 2, 4, 1) as a tensor with shape (-1, 2, 2)!")
+    symbolic = ValueError("Cannot view a tensor with shape torch.Size([((s85**2)//s85), s85, "
+                          "s0, s0]) and strides (s0**2*s85, s0, s0*s85, 1) as a tensor with "
+                          "shape (s85*(((s85**2)//s85)), s0, s0)!")
+    assert message_class(symbolic) == message_class(concrete) == \
+        "cannot view a tensor with shape s and strides s as a tensor with shape s!"
+    assert message_class(RuntimeError("view size is not compatible (at least one dimension "
+                                      "spans across two subspaces)")).endswith("subspaces)")
