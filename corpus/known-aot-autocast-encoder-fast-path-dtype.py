@@ -21,20 +21,11 @@ def inputs():
     attn_norm2_weight = torch.randn((4,), generator=torch.Generator().manual_seed(0))
     attn_norm2_bias = torch.randn((4,), generator=torch.Generator().manual_seed(0))
     t = {'x': x, 'attn_self_attn_in_proj_weight': attn_self_attn_in_proj_weight, 'attn_self_attn_in_proj_bias': attn_self_attn_in_proj_bias, 'attn_self_attn_out_proj_weight': attn_self_attn_out_proj_weight, 'attn_self_attn_out_proj_bias': attn_self_attn_out_proj_bias, 'attn_linear1_weight': attn_linear1_weight, 'attn_linear1_bias': attn_linear1_bias, 'attn_linear2_weight': attn_linear2_weight, 'attn_linear2_bias': attn_linear2_bias, 'attn_norm1_weight': attn_norm1_weight, 'attn_norm1_bias': attn_norm1_bias, 'attn_norm2_weight': attn_norm2_weight, 'attn_norm2_bias': attn_norm2_bias}
-    t['attn'] = torch.nn.TransformerEncoderLayer(d_model=4, nhead=2, dim_feedforward=1, dropout=0.0, batch_first=True, device='meta', dtype=t['attn_self_attn_in_proj_weight'].dtype)
-    t['attn'].self_attn.in_proj_weight = t['attn_self_attn_in_proj_weight'] = torch.nn.Parameter(t['attn_self_attn_in_proj_weight'], requires_grad=t['attn_self_attn_in_proj_weight'].requires_grad)
-    t['attn'].self_attn.in_proj_bias = t['attn_self_attn_in_proj_bias'] = torch.nn.Parameter(t['attn_self_attn_in_proj_bias'], requires_grad=t['attn_self_attn_in_proj_bias'].requires_grad)
-    t['attn'].self_attn.out_proj.weight = t['attn_self_attn_out_proj_weight'] = torch.nn.Parameter(t['attn_self_attn_out_proj_weight'], requires_grad=t['attn_self_attn_out_proj_weight'].requires_grad)
-    t['attn'].self_attn.out_proj.bias = t['attn_self_attn_out_proj_bias'] = torch.nn.Parameter(t['attn_self_attn_out_proj_bias'], requires_grad=t['attn_self_attn_out_proj_bias'].requires_grad)
-    t['attn'].linear1.weight = t['attn_linear1_weight'] = torch.nn.Parameter(t['attn_linear1_weight'], requires_grad=t['attn_linear1_weight'].requires_grad)
-    t['attn'].linear1.bias = t['attn_linear1_bias'] = torch.nn.Parameter(t['attn_linear1_bias'], requires_grad=t['attn_linear1_bias'].requires_grad)
-    t['attn'].linear2.weight = t['attn_linear2_weight'] = torch.nn.Parameter(t['attn_linear2_weight'], requires_grad=t['attn_linear2_weight'].requires_grad)
-    t['attn'].linear2.bias = t['attn_linear2_bias'] = torch.nn.Parameter(t['attn_linear2_bias'], requires_grad=t['attn_linear2_bias'].requires_grad)
-    t['attn'].norm1.weight = t['attn_norm1_weight'] = torch.nn.Parameter(t['attn_norm1_weight'], requires_grad=t['attn_norm1_weight'].requires_grad)
-    t['attn'].norm1.bias = t['attn_norm1_bias'] = torch.nn.Parameter(t['attn_norm1_bias'], requires_grad=t['attn_norm1_bias'].requires_grad)
-    t['attn'].norm2.weight = t['attn_norm2_weight'] = torch.nn.Parameter(t['attn_norm2_weight'], requires_grad=t['attn_norm2_weight'].requires_grad)
-    t['attn'].norm2.bias = t['attn_norm2_bias'] = torch.nn.Parameter(t['attn_norm2_bias'], requires_grad=t['attn_norm2_bias'].requires_grad)
-    t['attn'].train(False)
+    t['attn'] = torch.nn.TransformerEncoderLayer(d_model=4, nhead=2, dim_feedforward=1, dropout=0.0, batch_first=True, device='meta', dtype=t['attn_self_attn_in_proj_weight'].dtype).train(False)
+    for path, _ in list(t['attn'].named_parameters()):  # each parameter input becomes its own
+        n, (owner, _, leaf) = 'attn_' + path.replace('.', '_'), path.rpartition('.')
+        t[n] = torch.nn.Parameter(t[n], requires_grad=t[n].requires_grad)
+        setattr(t['attn'].get_submodule(owner), leaf, t[n])
     return t
 
 def call(f):

@@ -13,12 +13,11 @@ def inputs():
     attn_out_proj_weight = torch.randn((4, 4), generator=torch.Generator().manual_seed(0))
     attn_out_proj_bias = torch.randn((4,), generator=torch.Generator().manual_seed(0))
     t = {'x': x, 'attn_in_proj_weight': attn_in_proj_weight, 'attn_in_proj_bias': attn_in_proj_bias, 'attn_out_proj_weight': attn_out_proj_weight, 'attn_out_proj_bias': attn_out_proj_bias}
-    t['attn'] = torch.nn.MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, batch_first=True, device='meta', dtype=t['attn_in_proj_weight'].dtype)
+    t['attn'] = torch.nn.MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, batch_first=True, device='meta', dtype=t['attn_in_proj_weight'].dtype).train(False)
     t['attn'].in_proj_weight = t['attn_in_proj_weight'] = torch.nn.Parameter(t['attn_in_proj_weight'], requires_grad=t['attn_in_proj_weight'].requires_grad)
     t['attn'].in_proj_bias = t['attn_in_proj_bias'] = torch.nn.Parameter(t['attn_in_proj_bias'], requires_grad=t['attn_in_proj_bias'].requires_grad)
     t['attn'].out_proj.weight = t['attn_out_proj_weight'] = torch.nn.Parameter(t['attn_out_proj_weight'], requires_grad=t['attn_out_proj_weight'].requires_grad)
     t['attn'].out_proj.bias = t['attn_out_proj_bias'] = torch.nn.Parameter(t['attn_out_proj_bias'], requires_grad=t['attn_out_proj_bias'].requires_grad)
-    t['attn'].train(False)
     return t
 
 def call(f):

@@ -11,10 +11,9 @@ def inputs():
     w_in = torch.randn((12, 4), generator=torch.Generator().manual_seed(0))
     w_out = torch.randn((4, 4), generator=torch.Generator().manual_seed(0))
     t = {'x': x, 'w_in': w_in, 'w_out': w_out}
-    t['attn'] = torch.nn.MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, bias=False, batch_first=True, device='meta', dtype=t['w_in'].dtype)
+    t['attn'] = torch.nn.MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, bias=False, batch_first=True, device='meta', dtype=t['w_in'].dtype).train(False)
     t['attn'].in_proj_weight = t['w_in'] = torch.nn.Parameter(t['w_in'], requires_grad=t['w_in'].requires_grad)
     t['attn'].out_proj.weight = t['w_out'] = torch.nn.Parameter(t['w_out'], requires_grad=t['w_out'].requires_grad)
-    t['attn'].train(False)
     return t
 
 def call(f):

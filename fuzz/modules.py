@@ -35,15 +35,25 @@ def module_options(m: ModuleInput) -> dict:
 
 def module_lines(name: str, m: ModuleInput, ref) -> list[str]:
     """Lines that set `ref(name)` to the module, with the parameter inputs (`ref(input)`)
-    as its parameters; `ref` renders a name as the source reads it (`t['attn']`)."""
+    as its parameters; `ref` renders a name as the source reads it (`t['attn']`). Where
+    the inputs are named after the parameters (`attn_linear1_weight`, as the strategies
+    name them) and there are more than four, in a loop over the module's own."""
     first = ref(m.params[0][1])
     args = ", ".join(f"{k}={v!r}" for k, v in module_options(m).items())
-    lines = [f"{ref(name)} = {CLASSES[m.module]}({args}, device='meta', dtype={first}.dtype)"]
-    for path, tensor in m.params:
-        lines.append(f"{ref(name)}.{path} = {ref(tensor)} = torch.nn.Parameter("
-                     f"{ref(tensor)}, requires_grad={ref(tensor)}.requires_grad)")
-    lines.append(f"{ref(name)}.train({m.training!r})")
-    return lines
+    lines = [f"{ref(name)} = {CLASSES[m.module]}({args}, device='meta', "
+             f"dtype={first}.dtype).train({m.training!r})"]
+    named = all(tensor == f"{name}_{path.replace('.', '_')}" for path, tensor in m.params)
+    if not named or len(m.params) <= 4:
+        return lines + [f"{ref(name)}.{path} = {ref(tensor)} = torch.nn.Parameter("
+                        f"{ref(tensor)}, requires_grad={ref(tensor)}.requires_grad)"
+                        for path, tensor in m.params]
+    held = ref("@").replace("'@'", "n")  # how the source reads the input named by `n`
+    return lines + [
+        f"for path, _ in list({ref(name)}.named_parameters()):  # each parameter input "
+        "becomes its own",
+        f"    n, (owner, _, leaf) = {name + '_'!r} + path.replace('.', '_'), path.rpartition('.')",
+        f"    {held} = torch.nn.Parameter({held}, requires_grad={held}.requires_grad)",
+        f"    setattr({ref(name)}.get_submodule(owner), leaf, {held})"]
 
 
 def module_call_lines(c: ModuleCall, module: ModuleInput) -> list[str]:

@@ -42,8 +42,8 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
                     grows: st.SearchStrategy[list[int]] = st.lists(st.integers(1, 3), max_size=2),
                     modes: bool = True,
                     lengths: st.SearchStrategy[int] | None = None,
-                    zero_size: st.SearchStrategy[bool] = st.integers(0, 19).map(lambda i: i == 19)
-                    ) -> Case:
+                    zero_size: st.SearchStrategy[bool] = st.integers(0, 19).map(lambda i: i == 19),
+                    freezing: bool = True) -> Case:
     """A case over q, k, v and maybe a mask: a single SDPA call (`form="call"`), a whole
     program around SDPA, maybe with an SDPAParams input and several calls from outer
     contexts (`"program"`), or either (`"any"`). A single call may also run backward
@@ -51,7 +51,8 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     longer sequences. On CUDA a single call is often made inside an `sdpa_kernel` context
     that picks the kernel. `modes` False: a single call with no grad mode or autocast
     around it (for tests of faults that modes do not trigger). `lengths`: the sequence
-    lengths' strategy, for tests of faults that only long sequences show."""
+    lengths' strategy, for tests of faults that only long sequences show. `freezing`
+    False: never under Inductor's freezing (`sometimes_frozen`)."""
     # On CUDA, half the cases are shaped for the fused kernels: drawn freely, few are.
     fused = device == "cuda" and draw(st.booleans())
     g = draw(geometries(device, fused, lengths))
@@ -139,7 +140,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         inputs=tuple(inputs), program=program,
         compile=draw(compile_specs(backend, allow_dynamic=not has_params,
                                    allow_marks=not program_form)),
-        device=device, calls=calls, backward=grad)))
+        device=device, calls=calls, backward=grad), freezing))
 
 
 def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
@@ -147,6 +148,7 @@ def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case
     return attention_cases(backend, device, form="any")
 
 
-def program_cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
+def program_cases(backend: str = "eager", device: str = "cpu", freezing: bool = True
+                  ) -> st.SearchStrategy[Case]:
     """Only programs: the Dynamo-level search space."""
-    return attention_cases(backend, device, form="program")
+    return attention_cases(backend, device, form="program", freezing=freezing)

@@ -40,13 +40,15 @@ def compile_specs(draw: st.DrawFn, backend: str, allow_dynamic: bool = True,
 
 
 @st.composite
-def sometimes_frozen(draw: st.DrawFn, case: Case) -> Case:
+def sometimes_frozen(draw: st.DrawFn, case: Case, freezing: bool = True) -> Case:
     """Sometimes `case` with freezing on and every call in a disabled grad mode
     (inference, where freezing applies), without backward; not for calls of grown sizes,
     whose dynamic-shape rules hold without grad modes. For every backend: the flag is
     Inductor's, but Dynamo reads it too, to guard parameters by identity and make them
-    graph attributes. Drawn last, shrinking to the case as it was."""
-    if case.compile.mode is not None or any(c.grow for c in case.calls) or \
+    graph attributes. Drawn last, shrinking to the case as it was. `freezing` False:
+    never, drawing nothing (for the seeded searches of tests whose faults freezing does
+    not trigger, which one more draw would move)."""
+    if not freezing or case.compile.mode is not None or any(c.grow for c in case.calls) or \
             draw(st.integers(0, FREEZING_ODDS - 1)) != FREEZING_ODDS - 1:
         return case
     mode = draw(st.sampled_from(NO_GRAD_MODES))

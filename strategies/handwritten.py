@@ -143,9 +143,10 @@ def _mask(draw: st.DrawFn, changed: frozenset, family: dict, dtype: str,
 
 
 @st.composite
-def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str = "cpu"
-                         ) -> Case:
-    """One hand-written attention over q, k, v (and maybe a mask), compiled once."""
+def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str = "cpu",
+                         freezing: bool = True) -> Case:
+    """One hand-written attention over q, k, v (and maybe a mask), compiled once
+    (`freezing` False: never under Inductor's freezing)."""
     name = draw(st.sampled_from(tuple(FAMILIES)))
     family = draw(free_family()) if draw(st.integers(0, 3)) == 3 else FAMILIES[name]
     changed = frozenset(draw(st.sets(st.sampled_from(DETAILS), max_size=3)))
@@ -219,4 +220,4 @@ def hand_attention_cases(draw: st.DrawFn, backend: str = "inductor", device: str
     return draw(sometimes_frozen(Case(
         inputs=tuple(inputs), program=Program((stmt,), returns),
         compile=draw(compile_specs(backend)), device=device, calls=(CallContext(),),
-        backward=grad)))
+        backward=grad), freezing))

@@ -46,8 +46,8 @@ def _plain(shape: tuple[int, ...], dtype: str) -> st.SearchStrategy[TensorSpec]:
 
 
 @st.composite
-def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
-                          ) -> Case:
+def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
+                          freezing: bool = True) -> Case:
     dtype = draw(float_dtypes(device))
     batch, length = draw(st.integers(1, 2)), draw(lengths())
     heads = draw(st.integers(1, 4))
@@ -110,5 +110,5 @@ def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str =
                                                                        max_size=1)))
     return draw(sometimes_frozen(Case(inputs=tuple(inputs), program=Program(body, returns),
                                       compile=draw(compile_specs(backend)), device=device,
-                                      calls=calls)))
+                                      calls=calls), freezing))
 

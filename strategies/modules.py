@@ -40,7 +40,8 @@ def _mask(draw: st.DrawFn, shape: tuple[int, ...], dtype: str) -> TensorSpec:
 
 
 @st.composite
-def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -> Case:
+def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
+                 freezing: bool = True) -> Case:
     # No float64: there eager is the reference, so only the floors hold compiled, and a
     # module's scores have no conditioning (docs/oracle.md, "torch.nn modules").
     dtype = draw(float_dtypes(device).filter(lambda d: d != "float64"))
@@ -103,4 +104,4 @@ def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu") -
                                                                        max_size=1)))
     return draw(sometimes_frozen(Case(inputs=tuple(inputs), program=Program((call,), returns),
                                       compile=draw(compile_specs(backend)), device=device,
-                                      calls=calls)))
+                                      calls=calls), freezing))

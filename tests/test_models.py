@@ -27,7 +27,7 @@ def test_a_fault_only_model_layers_reach_is_caught_and_shrunk(fault: str) -> Non
     """Self-attention on one aliased tensor, and a decode step against a cache of 256
     keys or more: neither is drawn by the space of SDPA calls on inputs."""
     backend = f"tests.faults:{fault}"
-    case, verdict = shrunk_failure(backend, model_attention_cases(backend))
+    case, verdict = shrunk_failure(backend, model_attention_cases(backend, freezing=False))
     assert faults.MODEL_CONDITIONS[fault](case), f"{fault}: condition lost:\n{case}"
     assert minimal_exit(case, verdict, backend) == 1, verdict.explain()
 

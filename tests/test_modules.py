@@ -32,7 +32,7 @@ def test_a_fault_only_modules_reach_is_caught_and_shrunk(fault: str) -> None:
     """A key padding mask lost in MultiheadAttention's graph call, and a Transformer
     layer's norms run with another epsilon: no other space calls a torch.nn module."""
     backend = f"tests.faults:{fault}"
-    case, verdict = shrunk_failure(backend, module_cases(backend))
+    case, verdict = shrunk_failure(backend, module_cases(backend, freezing=False))
     assert faults.MODULE_CONDITIONS[fault](case), f"{fault}: condition lost:\n{case}"
     assert minimal_exit(case, verdict, backend) == 1, verdict.explain()
 

@@ -83,7 +83,7 @@ TRIGGERS = {
 @pytest.mark.parametrize("fault", ["rewrite_drops_head_broadcast_mask"])
 def test_rewrite_fault_is_caught_and_shrunk_to_its_condition(fault: str) -> None:
     backend = f"tests.faults:{fault}"
-    case, verdict = shrunk_failure(backend, hand_attention_cases(backend),
+    case, verdict = shrunk_failure(backend, hand_attention_cases(backend, freezing=False),
                                    clean_backend="inductor", max_examples=60)
     assert faults.REWRITE_CONDITIONS[fault](case), (
         f"{fault}: the shrunk case lost the fault's condition:\n{case}\n{verdict.explain()}")
