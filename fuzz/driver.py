@@ -321,8 +321,12 @@ class Fuzzer:
                 self._hit(bug, case, signature)
                 return
             self.known.append(KnownBug("(this run)", identity))
-        if self.covering(key, identity.features, self._corpus_bugs()) is not None \
-                or not self._claim(identity.name):
+        # Claimed first, then checked: a machine that published it and released its claim
+        # between a check and a claim would otherwise be reported twice.
+        if not self._claim(identity.name):
+            return
+        if self.covering(key, identity.features, self._corpus_bugs()) is not None:
+            self._release(identity.name)
             return
         t0 = time.perf_counter()
         try:
