@@ -85,7 +85,9 @@ def test_two_machines_report_each_bug_once_and_replay_each_others_examples(tmp_p
         a = start(tmp_path / "a", url, 45, "--confirm-budget", "40")
         wait_for(lambda: client.hlen("sdpa-fuzz:findings") or a.poll() is not None, 180,
                  "finding published by the first machine")
-        b = start(tmp_path / "b", url, 15, "--confirm-budget", "30")  # while the first goes on
+        # While the first goes on. 30 s: under CI's load 15 s was too short for the second
+        # to start its worker, learn the first's finding and replay its example (3 CI runs).
+        b = start(tmp_path / "b", url, 30, "--confirm-budget", "30")
         assert finish(a) == 1 and finish(b) in (0, 1)
         first, second = reported(tmp_path / "a"), reported(tmp_path / "b")
         # Each identity was reported by one machine, and the campaign holds each once.
