@@ -151,9 +151,8 @@ class ReferenceSDPA(TorchFunctionMode):
             return func(*args, **kwargs)
         kwargs.update(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
                           args))
-        if self.rounded_to is not None:
-            for n in ("query", "key", "value"):
-                kwargs[n] = kwargs[n].to(self.rounded_to).to(kwargs[n].dtype)
+        for n in ("query", "key", "value"):
+            kwargs[n] = self._rounded(kwargs[n])
         self.operands.append(tuple(kwargs[n].detach() for n in ("query", "key", "value")))
         if not self.math:
             return func(**kwargs)
@@ -178,8 +177,7 @@ class ReferenceSDPA(TorchFunctionMode):
         def logged(project):
             def projected(*a, **kw):
                 qkv = project(*a, **kw)
-                if self.rounded_to is not None:
-                    qkv = tuple(t.to(self.rounded_to).to(t.dtype) for t in qkv)
+                qkv = tuple(map(self._rounded, qkv))
                 # (L, B, E) -> (B * heads, L, E / heads), as the module splits its heads
                 self.operands.append(tuple(
                     t.detach().reshape(t.shape[0], -1, t.shape[-1] // heads).transpose(0, 1)
