@@ -6,7 +6,7 @@ For each backend, the same generated programs run three ways in this one process
   naive      for each case: torch._dynamo.reset(), a fresh torch.compile, the full check
              (eager, float64 reference, compiled, oracle), in this process;
   fuzz x1    sdpa-fuzz's path: one warm worker process, each program compiled once and
-             checked on its seed variants too (driver.VariantPolicy), with every check;
+             checked on its seed variants too (variants.VariantPolicy), with every check;
   fuzz xN    the same over N workers, as `sdpa-fuzz run --workers N` runs.
 Each path starts from an empty Inductor cache folder and warms it as it goes (a case whose
 graph an earlier case compiled hits the FX graph cache, in every path alike).
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
 from fuzz.case import Case  # noqa: E402
-from fuzz.driver import VariantPolicy  # noqa: E402
+from fuzz.variants import VariantPolicy  # noqa: E402
 from fuzz.execute import Timings, run_case  # noqa: E402
 from fuzz.oracle import judge  # noqa: E402
 from fuzz.worker import Worker  # noqa: E402

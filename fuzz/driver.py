@@ -28,27 +28,23 @@ from hypothesis.database import (DirectoryBasedExampleDatabase, ExampleDatabase,
 from fuzz.campaign import LEASE_S, Campaign, CampaignFinding
 from fuzz.case import Case
 from fuzz.confirm import OutOfTime, confirm
-from fuzz.caseio import case_to_json
-from fuzz.corpus import (Expectation, KnownBug, atomic_write, claim, environment, known_bugs_for,
-                         prune_claims, quarantined, release, write_entry)
+from fuzz.corpus import (KnownBug, atomic_write, claim, known_bugs_for, prune_claims,
+                         quarantined, release)
 from fuzz.defaults import MAX_EXAMPLES, PROBES, TIME_BUDGET_S
 from fuzz.feedback import steer
 from fuzz.identity import Identity, features, probed
-from fuzz.minimal import target_of
+from fuzz.known import THIS_RUN, KnownBugs, covering
 from fuzz.oracle import Failure, Verdict
-from fuzz.plan import frozen_parameters
-from fuzz import rewrites
+from fuzz.report import RunStats, progress_line, run_report, smaller
+from fuzz.settle import FLAKY, FOUND, UNCONFIRMED, Unconfirmed, announcement, facts, settle
+from fuzz.variants import VariantPolicy
 from fuzz.version import tool_version
-from fuzz.report import RunStats, coverage_areas, program_forms, progress_line, run_report
 from fuzz.worker import CaseResult, Interrupted, Worker
 from strategies import space
 
-MAX_VARIANTS = 16
-MAX_FLAKY = 3  # flaky findings of one key, in the corpus's quarantine, before it closes
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 REPORT_EVERY_S = 60.0  # a running report and, off a terminal, a progress line
 HEARTBEAT_S = 10.0  # a campaign's claims renewed, its findings read, this run's counts sent
-VARIANT_SHARE = 0.5  # seed variants may cost up to this fraction of the compile they reuse
 # The adaptive case timeout: this multiple of the slowest case seen, never under the floor
 # (a fresh worker's first compile, on a loaded machine).
 TIMEOUT_MULTIPLE, TIMEOUT_FLOOR_S = 10.0, 30.0
@@ -61,11 +57,6 @@ REPORT_SCHEMA = 2
 class BudgetSpent(BaseException):
     """Ends a Hypothesis run from inside the test. A BaseException, so that Hypothesis
     propagates it at once instead of treating it as a failure to shrink."""
-
-
-class Stopped(Exception):
-    """The run was asked to end at a finding (`--stop-after`): the findings still to
-    confirm are written unconfirmed."""
 
 
 class Finding(Exception):
@@ -121,10 +112,6 @@ def confirm_budget_default(time_budget: float) -> float:
     return max(60.0, 0.25 * time_budget)
 
 
-def _smaller(a: Case, b: Case | None) -> bool:
-    return b is None or len(case_to_json(a)) < len(case_to_json(b))
-
-
 class Fuzzer:
     """One run: search threads over worker processes, sharing what is known and found."""
 
@@ -133,11 +120,7 @@ class Fuzzer:
         prune_claims(config.corpus)
         self.campaign = Campaign(config.campaign, config.lease_s) if config.campaign else None
         self.stats = RunStats()
-        # A key stays open after a flaky finding, up to MAX_FLAKY of them in all.
-        self.flaky_seen = quarantined(config.corpus)
-        self.known: list[KnownBug] = self._corpus_bugs() + [
-            KnownBug("(flaky, closed)", Identity(key, frozenset()))
-            for key, n in self.flaky_seen.items() if n >= MAX_FLAKY]
+        self.known = KnownBugs(self._corpus_bugs(), quarantined(config.corpus))
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.interrupt = threading.Event()
@@ -146,7 +129,6 @@ class Fuzzer:
         self.database_path = config.database or config.corpus / ".hypothesis"
         self._beat = 0.0  # when the campaign last heard from this run
         self._reported = time.monotonic()  # when the report was last written
-        self.slowest = 0.0  # seconds of the slowest case judged, for the adaptive timeout
         self.confirm_budget = (config.confirm_budget if config.confirm_budget is not None
                                else confirm_budget_default(config.time_budget))
         # The run's end, whatever is still running: a hard bound on its wall time.
@@ -161,14 +143,14 @@ class Fuzzer:
         floor: a hang costs a multiple of a real case, not a fixed five minutes."""
         if self.config.case_timeout is not None:
             return self.config.case_timeout
-        return max(TIMEOUT_FLOOR_S, TIMEOUT_MULTIPLE * self.slowest)
+        return max(TIMEOUT_FLOOR_S, TIMEOUT_MULTIPLE * self.stats.slowest)
 
     def hang_shrink_timeout(self) -> float:
         """The case timeout while a hang is shrunk: each step that still hangs costs this,
         not `case_timeout` (10 times the slowest case, 344 s in a 30-minute Inductor run).
         A step merely slow past it shrinks the finding towards a case that confirmation,
         at the full timeout, then finds no hang in: reported unconfirmed, never lost."""
-        return min(self.case_timeout(), max(TIMEOUT_FLOOR_S, HANG_SHRINK_MULTIPLE * self.slowest))
+        return min(self.case_timeout(), max(TIMEOUT_FLOOR_S, HANG_SHRINK_MULTIPLE * self.stats.slowest))
 
     def past_deadline(self) -> bool:
         return self.stopping() or time.monotonic() > self.deadline
@@ -210,27 +192,10 @@ class Fuzzer:
                                  "elapsed_s": round(s.elapsed, 1), "final": final})
         elsewhere = self._campaign_bugs()
         with self.lock:
-            self.known += [b for b in elsewhere if b.identity not in
-                           {k.identity for k in self.known}]
+            self.known.learn(elsewhere)
         if self.campaign.failure is not None:
             self.ended_by = "store-lost"
             self.stop.set()  # the run ends; what it holds is written locally
-
-    def covering(self, key: str, found: frozenset[str],
-                 bugs: list[KnownBug] | None = None) -> KnownBug | None:
-        """The known bug whose identity covers a failure of `key` on a case with features
-        `found`, if any."""
-        return next((b for b in (self.known if bugs is None else bugs)
-                     if b.identity.covers(key, found)), None)
-
-    def _hit(self, bug: KnownBug, case: Case, signature: str) -> None:
-        """Count a case that shows a known bug; keep the smallest as its sample."""
-        hit = self.stats.known_hits.setdefault(bug.entry, {"cases": 0, "signatures": set(),
-                                                           "sample": None})
-        hit["cases"] += 1
-        hit["signatures"].add(signature)
-        if hit["sample"] is None or _smaller(case, hit["sample"]):
-            hit["sample"] = case
 
     def stopping(self) -> bool:
         return self.stop.is_set()
@@ -241,35 +206,7 @@ class Fuzzer:
 
     def account(self, results: list[CaseResult], seconds: float, shrinking: bool) -> None:
         with self.lock:
-            s = self.stats
-            s.programs += 1
-            s.shrink_programs += shrinking
-            first = results[0]  # the program's own compile; its variants reuse it
-            if not shrinking:
-                s.forms.update(program_forms(first.case))
-                s.coverage.update(coverage_areas(first.case, first.verdict))
-            for label in rewrites.families(first.case):
-                s.rewrite_programs[label] += 1
-                s.rewrite_hits[label] += bool(first.verdict.rewrites)
-            s.rewrite_patterns.update(first.verdict.rewrites)
-            for r in results:
-                s.warm_only.update(r.warm_only)
-                s.checks.update(r.verdict.checked)
-                s.kernel_cases.update(set(r.verdict.kernels))
-                s.excused.update(set(r.verdict.excused))
-                tag = "@" + "+".join(sorted(set(r.verdict.kernels))) if r.verdict.kernels else ""
-                for quantity, ratio in r.verdict.errors:
-                    key = quantity + tag
-                    s.worst_ratio[key] = max(s.worst_ratio.get(key, 0.0), round(ratio, 4))
-                for f in r.verdict.failures:
-                    s.failed_checks[f.check] += 1
-                    s.first_failed_at.setdefault(f.check, s.examples)
-                s.examples += 1
-                self.slowest = max(self.slowest, sum(r.phases.values()))
-                for phase, t in r.phases.items():
-                    s.timings.add(phase, t)
-            s.timings.add("transport", seconds - sum(t for r in results
-                                                     for t in r.phases.values()))
+            self.stats.account(results, seconds, shrinking)
 
     def first_new(self, results: list[CaseResult], search: int) -> tuple[str, CaseResult] | None:
         """The first failure that no known bug covers and no other search is shrinking
@@ -281,13 +218,13 @@ class Fuzzer:
                 found = features(r.case) if r.verdict.failures else frozenset()
                 for failure in r.verdict.own_failures:
                     key = failure.key
-                    bug = self.covering(key, found)
+                    bug = self.known.covering(key, found)
                     if bug is not None:
-                        self._hit(bug, r.case, failure.signature)
+                        self.stats.hit(bug.entry, r.case, failure.signature)
                         continue
                     if new is not None or self.owner.setdefault(key, search) != search:
                         continue
-                    if _smaller(r.case, self.best.get(key, (None,))[0]):
+                    if smaller(r.case, self.best.get(key, (None,))[0]):
                         self.best[key] = (r.case, r.verdict)
                     new = key, r
             return new
@@ -303,9 +240,9 @@ class Fuzzer:
         failure = next(f for f in verdict.own_failures if f.key == key)
         with self.lock:
             self.best.pop(key, None)
-            bug = self.covering(key, features(case))
+            bug = self.known.covering(key, features(case))
             if bug is not None:
-                self._hit(bug, case, failure.signature)
+                self.stats.hit(bug.entry, case, failure.signature)
                 return
         identity = Identity(key, features(case))
         if alike is not None and failure.where != "worker" and self.config.probes:
@@ -316,16 +253,16 @@ class Fuzzer:
                 self.stats.timings.add("probe", time.perf_counter() - t0)
         signature = failure.signature
         with self.lock:
-            bug = self.covering(key, features(case))  # a plainer case may be known
+            bug = self.known.covering(key, features(case))  # a plainer case may be known
             if bug is not None:
-                self._hit(bug, case, signature)
+                self.stats.hit(bug.entry, case, signature)
                 return
-            self.known.append(KnownBug("(this run)", identity))
+            self.known.learn([KnownBug(THIS_RUN, identity)])
         # Claimed first, then checked: a machine that published it and released its claim
         # between a check and a claim would otherwise be reported twice.
         if not self._claim(identity.name):
             return
-        if self.covering(key, identity.features, self._corpus_bugs()) is not None:
+        if covering(self._corpus_bugs(), key, identity.features) is not None:
             self._release(identity.name)
             return
         t0 = time.perf_counter()
@@ -338,78 +275,26 @@ class Fuzzer:
 
     def _confirm_and_write(self, case: Case, verdict: Verdict, identity: Identity,
                            failure: Failure, shrunk: bool) -> None:
-        config, corpus = self.config, self.config.corpus
-        signature = failure.signature
+        config = self.config
         with self.lock:
-            resembles = sorted({b.entry for b in self.known if b.identity.key == identity.key
-                                and b.entry.endswith(".json")})
-            finding = {"signature": signature, "key": identity.key,
-                       "features": sorted(identity.features), "resembles": resembles,
-                       "explanation": verdict.explain(),
-                       "target": target_of(failure, verdict.bounds).to_dict(),
-                       "checked": list(verdict.checked),
-                       "kernels": list(verdict.kernels),
-                       "found_at_s": round(self.stats.elapsed, 2),
-                       "examples_at": self.stats.examples, "shrunk": shrunk,
-                       **environment(config.backend, case.device)}
-        expect = Expectation("known-failure", signature, torch_min=torch.__version__.split("+")[0],
-                             note="found by sdpa-fuzz run; triage, then keep or promote",
-                             keys=(identity.key,), features=tuple(sorted(identity.features)))
-        case = replace(case, compile=replace(case.compile, backend=config.backend))
-        pending = write_entry(corpus / ".pending", case, expect, finding, config.backend)
-        folder, kind = corpus, "FOUND"
-        try:
-            if self.ended_by in ("stop-after", "stop-when"):  # the user asked to end here
-                raise Stopped
-            doubt = (confirm(pending, failure, config.backend, self.case_timeout(),
-                             self.interrupt.is_set, self.deadline) if config.confirm else None)
-        except (OutOfTime, Stopped) as ended:
-            doubt, folder, kind = ("the run ended at its --stop-after finding before it could "
-                                   "confirm this" if isinstance(ended, Stopped) else
-                                   "the run's time (--time-budget, then --confirm-budget) "
-                                   "ran out before it could confirm this"), \
-                corpus / "unconfirmed", "UNCONFIRMED"
-        except Interrupted:
-            self.stats.interrupted, self.ended_by = True, "interrupt"
-            self.interrupt.set()  # the findings still to confirm are written unconfirmed
-            doubt, folder, kind = "the run was interrupted before it could confirm this", \
-                corpus / "unconfirmed", "UNCONFIRMED"
-        else:
-            if doubt is not None:
-                folder, kind = corpus / "quarantine", "FLAKY (quarantined)"
-        if doubt is not None:
-            expect = replace(expect, outcome="flaky", note=doubt)
-        final = write_entry(folder, case, expect, finding, config.backend, issue=True)
-        if kind.startswith("FLAKY"):
-            with self.lock:
-                self.flaky_seen[identity.key] += 1
-                if self.flaky_seen[identity.key] < MAX_FLAKY:  # a reproducible one may come
-                    self.known = [b for b in self.known if b.identity != identity]
-        else:
-            with self.lock:  # its later cases are counted on it, as on any known bug
-                self.known = [KnownBug(final.name, b.identity) if b.identity == identity
-                              else b for b in self.known]
-            if kind == "FOUND" and self.campaign is not None:  # before its claim goes
-                self.campaign.publish(CampaignFinding(identity, signature,
-                                                      self.campaign.machine, str(final),
-                                                      time.time()))
-        for p in (pending, pending.with_suffix(".py"), pending.with_suffix(".md")):
-            p.unlink(missing_ok=True)
-        item = {"signature": signature, "key": identity.key,
-                "features": finding["features"], "resembles": resembles,
-                "case": str(final), "found_at_s": finding["found_at_s"],
-                "examples_at": finding["examples_at"], "shrunk": shrunk,
-                "script_lines": len(final.with_suffix(".py").read_text().splitlines())
-                if final.with_suffix(".py").exists() else None,
-                "explanation": verdict.explain()}
+            finding = facts(case, verdict, identity, failure,
+                            self.known.resembling(identity.key), self.stats.elapsed,
+                            self.stats.examples, shrunk, config.backend)
+        settled = settle(config.corpus, case, finding, config.backend,
+                         lambda pending: self._confirmation(pending, failure))
         with self.lock:
-            {"FOUND": self.stats.findings, "UNCONFIRMED": self.stats.unconfirmed}.get(
-                kind, self.stats.flaky).append(item)
-            like = f"\n  resembles the known {', '.join(resembles)}" if resembles else ""
-            like += "" if shrunk else "\n  NOT fully shrunk: the run ended first"
-            print(f"\n{kind} {signature}\n  {final}{like}\n  " +
-                  verdict.explain().replace("\n", "\n  "), flush=True)
-        if kind == "FOUND" and not self.stop.is_set():
+            if settled.kind == FLAKY:
+                self.known.flaky(identity)
+            else:  # its later cases are counted on it, as on any known bug
+                self.known.written(identity, settled.path.name)
+            if settled.kind == FOUND and self.campaign is not None:  # before its claim goes
+                self.campaign.publish(CampaignFinding(identity, failure.signature,
+                                                      self.campaign.machine,
+                                                      str(settled.path), time.time()))
+            {FOUND: self.stats.findings, UNCONFIRMED: self.stats.unconfirmed,
+             FLAKY: self.stats.flaky}[settled.kind].append(settled.item)
+            print(announcement(settled), flush=True)
+        if settled.kind == FOUND and not self.stop.is_set():
             if config.stop_when is not None and config.stop_when(case):
                 self.ended_by = "stop-when"
             elif len(self.stats.findings) == config.stop_after:
@@ -417,6 +302,26 @@ class Fuzzer:
             else:
                 return
             self.stop.set()
+
+    def _confirmation(self, pending: Path, failure: Failure) -> str | None:
+        """Confirm a pending entry in a fresh process: None where it reproduced, else why
+        not. Unconfirmed where the run ends first (an interrupt during confirmation ends
+        the run: the findings still to confirm are written unconfirmed)."""
+        if self.ended_by in ("stop-after", "stop-when"):  # the user asked to end here
+            raise Unconfirmed("the run ended at its --stop-after finding before it could "
+                              "confirm this")
+        if not self.config.confirm:
+            return None
+        try:
+            return confirm(pending, failure, self.config.backend,
+                           self.case_timeout(), self.interrupt.is_set, self.deadline)
+        except OutOfTime:
+            raise Unconfirmed("the run's time (--time-budget, then --confirm-budget) ran out "
+                              "before it could confirm this") from None
+        except Interrupted:
+            self.stats.interrupted, self.ended_by = True, "interrupt"
+            self.interrupt.set()
+            raise Unconfirmed("the run was interrupted before it could confirm this") from None
 
     def run(self) -> RunStats:
         searches = [Search(self, i) for i in range(self.config.workers)]
@@ -498,57 +403,6 @@ class Fuzzer:
                              "ended_by": self.ended_by},
                     **run_report(stats, config.backend, config.device, config.seed,
                                  config.workers)}
-
-
-@dataclass
-class VariantPolicy:
-    """How many seed variants of each case to run on its compiled program: enough to
-    spend about VARIANT_SHARE of the compile time on them (many for Inductor, whose
-    compile costs seconds; few for Dynamo alone). Fixed by `fixed`, or frozen once a round
-    has found a failure, so that Hypothesis's replays of a failing case run the same
-    variants."""
-
-    fixed: int | None = None
-    compile_s: float | None = None  # running means of the seconds a first case and a
-    variant_s: float | None = None  # variant take in the worker
-    frozen: int | None = None
-    requests: int = 0
-
-    def count(self) -> int:
-        if self.fixed is not None:
-            return self.fixed
-        if self.frozen is not None:
-            return self.frozen
-        if self.compile_s is None or self.variant_s is None:
-            return 1
-        return max(1, min(MAX_VARIANTS, int(VARIANT_SHARE * self.compile_s / self.variant_s)))
-
-    def batch(self, case: Case) -> list[Case]:
-        """The case and its seed variants; none where each call compiles anew anyway."""
-        if frozen_parameters(case):
-            return [case]
-        return [case] + [case.reseeded(k) for k in range(1, self.count() + 1)]
-
-    def learn(self, results: list[CaseResult]) -> None:
-        def mean(old: float | None, new: float) -> float:
-            return new if old is None else 0.8 * old + 0.2 * new
-        self.requests += 1
-        if self.requests == 1:
-            return  # a fresh worker's first case pays Dynamo's one-time start-up
-        if results and results[0].phases:
-            self.compile_s = mean(self.compile_s, sum(results[0].phases.values()))
-        for r in results[1:]:
-            if r.phases:
-                self.variant_s = mean(self.variant_s, sum(r.phases.values()))
-
-    def freeze(self, count: int) -> None:
-        """Shrinking a failure seen on variant `count` (0: the case itself) needs that many
-        variants and no more: each shrink step then costs no more than it must. Never
-        lowered within a round, so every failure found in it still replays."""
-        self.frozen = max(self.frozen or 0, count)
-
-    def thaw(self) -> None:
-        self.frozen = None
 
 
 class Search:

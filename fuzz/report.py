@@ -14,9 +14,10 @@ import torch
 from fuzz import rewrites
 from fuzz.case import (STATEMENTS, Attention, Case, HandAttention, ModelAttention, ModuleCall,
                        ModuleInput, TensorSpec, attention_feeds, hidden_input, walk)
-from fuzz.caseio import case_to_dict
+from fuzz.caseio import case_to_dict, case_to_json
 from fuzz.execute import Timings
 from fuzz.oracle import Verdict
+from fuzz.worker import CaseResult
 
 
 @dataclass
@@ -44,10 +45,59 @@ class RunStats:
     restarts: int = 0
     interrupted: bool = False
     known_hits: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> hits
+    slowest: float = 0.0  # seconds of the slowest case judged, for the adaptive timeout
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def account(self, results: list[CaseResult], seconds: float, shrinking: bool) -> None:
+        """Count one program's batch: the case, its seed variants, and `seconds` for all
+        (the worker's phases, and the rest as transport). A program drawn while Hypothesis
+        shrinks is not counted in the forms and coverage of what the search drew."""
+        self.programs += 1
+        self.shrink_programs += shrinking
+        first = results[0]  # the program's own compile; its variants reuse it
+        if not shrinking:
+            self.forms.update(program_forms(first.case))
+            self.coverage.update(coverage_areas(first.case, first.verdict))
+        for label in rewrites.families(first.case):
+            self.rewrite_programs[label] += 1
+            self.rewrite_hits[label] += bool(first.verdict.rewrites)
+        self.rewrite_patterns.update(first.verdict.rewrites)
+        for r in results:
+            self.warm_only.update(r.warm_only)
+            self.checks.update(r.verdict.checked)
+            self.kernel_cases.update(set(r.verdict.kernels))
+            self.excused.update(set(r.verdict.excused))
+            tag = "@" + "+".join(sorted(set(r.verdict.kernels))) if r.verdict.kernels else ""
+            for quantity, ratio in r.verdict.errors:
+                key = quantity + tag
+                self.worst_ratio[key] = max(self.worst_ratio.get(key, 0.0), round(ratio, 4))
+            for f in r.verdict.failures:
+                self.failed_checks[f.check] += 1
+                self.first_failed_at.setdefault(f.check, self.examples)
+            self.examples += 1
+            self.slowest = max(self.slowest, sum(r.phases.values()))
+            for phase, t in r.phases.items():
+                self.timings.add(phase, t)
+        self.timings.add("transport", seconds - sum(t for r in results
+                                                    for t in r.phases.values()))
+
+    def hit(self, entry: str, case: Case, signature: str) -> None:
+        """Count a case that shows the known bug of `entry`; keep the smallest as its
+        sample."""
+        hit = self.known_hits.setdefault(entry, {"cases": 0, "signatures": set(),
+                                                 "sample": None})
+        hit["cases"] += 1
+        hit["signatures"].add(signature)
+        if hit["sample"] is None or smaller(case, hit["sample"]):
+            hit["sample"] = case
+
+
+def smaller(a: Case, b: Case | None) -> bool:
+    """Whether `a` is the smaller case, by the length of its JSON (any case beats none)."""
+    return b is None or len(case_to_json(a)) < len(case_to_json(b))
 
 
 def progress_line(s: RunStats, budget: float) -> str:

@@ -46,7 +46,8 @@ def test_a_flaky_finding_leaves_its_key_open_until_the_third(tmp_path) -> None:
     of one key a run leaves that key alone, whatever the case."""
     from fuzz.case import Attention, Case, Program, TensorSpec
     from fuzz.corpus import Expectation, known_bugs, write_entry
-    from fuzz.driver import MAX_FLAKY, Fuzzer, RunConfig
+    from fuzz.driver import Fuzzer, RunConfig
+    from fuzz.known import MAX_FLAKY
 
     case = Case(inputs=tuple((n, TensorSpec((1, 1, 2, 4))) for n in "qkv"),
                 program=Program((Attention("out"),), ("out",)))
@@ -57,5 +58,5 @@ def test_a_flaky_finding_leaves_its_key_open_until_the_third(tmp_path) -> None:
                     "eager")
         assert not known_bugs(tmp_path, "eager", ("dynamo",))
         fuzzer = Fuzzer(RunConfig(corpus=tmp_path, backend="eager"))
-        closed = fuzzer.covering("timeout:worker:hang", frozenset({"sdpa:causal"})) is not None
+        closed = fuzzer.known.covering("timeout:worker:hang", frozenset({"sdpa:causal"})) is not None
         assert closed == (seed + 1 >= MAX_FLAKY)
