@@ -11,6 +11,33 @@ from typing import Any
 from fuzz.minimal import Target, title
 
 
+# What eager's behaviour requires of compiled code, by the check that failed.
+EXPECTED = {
+    "values": "compiled values within a small multiple of eager's own error, both measured "
+              "against a float64 run of the same program (docs/oracle.md in sdpa-fuzz).",
+    "nan-inf": "NaN and infinity where eager has them, and nowhere else.",
+    "outcome": "compiled raises where eager raises, an exception of the same type, and "
+               "succeeds where eager succeeds.",
+    "mutation": "the inputs hold the same values after the call as after eager's.",
+    "backend-state": "the SDPA backend state (the enabled kernels and their priority order) "
+                     "is the same as eager's after the call.",
+    "stride": "outputs with eager's strides, as eager's layout is observable to later ops.",
+    "metadata": "outputs (and gradients) with eager's shape, dtype, device and "
+                "requires_grad.",
+    "structure": "what eager returns, of the same types and structure, and a gradient "
+                 "wherever eager has one.",
+    "identity": "the same objects where eager returns an input or an SDPAParams field "
+                "itself.",
+    "recompile": "no new graph on a call whose guards still hold (equal inputs, the same "
+                 "context; grown sizes as the dynamic-shape rules allow).",
+    "frames": "as many graphs compiled on the first call as the program's graph breaks "
+              "imply.",
+    "crash": "compiled code runs to an end, as eager does, without killing the process.",
+    "timeout": "compiled code ends, as eager does.",
+}
+EXPECTED_DEFAULT = "compiled behaves as eager does."
+
+
 @functools.lru_cache(maxsize=1)
 def environment_text() -> str:
     """collect_env's report, once per process (it takes a few seconds)."""
@@ -39,8 +66,7 @@ def issue_text(target: Target, finding: dict[str, Any], script: str) -> str:
         script.rstrip(),
         "```",
         "",
-        "**Expected:** compiled behaves as eager does (for values: within a small multiple "
-        "of eager's own error against a float64 run of the same program).",
+        f"**Expected:** {EXPECTED.get(target.check, EXPECTED_DEFAULT)}",
         "",
         "**Actual:**",
         "",

@@ -16,6 +16,7 @@ import pytest
 
 from fuzz.case import SCHEMA_VERSION
 from fuzz.corpus import known_bugs, load_entry
+from fuzz.issue import EXPECTED
 from tests import faults
 from tests.test_driver import _default_sigint
 
@@ -84,6 +85,9 @@ def test_minimal_script_exits_1_while_the_divergence_holds(fault_run, tmp_path) 
     assert "Traceback" not in result.stderr, result.stderr
     issue = script.with_suffix(".md").read_text()
     assert script.read_text().strip() in issue and "### Versions" in issue
+    # What eager's behaviour requires, said for the check that failed.
+    check = load_entry(fault_finding(report)).finding["target"]["check"]
+    assert f"**Expected:** {EXPECTED[check]}" in issue, issue
     full = sdpa_fuzz("repro", fault_finding(report), "--full")
     (tmp_path / "full.py").write_text(full.stdout)
     result = subprocess.run([sys.executable, str(tmp_path / "full.py")], cwd=ROOT,
