@@ -126,6 +126,7 @@ class Fuzzer:
         self.interrupt = threading.Event()
         self.best: dict[str, tuple[Case, Verdict]] = {}  # found, not yet recorded
         self.owner: dict[str, int] = {}  # which search is shrinking a key
+        self.first_seen: dict[str, int] = {}  # key -> cases judged when it first failed new
         self.database_path = config.database or config.corpus / ".hypothesis"
         self._beat = 0.0  # when the campaign last heard from this run
         self._reported = time.monotonic()  # when the report was last written
@@ -222,6 +223,7 @@ class Fuzzer:
                     if bug is not None:
                         self.stats.hit(bug.entry, r.case, failure.signature)
                         continue
+                    self.first_seen.setdefault(key, self.stats.examples)
                     if new is not None or self.owner.setdefault(key, search) != search:
                         continue
                     if smaller(r.case, self.best.get(key, (None,))[0]):
@@ -279,6 +281,7 @@ class Fuzzer:
         with self.lock:
             finding = facts(case, verdict, identity, failure,
                             self.known.resembling(identity.key), self.stats.elapsed,
+                            self.first_seen.get(failure.key, self.stats.examples),
                             self.stats.examples, shrunk, config.backend)
         settled = settle(config.corpus, case, finding, config.backend,
                          lambda pending: self._confirmation(pending, failure))

@@ -36,16 +36,19 @@ class Settled:
 
 
 def facts(case: Case, verdict: Verdict, identity: Identity, failure: Failure,
-          resembles: list[str], found_at_s: float, examples_at: int, shrunk: bool,
-          backend: str) -> dict[str, Any]:
+          resembles: list[str], found_at_s: float, first_seen_at: int, examples_at: int,
+          shrunk: bool, backend: str) -> dict[str, Any]:
     """What the entry records of its finding, beside the case: the oracle's account, the
-    minimal target, and where and in what environment the run met it."""
+    minimal target, and where and in what environment the run met it (`first_seen_at`:
+    cases judged when its key first failed, before shrinking; `examples_at`: when it was
+    shrunk)."""
     return {"signature": failure.signature, "key": identity.key,
             "features": sorted(identity.features), "resembles": resembles,
             "explanation": verdict.explain(),
             "target": target_of(failure, verdict.bounds).to_dict(),
             "checked": list(verdict.checked), "kernels": list(verdict.kernels),
-            "found_at_s": round(found_at_s, 2), "examples_at": examples_at, "shrunk": shrunk,
+            "found_at_s": round(found_at_s, 2), "first_seen_at": first_seen_at,
+            "examples_at": examples_at, "shrunk": shrunk,
             **environment(backend, case.device)}
 
 
@@ -74,7 +77,8 @@ def settle(corpus: Path, case: Case, finding: dict[str, Any], backend: str,
     item = {"signature": finding["signature"], "key": finding["key"],
             "features": finding["features"], "resembles": finding["resembles"],
             "case": str(final), "found_at_s": finding["found_at_s"],
-            "examples_at": finding["examples_at"], "shrunk": finding["shrunk"],
+            "first_seen_at": finding["first_seen_at"], "examples_at": finding["examples_at"],
+            "shrunk": finding["shrunk"],
             "script_lines": len(script.read_text().splitlines()) if script.exists() else None,
             "explanation": finding["explanation"]}
     return Settled(kind, final, item)
