@@ -137,8 +137,9 @@ _MESSAGE_SUBSTITUTIONS = [
                 r"complex\w*|u?int\d+|float\d+)\b"), "D"),
     (re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`"), "Q"),
     (re.compile(r"\b\w*\d\w*\b"), "N"),
-    # a tuple of symbolic sizes (`(s0**2*s85, s0, 1)`, dynamic shapes), its names now N
-    (re.compile(r"\([N\s,*/+\-()]*\)"), "S"),
+    # a tuple of symbolic sizes (`(s0**2*s85, s0, 1)`, dynamic shapes), its names now N;
+    # not the empty `()` of a call (`aten::scaled_dot_product_attention()`)
+    (re.compile(r"\((?=[^)]*N)[N\s,*/+\-()]*\)"), "S"),
     (re.compile(r"\s+"), " "),
 ]
 

@@ -219,3 +219,8 @@ def test_an_error_s_message_class_is_one_whether_its_sizes_are_numbers_or_symbol
         "cannot view a tensor with shape s and strides s as a tensor with shape s!"
     assert message_class(RuntimeError("view size is not compatible (at least one dimension "
                                       "spans across two subspaces)")).endswith("subspaces)")
+    # A call's empty parentheses are no sizes: finding 14's key reads them.
+    assert message_class(RuntimeError(
+        "aten::scaled_dot_product_attention() Expected a value of type 'Optional[float]' for "
+        "argument 'scale' but instead found type 'FakeTensor'.")).startswith(
+        "aten::scaled_dot_product_attention() expected")
