@@ -51,6 +51,13 @@ class AcceptedGraphCounter(CompileCounterWithBackend):
     an encoder layer under autocast). The count is then what the backend is made of, not
     what the program does; the frame model counts the graphs a backend accepts."""
 
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        # What Dynamo's BackendCompilerFailed names (`backend='inductor' raised`): the
+        # backend under test, not this counter's repr, in a report a maintainer reads.
+        self.__name__ = backend if isinstance(backend, str) else getattr(
+            backend, "__name__", type(backend).__name__)
+
     def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]
                  ) -> Callable[..., Any]:
         try:
