@@ -52,6 +52,10 @@ def test_a_compiler_crash_is_new_although_its_coarse_signature_is_known() -> Non
     assert results and not any(hit for _, hit in results), results
     assert any(s.startswith("outcome:call:compiled-raised-internal-AssertionError")
                for s, _ in results), results
+    # The report names the backend under test, not the harness's frame counter.
+    explained = judge(crash, run_case(crash, "tests.faults:compile_crash_negative_scale")
+                      ).explain()
+    assert "backend='compile_crash_negative_scale' raised" in explained, explained
 
 
 def test_a_backend_state_leak_is_new_although_its_coarse_signature_is_known() -> None:
