@@ -151,7 +151,8 @@ class Fuzzer:
         not `case_timeout` (10 times the slowest case, 344 s in a 30-minute Inductor run).
         A step merely slow past it shrinks the finding towards a case that confirmation,
         at the full timeout, then finds no hang in: reported unconfirmed, never lost."""
-        return min(self.case_timeout(), max(TIMEOUT_FLOOR_S, HANG_SHRINK_MULTIPLE * self.stats.slowest))
+        return min(self.case_timeout(),
+                   max(TIMEOUT_FLOOR_S, HANG_SHRINK_MULTIPLE * self.stats.slowest))
 
     def past_deadline(self) -> bool:
         return self.stopping() or time.monotonic() > self.deadline
@@ -232,16 +233,22 @@ class Fuzzer:
             return new
 
     def record(self, case: Case, verdict: Verdict, key: str, shrunk: bool = True,
-               alike: Callable[[Case], Verdict | None] | None = None) -> None:
+               alike: Callable[[Case], Verdict | None] | None = None,
+               seen_as: str | None = None) -> None:
         """Probe its knobs (`alike` judges a probe: its verdict where it fails with `key`;
         a crash or hang is not probed, each probe would cost a worker), confirm in a fresh
         process, then write to the corpus (or quarantine) and only then report (`shrunk`:
         False for a case the run ended before Hypothesis finished shrinking, which its
         report says). A bug already in the corpus (another run may have saved it meanwhile)
-        or claimed by a concurrent run is dropped."""
+        or claimed by a concurrent run is dropped. `seen_as`: the key Hypothesis shrank,
+        where its failing call alone failed under another."""
         failure = next(f for f in verdict.own_failures if f.key == key)
         with self.lock:
             self.best.pop(key, None)
+            # Probing may set the case plain, and its key with it: the first sighting is
+            # that of the key the search met.
+            first = min(self.first_seen.get(k, self.stats.examples)
+                        for k in {seen_as or key, key})
             bug = self.known.covering(key, features(case))
             if bug is not None:
                 self.stats.hit(bug.entry, case, failure.signature)
@@ -269,19 +276,19 @@ class Fuzzer:
             return
         t0 = time.perf_counter()
         try:
-            self._confirm_and_write(case, verdict, identity, failure, shrunk)
+            self._confirm_and_write(case, verdict, identity, failure, shrunk, first)
         finally:
             self._release(identity.name)
             with self.lock:
                 self.stats.timings.add("confirm", time.perf_counter() - t0)
 
     def _confirm_and_write(self, case: Case, verdict: Verdict, identity: Identity,
-                           failure: Failure, shrunk: bool) -> None:
+                           failure: Failure, shrunk: bool, first_seen_at: int) -> None:
         config = self.config
         with self.lock:
             finding = facts(case, verdict, identity, failure,
                             self.known.resembling(identity.key), self.stats.elapsed,
-                            self.first_seen.get(failure.key, self.stats.examples),
+                            first_seen_at,
                             self.stats.examples, shrunk, config.backend)
         settled = settle(config.corpus, case, finding, config.backend,
                          lambda pending: self._confirmation(pending, failure))
@@ -496,7 +503,8 @@ class Search:
                         case, verdict, key = self.alone(finding)
                         with fuzzer.lock:
                             fuzzer.best.pop(finding.key, None)
-                        fuzzer.record(case, verdict, key, alike=self.alike(key))
+                        fuzzer.record(case, verdict, key, alike=self.alike(key),
+                                      seen_as=finding.key)
                         with fuzzer.lock:  # the key's next new bug may come from any search
                             for shrunk_key in {finding.key, key}:
                                 if fuzzer.owner.get(shrunk_key) == self.index:
