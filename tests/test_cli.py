@@ -21,8 +21,9 @@ from tests import faults
 from tests.test_driver import _default_sigint
 
 ROOT = Path(__file__).resolve().parent.parent
-# One xdist worker for the whole module, so that its module-scoped run happens once.
-pytestmark = pytest.mark.xdist_group("cli")
+# The tests of the module-scoped fault run share one xdist worker, so that the run happens
+# once; the others go wherever a worker is free (one group was 5 minutes on one worker).
+FAULT_RUN = pytest.mark.xdist_group("cli")
 FAULT = "tests.faults:tf32_matmul"  # float32, the commonest dtype: found within seconds
 
 
@@ -57,6 +58,7 @@ def fault_finding(report: dict) -> str:
     return hits[0]
 
 
+@FAULT_RUN
 def test_run_finds_a_fault_and_writes_it_before_reporting(fault_run) -> None:
     result, corpus, report = fault_run
     assert result.returncode == 1, result.stdout + result.stderr
@@ -73,6 +75,7 @@ def test_run_finds_a_fault_and_writes_it_before_reporting(fault_run) -> None:
     assert {"examples", "elapsed_s", "failures", "checks", "time_share"} <= set(report)
 
 
+@FAULT_RUN
 def test_minimal_script_exits_1_while_the_divergence_holds(fault_run, tmp_path) -> None:
     """The finding's minimal script shows it by its own check, in at most 80 lines; the
     full checker (`repro --full`) shows it too."""
@@ -95,6 +98,7 @@ def test_minimal_script_exits_1_while_the_divergence_holds(fault_run, tmp_path) 
     assert result.returncode == 1 and "DIVERGENCE" in result.stdout, result.stdout
 
 
+@FAULT_RUN
 def test_minimal_script_exits_0_when_compiled_matches(fault_run, tmp_path) -> None:
     _, _, report = fault_run
     repro = sdpa_fuzz("repro", fault_finding(report), "--backend", "eager")
@@ -106,6 +110,7 @@ def test_minimal_script_exits_0_when_compiled_matches(fault_run, tmp_path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@FAULT_RUN
 def test_replay_holds_the_finding_to_its_expectation(fault_run) -> None:
     _, _, report = fault_run
     case = fault_finding(report)
@@ -114,6 +119,7 @@ def test_replay_holds_the_finding_to_its_expectation(fault_run) -> None:
     assert sdpa_fuzz("replay", case, "--backend", "eager").returncode == 0
 
 
+@FAULT_RUN
 def test_show_prints_the_case(fault_run) -> None:
     _, _, report = fault_run
     shown = sdpa_fuzz("show", fault_finding(report))
@@ -150,6 +156,7 @@ def test_bad_case_files_exit_2_naming_the_file(tmp_path, command: str, content: 
     assert "bad_case.json" in result.stderr and message in result.stderr
 
 
+@FAULT_RUN
 def test_sigkill_leaves_a_corpus_that_replays_and_a_rerun_resumes(fault_run, tmp_path) -> None:
     """kill -9 of a run working on a corpus that holds findings, then a second run on it:
     whole files only, a clean replay, and nothing the corpus holds reported again (the

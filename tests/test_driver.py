@@ -20,8 +20,9 @@ from fuzz.corpus import load_entry
 from tests import faults
 
 ROOT = Path(__file__).resolve().parent.parent
-# One xdist worker for the whole module, so that its module-scoped run happens once.
-pytestmark = pytest.mark.xdist_group("driver")
+# The crash-and-hang tests share one xdist worker, so that their module-scoped run happens
+# once; the Ctrl-C test goes wherever a worker is free.
+CRASH_HANG_RUN = pytest.mark.xdist_group("driver")
 
 
 def sdpa_fuzz(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -81,6 +82,7 @@ def crash_hang_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path,
     return result, out / "corpus", json.loads(report.read_text())
 
 
+@CRASH_HANG_RUN
 @pytest.mark.parametrize("check", ["crash", "timeout"])
 def test_crash_and_hang_are_shrunk_findings_and_the_run_goes_on(crash_hang_run, check) -> None:
     result, corpus, report = crash_hang_run
@@ -101,6 +103,7 @@ def test_crash_and_hang_are_shrunk_findings_and_the_run_goes_on(crash_hang_run, 
     assert 0 < report["coverage"]["statement:attention"] <= drawn, report["coverage"]
 
 
+@CRASH_HANG_RUN
 def test_crash_and_hang_entries_replay_without_taking_replay_down(crash_hang_run) -> None:
     _, corpus, _ = crash_hang_run
     assert_consistent(corpus)
