@@ -18,6 +18,7 @@ from typing import Callable
 from fuzz.case import Attention, Case, CompileSpec, Program, TensorSpec
 from fuzz.corpus import known_bugs_for
 from fuzz.identity import features
+from fuzz.known import covering
 from fuzz.worker import Worker
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
@@ -74,8 +75,7 @@ def first_failure(backend: str, condition: Callable[[Case], bool], budget: float
             verdict = list(worker.judge(backend, [case]))[0].verdict
             judged += 1
             found = features(case)
-            new = [f for f in verdict.own_failures
-                   if not any(b.identity.covers(f.key, found) for b in bugs)]
+            new = [f for f in verdict.own_failures if covering(bugs, f.key, found) is None]
             if new and condition(case):
                 return judged, time.monotonic() - t0
         return None
