@@ -32,6 +32,7 @@ from fuzz.corpus import (KnownBug, atomic_write, claim, known_bugs_for, prune_cl
                          quarantined, release)
 from fuzz.defaults import MAX_EXAMPLES, PROBES, TIME_BUDGET_S
 from fuzz.feedback import steer
+from fuzz.generation import STRETCH_CASES, stretch_backend
 from fuzz.identity import Identity, features, probed
 from fuzz.known import THIS_RUN, KnownBugs, covering
 from fuzz.oracle import Failure, Verdict
@@ -477,7 +478,8 @@ class Search:
     def _round(self, round_no: int) -> None:
         config = self.fuzzer.config
 
-        @settings(max_examples=10**6, deadline=None, database=self.database,
+        @settings(max_examples=STRETCH_CASES, backend=stretch_backend(round_no),
+                  deadline=None, database=self.database,
                   print_blob=False, report_multiple_bugs=True,
                   suppress_health_check=list(HealthCheck))
         @seed(config.seed * 1_000_003 + round_no * 1_009 + self.index)
@@ -495,7 +497,6 @@ class Search:
                 self.shrinking = self.hang = False
                 try:
                     self._round(round_no)
-                    break
                 except (BudgetSpent, Interrupted):
                     break
                 except (Finding, BaseExceptionGroup) as exc:
