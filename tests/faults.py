@@ -15,14 +15,15 @@ from __future__ import annotations
 import ctypes
 import math
 import time
+from dataclasses import replace
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from fuzz.case import (Attention, BuildParams, Case, HandAttention, KernelBlock,
-                       ModelAttention, ModuleCall, ModuleInput, Mutate, TensorSpec, grow_dims,
-                       walk)
+                       ModelAttention, ModuleCall, ModuleInput, Mutate, Shift, TensorSpec,
+                       grow_dims, walk)
 from fuzz.calls import observe
 from fuzz.execute import load_function
 from fuzz.plan import calls_of
@@ -522,8 +523,19 @@ def _attentions(case: Case) -> list[Attention]:
 
 
 def _tensor(case: Case, name: str | None) -> TensorSpec | None:
-    spec = case.spec(name) if name else None
-    return spec if isinstance(spec, TensorSpec) else None
+    """The spec of input `name`, or of the input a program's tensor comes from: a shifted
+    copy keeps its source's shape, dtype and (elementwise ops keep strides) layout, and a
+    chained call's output its query's shape and dtype."""
+    origin = {s.out: s.source for s in walk(case.program.body) if isinstance(s, Shift)}
+    chained = {s.out: s.query for s in walk(case.program.body) if isinstance(s, Attention)}
+    contiguous = False
+    while name in origin or name in chained:
+        contiguous = contiguous or name in chained
+        name = origin.get(name) or chained[name]
+    spec = dict(case.inputs).get(name) if name else None
+    if not isinstance(spec, TensorSpec):
+        return None
+    return replace(spec, layout="contiguous", perm=()) if contiguous else spec
 
 
 def _any(predicate: Callable[[Case, Attention], bool]) -> Callable[[Case], bool]:
