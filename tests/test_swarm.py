@@ -1,0 +1,88 @@
+"""Swarm draws (`strategies.swarm`): a departure a case may not take is never in it, and
+each departure is in some case where it is allowed."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.case import Attention, TensorSpec, walk
+from strategies.cases import attention_cases
+from strategies.geometry import HEAD_DIMS
+from strategies.swarm import DEPARTURES, Swarm
+
+EXTREME_SCALES = (1e-6, -1e-6, 1e3, -1e3, 0.0)
+NONE = st.just(Swarm(frozenset()))
+
+
+def _specs(case) -> dict[str, TensorSpec]:
+    return {n: s for n, s in case.inputs if isinstance(s, TensorSpec)}
+
+
+@given(attention_cases(form="any", swarm=NONE))
+def test_a_case_allowed_no_departure_takes_none(case) -> None:
+    specs = _specs(case)
+    q, k, v = specs["q"], specs["k"], specs["v"]
+    assert {q.values, k.values, v.values} == {"normal"}
+    L, S, E, Ev = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    assert min(L, S, E, Ev) >= 2 and max(E, Ev) <= 16  # no unit or boundary size
+    assert 0 not in q.shape + k.shape + v.shape
+    assert k.shape[-1] == E and v.shape[-2] == S  # no invalid argument
+    mask = specs.get("mask")
+    if mask is not None:
+        assert mask.values != "full_rows" and mask.shape[-1] == S
+        assert mask.dtype in ("bool", q.dtype) and mask.shape[-2:] in ((L, S), (1, S))
+    for call in walk(case.program.body):
+        if isinstance(call, Attention):
+            assert call.scale not in EXTREME_SCALES and 0 <= call.dropout_p < 1
+    assert len(case.calls) == 1
+    call = case.calls[0]
+    assert (call.grow, call.backends, call.reseed, call.autocast) == (0, None, 0, None)
+    assert call.grad_mode == "default" or case.compile.freezing
+
+
+def _departures(case) -> set[str]:
+    """The departures a case takes that this test can see from the case alone."""
+    specs = _specs(case)
+    q, k, v = specs["q"], specs["k"], specs["v"]
+    found = set()
+    if {q.values, k.values, v.values} != {"normal"}:
+        found.add("values")
+    dims = (q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1])
+    if 1 in dims:
+        found.add("unit-sizes")
+    if set(dims[2:]) & set(HEAD_DIMS):
+        found.add("boundary-dims")
+    if 0 in q.shape + k.shape + v.shape:
+        found.add("zero-size")
+    if any(isinstance(s, Attention) and s.scale in EXTREME_SCALES
+           for s in walk(case.program.body)):
+        found.add("scale-extremes")
+    if "mask" in specs and (specs["mask"].values == "full_rows"
+                            or specs["mask"].shape[-1] == 1 != k.shape[-2]):
+        found.add("mask-edges")
+    if len(case.calls) > 1 or case.calls[0].grow:
+        found.add("calls")
+    if case.calls[0].autocast is not None:
+        found.add("modes")
+    return found
+
+
+@settings(max_examples=300, database=None)
+@given(st.data())
+def test_every_departure_is_taken_where_allowed_and_only_there(data) -> None:
+    allowed = data.draw(st.sets(st.sampled_from(DEPARTURES)))
+    case = data.draw(attention_cases(form="any", swarm=st.just(Swarm(frozenset(allowed)))))
+    assert _departures(case) <= set(allowed)
+
+
+def test_each_departure_is_drawn() -> None:
+    seen: set[str] = set()
+
+    @settings(max_examples=400, database=None, derandomize=True)
+    @given(attention_cases(form="any"))
+    def collect(case) -> None:
+        seen.update(_departures(case))
+
+    collect()
+    assert seen == set(DEPARTURES) - {"invalid"}  # an invalid case is told by its error
