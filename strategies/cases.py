@@ -59,8 +59,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     edges = draw(swarm)
     # On CUDA, half the cases are shaped for the fused kernels: drawn freely, few are.
     fused = device == "cuda" and draw(st.booleans())
-    g = draw(geometries(device, fused, lengths, units=edges.allows("unit-sizes"),
-                        boundaries=edges.allows("boundary-dims")))
+    g = draw(geometries(device, fused, lengths, units=edges.allows("unit-sizes")))
     if not fused and edges.allows("zero-size") and draw(zero_size):
         g = draw(zero_sized(g))
     dtype = draw(float_dtypes(device) if dtypes is None else dtypes)

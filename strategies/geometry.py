@@ -51,24 +51,21 @@ def seq_lens(units: bool = True) -> st.SearchStrategy[int]:
     return st.one_of(*([st.just(1)] if units else []), small, st.integers(9, 80))
 
 
-def head_dims(device: str = "cpu", units: bool = True, boundaries: bool = True
-              ) -> st.SearchStrategy[int]:
+def head_dims(device: str = "cpu", units: bool = True) -> st.SearchStrategy[int]:
     """Small dims, 1 and odd ones included, and the kernel-boundary sizes up to 256; on
-    CUDA, half the time a size the fused kernels take. `units` False: never 1;
-    `boundaries` False: no kernel-boundary size."""
-    small = st.integers(1 if units else 2, 16)
-    any_dim = st.one_of(small, st.sampled_from(HEAD_DIMS)) if boundaries else small
+    CUDA, half the time a size the fused kernels take. `units` False: never 1."""
+    any_dim = st.one_of(st.integers(1 if units else 2, 16), st.sampled_from(HEAD_DIMS))
     return st.one_of(st.sampled_from(FUSED_HEAD_DIMS), any_dim) if device == "cuda" else any_dim
 
 
 @st.composite
 def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False,
-               lengths: st.SearchStrategy[int] | None = None, units: bool = True,
-               boundaries: bool = True) -> Geometry:
+               lengths: st.SearchStrategy[int] | None = None, units: bool = True
+               ) -> Geometry:
     """Any geometry; with `fused`, one every fused CUDA kernel takes: 4-D, one head dim
     from FUSED_HEAD_DIMS for both E and Ev, and as many key heads as query heads.
-    `lengths` replaces `seq_lens()` for L and S. `units` False: no length or head dim of 1;
-    `boundaries` False: no kernel-boundary head dim (`strategies.swarm`)."""
+    `lengths` replaces `seq_lens()` for L and S. `units` False: no length or head dim of 1
+    (`strategies.swarm`)."""
     # 4-D (one batch dim) two times in three, as models call it (and as CPU flash and the
     # fused CUDA kernels require); 3-D and 5-D otherwise. Shrinks towards 4-D.
     one_dim = st.lists(st.integers(1, 3), min_size=1, max_size=1)
@@ -77,7 +74,7 @@ def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False,
     enable_gqa = draw(st.booleans())
     kv_heads = draw(st.integers(1, 4))
     group = draw(st.integers(1, 3)) if enable_gqa and not fused else 1
-    dims = head_dims(device, units, boundaries)
+    dims = head_dims(device, units)
     E = draw(st.sampled_from(FUSED_HEAD_DIMS) if fused else dims)
     Ev = E if fused else draw(st.one_of(st.just(E), dims))
     lengths = seq_lens(units) if lengths is None else lengths
