@@ -13,8 +13,10 @@ must not lower these numbers.
 
 Beside each fault the plain random search of SDPA's arguments (`plain_search.py`) runs as
 the baseline, on the faults it can reach at all: `first` and `plain` are the cases each
-judged up to its first failure of the fault (sdpa-fuzz: before shrinking), `plain_s` the
-plain search's seconds to it; `at_s` is when sdpa-fuzz reported it, shrunk and confirmed.
+judged up to its first failure of the fault (sdpa-fuzz: before shrinking), `first_p` the
+programs (compiles) among sdpa-fuzz's cases, the rest being seed variants that reuse a
+compile (the plain search has none: each of its cases is a compile), `plain_s` the plain
+search's seconds to it; `at_s` is when sdpa-fuzz reported it, shrunk and confirmed.
 """
 
 from __future__ import annotations
@@ -63,9 +65,9 @@ def main() -> None:
     parser.add_argument("--no-plain", action="store_true",
                         help="skip the plain random search baseline")
     args = parser.parse_args()
-    print(f"{'fault':28} {'found':>5} {'first':>6} {'cases':>6} {'at_s':>7} {'inputs':>6} "
-          f"{'json_B':>7} {'plain':>6} {'plain_s':>7}  signature")
-    found, firsts = 0, []  # firsts: (sdpa-fuzz, plain) cases to first failure
+    print(f"{'fault':28} {'found':>5} {'first':>6} {'first_p':>7} {'cases':>6} {'at_s':>7} "
+          f"{'inputs':>6} {'json_B':>7} {'plain':>6} {'plain_s':>7}  signature")
+    found, firsts = 0, []  # firsts: (sdpa-fuzz cases, its programs, plain) to first failure
     for fault in args.faults.split(","):
         condition = FAULTS[fault]
         backend = f"tests.faults:{fault}"
@@ -84,17 +86,18 @@ def main() -> None:
                 stats = Fuzzer(config).run()
             hits = [f for f in stats.findings if condition(load_entry(f["case"]).case)]
             first = hits[0]["first_seen_at"] if hits else None
+            first_p = hits[0]["first_program_at"] if hits else None
             if plain[0] != "-":
-                firsts.append((first or math.inf, int(plain[0]) if plain[0] != "no"
-                               else math.inf))
+                firsts.append((first or math.inf, first_p or math.inf,
+                               int(plain[0]) if plain[0] != "no" else math.inf))
             if not hits:
-                print(f"{fault:28} {'no':>5} {'-':>6} {stats.examples:6d} {'-':>7} {'-':>6} "
-                      f"{'-':>7} {plain[0]:>6} {plain[1]:>7}  "
+                print(f"{fault:28} {'no':>5} {'-':>6} {'-':>7} {stats.examples:6d} {'-':>7} "
+                      f"{'-':>6} {'-':>7} {plain[0]:>6} {plain[1]:>7}  "
                       f"({len(stats.findings)} other findings)", flush=True)
                 continue
             found += 1
             case_path = Path(hits[0]["case"])
-            print(f"{fault:28} {'yes':>5} {first:6d} {stats.examples:6d} "
+            print(f"{fault:28} {'yes':>5} {first:6d} {first_p:7d} {stats.examples:6d} "
                   f"{hits[0]['found_at_s']:7.1f} {len(load_entry(case_path).case.inputs):6d} "
                   f"{case_path.stat().st_size:7d} {plain[0]:>6} {plain[1]:>7}  "
                   f"{hits[0]['signature']}", flush=True)
@@ -102,8 +105,8 @@ def main() -> None:
     if firsts:
         print(f"cases to first failure, median over the {len(firsts)} faults the plain search "
               f"can reach (a miss counts as never): sdpa-fuzz "
-              f"{median([a for a, _ in firsts])}, plain random search "
-              f"{median([b for _, b in firsts])}")
+              f"{median([a for a, _, _ in firsts])} ({median([p for _, p, _ in firsts])} "
+              f"in programs), plain random search {median([b for _, _, b in firsts])}")
 
 
 if __name__ == "__main__":

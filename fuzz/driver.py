@@ -60,6 +60,12 @@ class BudgetSpent(BaseException):
     propagates it at once instead of treating it as a failure to shrink."""
 
 
+class StretchEnd(BaseException):
+    """Ends a stretch of a search (`fuzz.generation`), as BudgetSpent ends its run. Counted
+    here rather than by `max_examples`, which also bounds how many saved examples
+    Hypothesis replays from its database (a tenth of it)."""
+
+
 class Finding(Exception):
     """A case that fails with a key no known bug covers; one subclass per key, so that
     Hypothesis shrinks each bug on its own."""
@@ -127,7 +133,8 @@ class Fuzzer:
         self.interrupt = threading.Event()
         self.best: dict[str, tuple[Case, Verdict]] = {}  # found, not yet recorded
         self.owner: dict[str, int] = {}  # which search is shrinking a key
-        self.first_seen: dict[str, int] = {}  # key -> cases judged when it first failed new
+        # key -> (cases, programs) judged when it first failed new
+        self.first_seen: dict[str, tuple[int, int]] = {}
         self.database_path = config.database or config.corpus / ".hypothesis"
         self._beat = 0.0  # when the campaign last heard from this run
         self._reported = time.monotonic()  # when the report was last written
@@ -225,7 +232,8 @@ class Fuzzer:
                     if bug is not None:
                         self.stats.hit(bug.entry, r.case, failure.signature)
                         continue
-                    self.first_seen.setdefault(key, self.stats.examples)
+                    self.first_seen.setdefault(key, (self.stats.examples,
+                                                     self.stats.programs))
                     if new is not None or self.owner.setdefault(key, search) != search:
                         continue
                     if smaller(r.case, self.best.get(key, (None,))[0]):
@@ -248,7 +256,7 @@ class Fuzzer:
             self.best.pop(key, None)
             # Probing may set the case plain, and its key with it: the first sighting is
             # that of the key the search met.
-            first = min(self.first_seen.get(k, self.stats.examples)
+            first = min(self.first_seen.get(k, (self.stats.examples, self.stats.programs))
                         for k in {seen_as or key, key})
             bug = self.known.covering(key, features(case))
             if bug is not None:
@@ -284,7 +292,8 @@ class Fuzzer:
                 self.stats.timings.add("confirm", time.perf_counter() - t0)
 
     def _confirm_and_write(self, case: Case, verdict: Verdict, identity: Identity,
-                           failure: Failure, shrunk: bool, first_seen_at: int) -> None:
+                           failure: Failure, shrunk: bool, first_seen_at: tuple[int, int]
+                           ) -> None:
         config = self.config
         with self.lock:
             finding = facts(case, verdict, identity, failure,
@@ -428,6 +437,7 @@ class Search:
         self.variants = VariantPolicy(fuzzer.config.variants)
         self.shrinking = False  # a finding of this round was raised: Hypothesis shrinks it
         self.hang = False  # ... and it is a hang
+        self.drawn = 0  # programs this round drew before it found anything
 
     def check(self, case: Case) -> None:
         """The property: a case (and its seed variants) passes unless it fails in a way
@@ -435,6 +445,10 @@ class Search:
         fuzzer = self.fuzzer
         if fuzzer.stopping() or fuzzer.over_budget():
             raise BudgetSpent
+        if not self.shrinking:
+            self.drawn += 1
+            if self.drawn > STRETCH_CASES:
+                raise StretchEnd
         t0 = time.perf_counter()
         batch = self.variants.batch(case)
         self.worker.case_timeout = fuzzer.hang_shrink_timeout() if self.hang \
@@ -478,7 +492,7 @@ class Search:
     def _round(self, round_no: int) -> None:
         config = self.fuzzer.config
 
-        @settings(max_examples=STRETCH_CASES, backend=stretch_backend(round_no),
+        @settings(max_examples=10**6, backend=stretch_backend(round_no),
                   deadline=None, database=self.database,
                   print_blob=False, report_multiple_bugs=True,
                   suppress_health_check=list(HealthCheck))
@@ -495,8 +509,11 @@ class Search:
             while not (fuzzer.stopping() or fuzzer.over_budget()):
                 self.variants.thaw()
                 self.shrinking = self.hang = False
+                self.drawn = 0
                 try:
                     self._round(round_no)
+                except StretchEnd:
+                    pass
                 except (BudgetSpent, Interrupted):
                     break
                 except (Finding, BaseExceptionGroup) as exc:

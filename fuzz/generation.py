@@ -21,7 +21,7 @@ from __future__ import annotations
 from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS, HypothesisProvider
 
 FRESH = "sdpa-fuzz-fresh"
-STRETCH_CASES = 500  # Hypothesis cases a stretch runs before the other kind takes over
+STRETCH_CASES = 500  # programs a stretch draws before the other kind takes over
 
 
 class FreshProvider(HypothesisProvider):

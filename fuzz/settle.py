@@ -36,18 +36,20 @@ class Settled:
 
 
 def facts(case: Case, verdict: Verdict, identity: Identity, failure: Failure,
-          resembles: list[str], found_at_s: float, first_seen_at: int, examples_at: int,
-          shrunk: bool, backend: str) -> dict[str, Any]:
+          resembles: list[str], found_at_s: float, first_seen_at: tuple[int, int],
+          examples_at: int, shrunk: bool, backend: str) -> dict[str, Any]:
     """What the entry records of its finding, beside the case: the oracle's account, the
-    minimal target, and where and in what environment the run met it (`first_seen_at`:
-    cases judged when its key first failed, before shrinking; `examples_at`: when it was
-    shrunk)."""
+    minimal target, and where and in what environment the run met it (`first_seen_at`,
+    `first_program_at`: cases and programs (compiles; a case is a program or one of its
+    seed variants) judged when its key first failed, before shrinking; `examples_at`:
+    when it was shrunk)."""
     return {"signature": failure.signature, "key": identity.key,
             "features": sorted(identity.features), "resembles": resembles,
             "explanation": verdict.explain(),
             "target": target_of(failure, verdict.bounds).to_dict(),
             "checked": list(verdict.checked), "kernels": list(verdict.kernels),
-            "found_at_s": round(found_at_s, 2), "first_seen_at": first_seen_at,
+            "found_at_s": round(found_at_s, 2), "first_seen_at": first_seen_at[0],
+            "first_program_at": first_seen_at[1],
             "examples_at": examples_at, "shrunk": shrunk,
             **environment(backend, case.device)}
 
@@ -77,7 +79,8 @@ def settle(corpus: Path, case: Case, finding: dict[str, Any], backend: str,
     item = {"signature": finding["signature"], "key": finding["key"],
             "features": finding["features"], "resembles": finding["resembles"],
             "case": str(final), "found_at_s": finding["found_at_s"],
-            "first_seen_at": finding["first_seen_at"], "examples_at": finding["examples_at"],
+            "first_seen_at": finding["first_seen_at"],
+            "first_program_at": finding["first_program_at"], "examples_at": finding["examples_at"],
             "shrunk": finding["shrunk"],
             "script_lines": len(script.read_text().splitlines()) if script.exists() else None,
             "explanation": finding["explanation"]}
