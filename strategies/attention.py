@@ -5,6 +5,9 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 
+EXTREME_SCALES = (1e-6, -1e-6, 1e3, -1e3, 0.0)  # flatten the scores, or saturate them
+
+
 def scales(extremes: bool = True) -> st.SearchStrategy[float | None]:
     """None (1/sqrt(E)) first; then positive and negative; with `extremes`, tiny, huge and
     zero too."""
@@ -12,7 +15,7 @@ def scales(extremes: bool = True) -> st.SearchStrategy[float | None]:
         st.none(),
         st.floats(0.01, 4.0),
         st.floats(-4.0, -0.01),
-        *([st.sampled_from((1e-6, -1e-6, 1e3, -1e3, 0.0))] if extremes else []),
+        *([st.sampled_from(EXTREME_SCALES)] if extremes else []),
     )
 
 

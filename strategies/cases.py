@@ -56,15 +56,15 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     lengths' strategy, for tests of faults that only long sequences show. `freezing`
     False: never under Inductor's freezing (`sometimes_frozen`). `swarm`: which edges
     the case may take (`strategies.swarm`), drawn first."""
-    edges = draw(swarm)
+    allowed = draw(swarm)
     # On CUDA, half the cases are shaped for the fused kernels: drawn freely, few are.
     fused = device == "cuda" and draw(st.booleans())
-    g = draw(geometries(device, fused, lengths, units=edges.allows("unit-sizes")))
-    if not fused and edges.allows("zero-size") and draw(zero_size):
+    g = draw(geometries(device, fused, lengths, units=allowed.allows("unit-sizes")))
+    if not fused and allowed.allows("zero-size") and draw(zero_size):
         g = draw(zero_sized(g))
     dtype = draw(float_dtypes(device) if dtypes is None else dtypes)
     invalid = None
-    if not valid_only and edges.allows("invalid") and draw(st.integers(0, 9)) == 0:
+    if not valid_only and allowed.allows("invalid") and draw(st.integers(0, 9)) == 0:
         invalid = draw(st.sampled_from(INVALID))
     q_shape, k_shape, v_shape = g.q_shape, g.k_shape, g.v_shape
     k_dtype = dtype
@@ -78,7 +78,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         k_shape = (2,) + k_shape if not g.batch else _grow(k_shape, 0)
     elif invalid == "mixed-dtypes":
         k_dtype = draw(st.sampled_from([d for d in FLOAT_DTYPES if d != dtype]))
-    values = st.sampled_from(VALUE_KINDS if edges.allows("values") else VALUE_KINDS[:1])
+    values = st.sampled_from(VALUE_KINDS if allowed.allows("values") else VALUE_KINDS[:1])
     inputs = [("q", draw(tensor_specs(q_shape, dtype, values, dense=fused))),
               ("k", draw(tensor_specs(k_shape, k_dtype, values, dense=fused))),
               ("v", draw(tensor_specs(v_shape, dtype, values, dense=fused)))]
@@ -87,10 +87,10 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         mask_dtype = dtype
         if invalid == "mask-dtype-mismatch":
             mask_dtype = draw(st.sampled_from([d for d in FLOAT_DTYPES if d != dtype]))
-        rims = edges.allows("mask-edges")
-        mask = draw(mask_specs(g.scores_shape, mask_dtype, rims))
+        mask_edges = allowed.allows("mask-edges")
+        mask = draw(mask_specs(g.scores_shape, mask_dtype, mask_edges))
         if invalid == "mask-dtype-mismatch" and mask.dtype == "bool":
-            mask = draw(mask_specs(g.scores_shape, mask_dtype, rims).filter(
+            mask = draw(mask_specs(g.scores_shape, mask_dtype, mask_edges).filter(
                 lambda m: m.dtype != "bool"))
         if invalid == "mask-shape-mismatch":
             mask = mask.__class__(**{**mask.__dict__, "shape": _grow(mask.shape, -1),
@@ -112,7 +112,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         # Chained only in 32 and 64 bits: a 16-bit chain's propagated error has no bound.
         ops = Operands(mask=mask, is_causal=is_causal, enable_gqa=g.enable_gqa,
                        chain=q_shape[-1] == v_shape[-1] and dtype in ("float32", "float64"),
-                       scale_extremes=edges.allows("scale-extremes"))
+                       scale_extremes=allowed.allows("scale-extremes"))
         params = []
         if draw(st.booleans()):
             inputs.append(("params", ParamsInput(mask=draw(st.sampled_from((None, mask))),
@@ -121,12 +121,12 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
                                                  enable_gqa=draw(st.booleans()))))
             params.append("params")
         program = draw(programs([n for n, _ in inputs if n != "params"], params, ops))
-        calls = draw(call_sequences(modes and edges.allows("modes"), edges.allows("calls")))
+        calls = draw(call_sequences(modes and allowed.allows("modes"), allowed.allows("calls")))
     else:
         dropout_p = draw(st.sampled_from((-0.1, 1.0, 1.5))) \
             if invalid == "dropout-out-of-range" else draw(dropout_ps())
         scale = draw(st.sampled_from((float("nan"), float("inf"), float("-inf")))) \
-            if invalid == "nonfinite-scale" else draw(scales(edges.allows("scale-extremes")))
+            if invalid == "nonfinite-scale" else draw(scales(allowed.allows("scale-extremes")))
         call = Attention(out="out", mask=mask, dropout_p=dropout_p, is_causal=is_causal,
                          scale=scale, enable_gqa=g.enable_gqa)
         program = Program(body=(call,), returns=("out",))
@@ -134,8 +134,8 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         # Later calls with longer sequences: automatic dynamic shapes, and recompiles. The
         # dynamic-shape rules were measured with no grad mode or autocast around the
         # calls, so only calls of one size get those (docs/oracle.md, "Global modes").
-        grown = draw(grows) if edges.allows("calls") else []
-        first = draw(with_modes(first)) if modes and edges.allows("modes") and not grown \
+        grown = draw(grows) if allowed.allows("calls") else []
+        first = draw(with_modes(first)) if modes and allowed.allows("modes") and not grown \
             else first
         calls = (first,) + tuple(replace(first, grow=g) for g in grown)
         # CPU flash accepts a value longer than the key and corrupts the heap in float64

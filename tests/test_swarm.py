@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fuzz.case import Attention, TensorSpec, walk
+from strategies.attention import EXTREME_SCALES
 from strategies.cases import attention_cases
 from strategies.swarm import DEPARTURES, Swarm
 
-EXTREME_SCALES = (1e-6, -1e-6, 1e3, -1e3, 0.0)
 NONE = st.just(Swarm(frozenset()))
 
 
