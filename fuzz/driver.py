@@ -32,7 +32,7 @@ from fuzz.corpus import (KnownBug, atomic_write, claim, known_bugs_for, prune_cl
                          quarantined, release)
 from fuzz.defaults import MAX_EXAMPLES, PROBES, TIME_BUDGET_S
 from fuzz.feedback import steer
-from fuzz.generation import STRETCH_CASES, stretch_backend
+from fuzz.generation import Stretch, stretch
 from fuzz.identity import Identity, features, probed
 from fuzz.known import THIS_RUN, KnownBugs, covering
 from fuzz.oracle import Failure, Verdict
@@ -41,7 +41,7 @@ from fuzz.settle import FLAKY, FOUND, UNCONFIRMED, Unconfirmed, announcement, fa
 from fuzz.variants import VariantPolicy
 from fuzz.version import tool_version
 from fuzz.worker import CaseResult, Interrupted, Worker
-from strategies import space
+from strategies import PLAIN_SPACES, space
 
 STOP_GRACE_S = 20.0  # after Ctrl-C, how long the searches get to stop
 REPORT_EVERY_S = 60.0  # a running report and, off a terminal, a progress line
@@ -224,7 +224,7 @@ class Fuzzer:
         counted on it."""
         with self.lock:
             new = None
-            for r in results:
+            for position, r in enumerate(results, 1 - len(results)):
                 found = features(r.case) if r.verdict.failures else frozenset()
                 for failure in r.verdict.own_failures:
                     key = failure.key
@@ -232,7 +232,8 @@ class Fuzzer:
                     if bug is not None:
                         self.stats.hit(bug.entry, r.case, failure.signature)
                         continue
-                    self.first_seen.setdefault(key, (self.stats.examples,
+                    # the case's own place in the run, not its batch's last
+                    self.first_seen.setdefault(key, (self.stats.examples + position,
                                                      self.stats.programs))
                     if new is not None or self.owner.setdefault(key, search) != search:
                         continue
@@ -438,6 +439,7 @@ class Search:
         self.shrinking = False  # a finding of this round was raised: Hypothesis shrinks it
         self.hang = False  # ... and it is a hang
         self.drawn = 0  # programs this round drew before it found anything
+        self.stretch: Stretch = stretch(0, fuzzer.config.space in PLAIN_SPACES)
 
     def check(self, case: Case) -> None:
         """The property: a case (and its seed variants) passes unless it fails in a way
@@ -447,10 +449,10 @@ class Search:
             raise BudgetSpent
         if not self.shrinking:
             self.drawn += 1
-            if self.drawn > STRETCH_CASES:
+            if self.drawn > self.stretch.programs:
                 raise StretchEnd
         t0 = time.perf_counter()
-        batch = self.variants.batch(case)
+        batch = [case] if self.stretch.plain else self.variants.batch(case)
         self.worker.case_timeout = fuzzer.hang_shrink_timeout() if self.hang \
             else fuzzer.case_timeout()
         results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.past_deadline))
@@ -490,30 +492,33 @@ class Search:
         return judged
 
     def _round(self, round_no: int) -> None:
-        config = self.fuzzer.config
+        config, drawing = self.fuzzer.config, self.stretch
 
-        @settings(max_examples=10**6, backend=stretch_backend(round_no),
-                  deadline=None, database=self.database,
-                  print_blob=False, report_multiple_bugs=True,
-                  suppress_health_check=list(HealthCheck))
-        @seed(config.seed * 1_000_003 + round_no * 1_009 + self.index)
-        @given(space(config.space, config.backend, config.device))
         def sdpa_fuzz_property(case: Case) -> None:
             self.check(case)
 
-        sdpa_fuzz_property()
+        # Plain stretches keep their examples under a database key of their own: replayed
+        # through the other strategy, a saved choice sequence would be another case.
+        sdpa_fuzz_property._hypothesis_internal_add_digest = b"plain" * drawing.plain
+        prop = given(space(config.space, config.backend, config.device, drawing.plain))(
+            sdpa_fuzz_property)
+        prop = seed(config.seed * 1_000_003 + round_no * 1_009 + self.index)(prop)
+        settings(max_examples=10**6, backend=drawing.backend, deadline=None,
+                 database=self.database, print_blob=False, report_multiple_bugs=True,
+                 suppress_health_check=list(HealthCheck))(prop)()
 
     def run(self) -> None:
-        fuzzer, round_no = self.fuzzer, 0
+        fuzzer, round_no, stretch_no = self.fuzzer, 0, 0
         try:
             while not (fuzzer.stopping() or fuzzer.over_budget()):
                 self.variants.thaw()
                 self.shrinking = self.hang = False
                 self.drawn = 0
+                self.stretch = stretch(stretch_no, fuzzer.config.space in PLAIN_SPACES)
                 try:
                     self._round(round_no)
-                except StretchEnd:
-                    pass
+                except StretchEnd:  # a round that ends on a finding goes on in its stretch
+                    stretch_no += 1
                 except (BudgetSpent, Interrupted):
                     break
                 except (Finding, BaseExceptionGroup) as exc:

@@ -157,6 +157,14 @@ def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case
     return attention_cases(backend, device, form="any")
 
 
+def plain_cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
+    """One SDPA call that takes none of the swarm's departures but sizes of 1 (a decode
+    step's single query is as plain a call as any): what a search draws first
+    (`fuzz.generation`), so that breadth does not cost the bugs a plain call shows."""
+    return attention_cases(backend, device, form="call",
+                           swarm=st.just(Swarm(frozenset({"unit-sizes"}))))
+
+
 def program_cases(backend: str = "eager", device: str = "cpu", freezing: bool = True
                   ) -> st.SearchStrategy[Case]:
     """Only programs: the Dynamo-level search space."""

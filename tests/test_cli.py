@@ -256,12 +256,17 @@ def test_an_internal_error_is_one_line_and_exit_3(tmp_path) -> None:
     log.unlink()
 
 
-def test_a_run_with_nothing_new_exits_0(tmp_path) -> None:
+def test_a_run_with_nothing_new_exits_0_and_starts_with_plain_calls(tmp_path) -> None:
     result = sdpa_fuzz("run", "--backend", "eager", "--space", "sdpa", "--workers", "1",
                        "--max-examples", "4", "--corpus", str(tmp_path / "corpus"),
-                       "--known", str(ROOT / "corpus"))
+                       "--known", str(ROOT / "corpus"), "--report", str(tmp_path / "r.json"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "0 new failure(s)" in result.stdout
+    # A search's first stretch (fuzz/generation.py): single SDPA calls, no seed variants.
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["examples"] == report["programs"] == 4, report
+    assert {a for a in report["coverage"] if a.startswith("statement:")} \
+        == {"statement:attention"}, report["coverage"]
 
 
 def test_version_and_the_exit_statuses_in_help() -> None:

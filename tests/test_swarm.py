@@ -1,5 +1,6 @@
 """Swarm draws (`strategies.swarm`): a departure a case may not take is never in it, and
-each departure is in some case where it is allowed."""
+each departure is in some case where it is allowed; the plain calls a search starts with
+take none but sizes of 1."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from fuzz.case import Attention, TensorSpec, walk
 from strategies.attention import EXTREME_SCALES
-from strategies.cases import attention_cases
+from strategies.cases import attention_cases, plain_cases
 from strategies.swarm import DEPARTURES, Swarm
 
 NONE = st.just(Swarm(frozenset()))
@@ -71,6 +72,13 @@ def test_every_departure_is_taken_where_allowed_and_only_there(data) -> None:
     allowed = data.draw(st.sets(st.sampled_from(DEPARTURES)))
     case = data.draw(attention_cases(form="any", swarm=st.just(Swarm(frozenset(allowed)))))
     assert _departures(case) <= set(allowed)
+
+
+@settings(max_examples=200, database=None)
+@given(plain_cases())
+def test_a_plain_case_is_one_call_that_departs_only_in_sizes_of_1(case) -> None:
+    assert [type(s) for s in case.program.body] == [Attention]
+    assert _departures(case) <= {"unit-sizes"}
 
 
 def test_each_departure_is_drawn() -> None:
