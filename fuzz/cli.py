@@ -13,6 +13,7 @@ from pathlib import Path
 from fuzz.backends import BackendError, resolve_backend
 from fuzz.campaign import LEASE_S, StoreError, campaign_status, redis_url
 from fuzz.case import DEVICES, CaseError
+from fuzz.caseio import load_case
 from fuzz.defaults import MAX_EXAMPLES, PROBES, TIME_BUDGET_S
 from fuzz.version import tool_version
 from strategies import SPACES
@@ -259,9 +260,19 @@ COMMANDS = {"run": _cmd_run, "replay": _cmd_replay, "repro": _cmd_repro, "show":
             "status": _cmd_status}
 
 
+def _read_named_cases(args: argparse.Namespace) -> None:
+    """Read the case files a command names outright before anything imports torch, so
+    that a bad one is refused at once, not after torch's seconds of import."""
+    named = [args.case] if hasattr(args, "case") else getattr(args, "paths", [])
+    for path in named:
+        if Path(path).is_file():
+            load_case(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _read_named_cases(args)
         return COMMANDS[args.command](args)
     except (UsageError, CaseError) as exc:
         print(f"sdpa-fuzz: error: {exc}", file=sys.stderr)

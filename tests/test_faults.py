@@ -37,7 +37,7 @@ DYNAMIC_FAULTS = {"dynamic_rows_nan"}
 ZERO_SIZE_FAULTS = {"no_keys_nan"}
 
 
-SHRINK_S = 8.0  # shrinking's time in a fault's test, after the first failure
+SHRINK_S = 5.0  # shrinking's time in a fault's test, after the first failure
 
 
 def shrunk_failure(backend: str, strategy, clean_backend: str = "eager", max_examples=300,
