@@ -23,7 +23,7 @@ from fuzz.codegen import input_factory
 from strategies import cases, hand_attention_cases
 from strategies.cases import attention_cases
 from tests import faults
-from tests.test_faults import shrunk_failure
+from tests.test_faults import fault_failure
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -97,7 +97,7 @@ def test_a_fused_kernel_fault_is_caught_and_named_by_its_kernel() -> None:
     """Wrong only where eager's dispatcher picks a fused kernel: the shrunk case runs one,
     and the signature names it."""
     backend = "tests.faults:fused_kernel_drops_last_key"
-    case, verdict = shrunk_failure(backend, attention_cases(backend, "cuda").map(aligned),
+    case, verdict = fault_failure(backend, attention_cases(backend, "cuda").map(aligned),
                                    max_examples=150)
     assert faults.CONDITIONS["fused_kernel_drops_last_key"](case), verdict.explain()
     tag = verdict.signature.split("@")[-1]

@@ -1,5 +1,5 @@
 """Global modes around a call: grad modes and autocast reach the compiled function, faults
-that only they trigger are caught and shrunk to them, and the recompile rule holds what
+that only they trigger are caught under them, and the recompile rule holds what
 Dynamo's guards see."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fuzz.oracle import judge
 from fuzz.plan import plan_of
 from strategies.cases import attention_cases
 from tests import faults
-from tests.test_faults import minimal_exit, shrunk_failure
+from tests.test_faults import fault_failure, minimal_exit
 
 
 def single_call(*calls: CallContext) -> Case:
@@ -47,11 +47,11 @@ def test_modes_change_between_calls_and_eager_and_compiled_agree() -> None:
 
 
 @pytest.mark.parametrize("fault", sorted(faults.MODE_CONDITIONS))
-def test_a_fault_only_a_mode_triggers_is_caught_and_shrunk_to_it(fault: str) -> None:
+def test_a_fault_only_a_mode_triggers_is_caught_under_it(fault: str) -> None:
     """Searched over single calls of one size, which draw modes, to keep CI short; the
     fuzzer draws them for programs and model layers too."""
     backend = f"tests.faults:{fault}"
-    case, verdict = shrunk_failure(backend, attention_cases(
-        backend, form="call", backward=st.just(False), grows=st.just([])))
-    assert faults.MODE_CONDITIONS[fault](case), f"{fault}: condition lost:\n{case}"
+    case, verdict = fault_failure(backend, attention_cases(
+        backend, form="call", backward=st.just(False), grows=st.just([])),
+        within=faults.MODE_CONDITIONS[fault])
     assert minimal_exit(case, verdict, backend) == 1, verdict.explain()

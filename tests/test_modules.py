@@ -1,5 +1,5 @@
 """torch.nn's attention modules (`strategies.modules`): faults that only they reach are
-caught and shrunk to their condition; the module is built exactly as torch registers it;
+caught where their condition holds; the module is built exactly as torch registers it;
 the frame rule of a module call, with masks alike and unlike.
 
 The clean runs of this space are in tests/test_property.py, with the other spaces.
@@ -23,17 +23,17 @@ from fuzz.kernels import ReferenceSDPA
 from fuzz.oracle import judge
 from strategies import module_cases
 from tests import faults
-from tests.test_faults import minimal_exit, shrunk_failure
+from tests.test_faults import fault_failure, minimal_exit
 from tests.test_oracle import CORPUS
 
 
 @pytest.mark.parametrize("fault", sorted(faults.MODULE_CONDITIONS))
-def test_a_fault_only_modules_reach_is_caught_and_shrunk(fault: str) -> None:
+def test_a_fault_only_modules_reach_is_caught(fault: str) -> None:
     """A key padding mask lost in MultiheadAttention's graph call, and a Transformer
     layer's norms run with another epsilon: no other space calls a torch.nn module."""
     backend = f"tests.faults:{fault}"
-    case, verdict = shrunk_failure(backend, module_cases(backend, freezing=False))
-    assert faults.MODULE_CONDITIONS[fault](case), f"{fault}: condition lost:\n{case}"
+    case, verdict = fault_failure(backend, module_cases(backend, freezing=False),
+                                  within=faults.MODULE_CONDITIONS[fault])
     assert minimal_exit(case, verdict, backend) == 1, verdict.explain()
 
 

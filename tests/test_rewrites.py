@@ -16,7 +16,7 @@ from fuzz.handwritten import effective_scale
 from fuzz.oracle import judge
 from strategies.handwritten import FAMILIES, hand_attention_cases
 from tests import faults
-from tests.test_faults import shrunk_failure
+from tests.test_faults import fault_failure
 from tests.test_oracle import CORPUS
 
 QKV = tuple((name, TensorSpec((2, 4, 8, 16))) for name in ("q", "k", "v"))
@@ -83,7 +83,7 @@ TRIGGERS = {
 @pytest.mark.parametrize("fault", ["rewrite_drops_head_broadcast_mask"])
 def test_rewrite_fault_is_caught_and_shrunk_to_its_condition(fault: str) -> None:
     backend = f"tests.faults:{fault}"
-    case, verdict = shrunk_failure(backend, hand_attention_cases(backend, freezing=False),
+    case, verdict = fault_failure(backend, hand_attention_cases(backend, freezing=False),
                                    clean_backend="inductor", max_examples=60)
     assert faults.REWRITE_CONDITIONS[fault](case), (
         f"{fault}: the shrunk case lost the fault's condition:\n{case}\n{verdict.explain()}")
