@@ -1,5 +1,6 @@
 """sdpa-fuzz, backend 'inductor': Dynamo recompiles where its guards should hold
 (recompile:call:size-dynamic). Exits 1 while it diverges, 0 once fixed."""
+import contextlib
 import torch
 import torch.nn.functional as F
 
@@ -36,7 +37,8 @@ class Accepted(torch._dynamo.testing.CompileCounterWithBackend):
 
 counter = Accepted('inductor')
 compiled = torch.compile(fn, backend=counter, dynamic=True)
-call(compiled, 0)
+with contextlib.suppress(Exception):  # raises in eager too, if at all
+    call(compiled, 0)
 before = counter.frame_count
 call(compiled, 1)
 print("graphs compiled by call 1:", counter.frame_count - before, "- allowed: 0")

@@ -36,7 +36,8 @@ def call(f, i=0):
         return state()
 
 compiled = torch.compile(fn, backend='eager')
-call(compiled, 0)
+with contextlib.suppress(Exception):  # raises in eager too, if at all
+    call(compiled, 0)
 after_eager = call(fn, 1)
 after_compiled = call(compiled, 1)
 print("SDPA backend state after the call: eager  ", after_eager)

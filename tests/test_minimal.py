@@ -109,3 +109,19 @@ def test_a_call_context_is_imported_where_the_function_makes_no_sdpa_call() -> N
     with pytest.raises(SystemExit) as exited:
         exec(compile(source, "<minimal>", "exec"), {"__name__": "__main__"})
     assert not exited.value.code, source
+
+
+def test_an_earlier_call_that_raises_in_eager_too_does_not_stop_the_script() -> None:
+    """A call under `sdpa_kernel` of a kernel the CPU lacks raises in eager and compiled
+    alike, and the fuzzer's run goes on to the next call: so must the script, to show a
+    divergence of a later call (a CI run's stale-outputs script died on the first call)."""
+    qkv = tuple((n, TensorSpec((1, 2, 3, 4), seed=i)) for i, n in enumerate("qkv"))
+    case = Case(qkv, Program((Attention("out"),), ("out",)),
+                compile=CompileSpec(backend="tests.faults:stale_outputs"),
+                calls=(CallContext(("EFFICIENT_ATTENTION",)), CallContext(reseed=1),
+                       CallContext(reseed=2)))
+    source = minimal_script(case, Target("values", "attention", "float32", "out", call=2,
+                                         fudge=3.0, floor=1e-6), "tests.faults:stale_outputs")
+    with pytest.raises(SystemExit) as exited:
+        exec(compile(source, "<minimal>", "exec"), {"__name__": "__main__"})
+    assert exited.value.code, source
