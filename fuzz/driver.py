@@ -12,6 +12,7 @@ another, and a key one thread is shrinking is not chased by another.
 from __future__ import annotations
 
 import faulthandler
+import hashlib
 import json
 import sys
 import threading
@@ -27,6 +28,7 @@ from hypothesis.database import (DirectoryBasedExampleDatabase, ExampleDatabase,
 
 from fuzz.campaign import LEASE_S, Campaign, CampaignFinding
 from fuzz.case import Case
+from fuzz.caseio import case_to_json
 from fuzz.confirm import OutOfTime, confirm
 from fuzz.corpus import (KnownBug, atomic_write, claim, known_bugs_for, prune_claims,
                          quarantined, release)
@@ -135,6 +137,7 @@ class Fuzzer:
         self.owner: dict[str, int] = {}  # which search is shrinking a key
         # key -> (cases, programs) judged when it first failed new
         self.first_seen: dict[str, tuple[int, int]] = {}
+        self.passed: set[bytes] = set()  # digests of the cases judged whole and passed
         self.database_path = config.database or config.corpus / ".hypothesis"
         self._beat = 0.0  # when the campaign last heard from this run
         self._reported = time.monotonic()  # when the report was last written
@@ -443,10 +446,13 @@ class Search:
 
     def check(self, case: Case) -> None:
         """The property: a case (and its seed variants) passes unless it fails in a way
-        no known bug covers."""
+        no known bug covers. A case this run has judged and passed passes unjudged."""
         fuzzer = self.fuzzer
         if fuzzer.stopping() or fuzzer.over_budget():
             raise BudgetSpent
+        digest = case_digest(case)
+        if digest in fuzzer.passed:
+            return
         if not self.shrinking:
             self.drawn += 1
             if self.drawn > self.stretch.programs:
@@ -457,6 +463,8 @@ class Search:
             else fuzzer.case_timeout()
         results = list(self.worker.judge(fuzzer.config.backend, batch, fuzzer.past_deadline))
         fuzzer.account(results, time.perf_counter() - t0, self.shrinking)
+        if all(r.verdict.ok for r in results):
+            fuzzer.passed.add(digest)
         steer(case, [r.verdict for r in results])
         self.variants.learn(results)
         new = fuzzer.first_new(results, self.index)
@@ -539,6 +547,14 @@ class Search:
             self.error = exc
             fuzzer.ended_by = "error"
             fuzzer.stop.set()
+
+
+def case_digest(case: Case) -> bytes:
+    """What identifies a case among those a run has judged, in 16 bytes. Each round of
+    Hypothesis, in every search, starts with the space's simplest case, and rounds restart
+    after each finding: a case that passed once passes again (flaky outcomes aside), so it
+    is not compiled and judged again."""
+    return hashlib.blake2b(case_to_json(case).encode(), digest_size=16).digest()
 
 
 def failing_call_alone(case: Case, failure: Failure, judged: Callable[[Case], Verdict]

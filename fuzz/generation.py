@@ -19,7 +19,8 @@ Breadth costs the simple bugs. Of 150 cases of the whole `sdpa` space that met o
 plain faults' conditions, 58% hid the fault (a program around the call, odd values, a key
 broadcast along the sequence, a scale of 1e-6); of single calls, 40%. So each search
 starts, and every 1,025 programs starts again, with a stretch of plain calls
-(`strategies.cases.plain_cases`: one SDPA call with no swarm departure but sizes of 1),
+(`strategies.cases.plain_cases`: one SDPA call with no swarm departure but sizes of 1,
+one time in two, and none in the simplest case, which Hypothesis draws first),
 each program judged on its own inputs only, without seed variants, so that the stretch's
 cases go to new structure. Over the 15 faults a plain random search of SDPA's arguments
 can reach, 40 programs drawn for each, the share of programs that showed the fault was

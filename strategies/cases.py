@@ -158,11 +158,14 @@ def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case
 
 
 def plain_cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
-    """One SDPA call that takes none of the swarm's departures but sizes of 1 (a decode
-    step's single query is as plain a call as any): what a search draws first
-    (`fuzz.generation`), so that breadth does not cost the bugs a plain call shows."""
-    return attention_cases(backend, device, form="call",
-                           swarm=st.just(Swarm(frozenset({"unit-sizes"}))))
+    """One SDPA call that takes none of the swarm's departures but sizes of 1, one time in
+    two (a decode step's single query is as plain a call as any): what a search draws
+    first (`fuzz.generation`), so that breadth does not cost the bugs a plain call shows.
+    The flag shrinks to no sizes of 1, so Hypothesis's first case of a search, its
+    simplest, is not the 1x1x1x1 call that every numeric fault passes (a softmax over one
+    key is 1)."""
+    return attention_cases(backend, device, form="call", swarm=st.sampled_from(
+        (Swarm(frozenset()), Swarm(frozenset({"unit-sizes"})))))
 
 
 def program_cases(backend: str = "eager", device: str = "cpu", freezing: bool = True

@@ -140,3 +140,28 @@ def test_sigint_stops_with_a_summary_and_a_consistent_corpus(tmp_path) -> None:
     assert not list((corpus / ".pending").glob("*.json"))
     replay = sdpa_fuzz("replay", str(corpus))
     assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_case_the_run_saw_pass_is_not_judged_again(tmp_path) -> None:
+    """Every Hypothesis round starts with the space's simplest case, and rounds restart
+    after each finding and in every search: the second time, it costs nothing. A failing
+    case is judged every time it comes."""
+    from fuzz.case import Attention, Case, Program, TensorSpec
+    from fuzz.driver import Fuzzer, RunConfig, Search
+
+    fuzzer = Fuzzer(RunConfig(corpus=tmp_path, backend="tests.faults:negative_scale"))
+    search = Search(fuzzer, 0)
+    try:
+        inputs = tuple((n, TensorSpec((1, 2, 3, 4), seed=i)) for i, n in enumerate("qkv"))
+        passing = Case(inputs, Program((Attention("out"),), ("out",)))
+        failing = Case(inputs, Program((Attention("out", scale=-0.5),), ("out",)))
+        for _ in range(2):
+            search.check(passing)
+        assert (fuzzer.stats.examples, fuzzer.stats.programs) == (1, 1)
+        for _ in range(2):
+            search.shrinking = False
+            with pytest.raises(Exception, match="values"):
+                search.check(failing)
+        assert fuzzer.stats.programs == 3
+    finally:
+        search.worker.close()

@@ -1,10 +1,10 @@
 """Swarm draws (`strategies.swarm`): a departure a case may not take is never in it, and
 each departure is in some case where it is allowed; the plain calls a search starts with
-take none but sizes of 1."""
+take none but sizes of 1, and the simplest takes none."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from fuzz.case import Attention, TensorSpec, walk
@@ -79,6 +79,20 @@ def test_every_departure_is_taken_where_allowed_and_only_there(data) -> None:
 def test_a_plain_case_is_one_call_that_departs_only_in_sizes_of_1(case) -> None:
     assert [type(s) for s in case.program.body] == [Attention]
     assert _departures(case) <= {"unit-sizes"}
+
+
+def test_the_simplest_plain_case_has_no_size_of_1() -> None:
+    """What Hypothesis judges first in every search and round: a softmax over one key is 1,
+    so a 1x1x1x1 call shows no numeric fault."""
+    first: list = []
+
+    @settings(max_examples=1, database=None, phases=[Phase.generate])
+    @given(plain_cases())
+    def draw(case) -> None:
+        first.append(case)
+
+    draw()
+    assert "unit-sizes" not in _departures(first[0]), first[0]
 
 
 def test_each_departure_is_drawn() -> None:
