@@ -10,7 +10,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-PROFILES = {"ci": dict(max_examples=20, derandomize=True),
+PROFILES = {"ci": dict(max_examples=15, derandomize=True),
             "dev": dict(max_examples=100),
             "fuzz": dict(max_examples=100_000)}
 
