@@ -150,8 +150,11 @@ def _dropout_unscaled(c: Call):
 
 
 def _tf32(t: torch.Tensor) -> torch.Tensor:
-    """float32 rounded (toward zero) to TF32's 10-bit mantissa, as tensor cores read it."""
-    return (t.view(torch.int32) & ~0x1FFF).view(torch.float32)
+    """float32 rounded (toward zero) to TF32's 10-bit mantissa, as tensor cores read it.
+    The gradient passes through unrounded: bit operations would cut the autograd graph,
+    and an output that loses requires_grad is another symptom than the fault's."""
+    rounded = (t.detach().view(torch.int32) & ~0x1FFF).view(torch.float32)
+    return t + (rounded - t).detach()
 
 
 def _tf32_matmul(c: Call):
