@@ -21,6 +21,7 @@ MASK_DTYPES = FLOAT_DTYPES + ("bool",) + INT_MASK_DTYPES
 VALUE_KINDS = ("normal", "tiny", "large", "repeated")
 MASK_VALUE_KINDS = ("random", "full_rows", "additive", "padding")
 LAYOUTS = ("contiguous", "transposed", "permuted", "offset", "strided", "expanded")
+STORAGE_OFFSET = 3  # of an "offset" input: where `materialize.build_tensor` starts it
 DEVICES = ("cpu", "cuda")
 MAX_DIM = 1024
 MAX_NUMEL = 1 << 22

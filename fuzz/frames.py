@@ -263,11 +263,12 @@ def size_recompiles(case) -> tuple[frozenset[int], ...] | None:
       sizes at first, then `>= 2` for the lengths whose size changed; with `dynamic=True`,
       `>= 2`, except that sizes 0 and 1 are specialised. Lengths marked with
       `mark_dynamic` are guarded as under `dynamic=True`, whatever the mode.
-    * With `dynamic=True`, a length equal to another dim's size at compile time may share
-      its symbol (duck sizing) and be tied to it, or not: from such a graph on, a call may
-      compile one graph or none.
+    * With `dynamic=True`, a length equal to another dim's size at compile time, or to
+      the storage offset of an input laid out with one, may share its symbol (duck
+      sizing) and be tied to it, or not: from such a graph on, a call may compile one
+      graph or none.
     """
-    from fuzz.case import TensorSpec, grow_dims
+    from fuzz.case import STORAGE_OFFSET, TensorSpec, grow_dims
 
     if not any(call.grow for call in case.calls):
         return None
@@ -276,6 +277,8 @@ def size_recompiles(case) -> tuple[frozenset[int], ...] | None:
     base = [specs[n].shape[d] for n in sorted(marks) for d, m in enumerate(marks[n]) if m]
     fixed = {d for name, spec in case.inputs if isinstance(spec, TensorSpec)
              for i, d in enumerate(spec.shape) if not marks.get(name, (0,) * 9)[i]}
+    if any(isinstance(spec, TensorSpec) and spec.layout == "offset" for _, spec in case.inputs):
+        fixed.add(STORAGE_OFFSET)  # a symbol under dynamic=True too (guard: offset == S)
     mode = case.compile.dynamic
     graphs: list[tuple] = []
     state: list[int | None] | None = None  # automatic dynamic: None marks a dynamic length

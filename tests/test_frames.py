@@ -132,3 +132,21 @@ def test_marked_lengths_recompile_as_the_rules_say(dynamic, L: int) -> None:
     assert [1] + [int(L == 1), 0] == list(run.frames.per_call)
     assert all(n in allowed for n, allowed in zip(run.frames.per_call, size_recompiles(case)))
     assert judge(case, run).ok
+
+
+def test_a_length_equal_to_a_storage_offset_may_be_duck_sized_to_it() -> None:
+    """Rule 6 with an offset: under dynamic=True a key length of 3, equal to the storage
+    offset of an "offset" input, shares its symbol (Dynamo guards `k.storage_offset() ==
+    k.size()[1]`), so growing it compiles again; the rules allow it (a clean 30-minute
+    eager run reported this as a recompile)."""
+    from fuzz.case import CallContext
+    from fuzz.frames import size_recompiles
+    from fuzz.oracle import judge
+    case = Case(inputs=(("q", TensorSpec((1, 2, 4))), ("k", TensorSpec((1, 3, 4), layout="offset")),
+                        ("v", TensorSpec((1, 3, 4)))),
+                program=Program((Attention("out"),), ("out",)),
+                compile=CompileSpec(dynamic=True), calls=(CallContext(), CallContext(grow=3)))
+    run = run_case(case, "eager")
+    assert list(run.frames.per_call) == [1, 1]  # what Dynamo does on torch 2.13.0
+    assert 1 in size_recompiles(case)[1]
+    assert judge(case, run).ok, judge(case, run).explain()
