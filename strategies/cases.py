@@ -78,10 +78,11 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
         k_shape = (2,) + k_shape if not g.batch else _grow(k_shape, 0)
     elif invalid == "mixed-dtypes":
         k_dtype = draw(st.sampled_from([d for d in FLOAT_DTYPES if d != dtype]))
-    values = st.sampled_from(VALUE_KINDS if allowed.allows("values") else VALUE_KINDS[:1])
-    inputs = [("q", draw(tensor_specs(q_shape, dtype, values, dense=fused))),
-              ("k", draw(tensor_specs(k_shape, k_dtype, values, dense=fused))),
-              ("v", draw(tensor_specs(v_shape, dtype, values, dense=fused)))]
+    odd = allowed.allows("values")
+    values = st.sampled_from(VALUE_KINDS if odd else VALUE_KINDS[:1])
+    inputs = [(name, draw(tensor_specs(shape, t, values, dense=fused, equal_rows=odd)))
+              for name, shape, t in (("q", q_shape, dtype), ("k", k_shape, k_dtype),
+                                     ("v", v_shape, dtype))]
     use_mask = draw(st.booleans()) or invalid in MASK_INVALID
     if use_mask:
         mask_dtype = dtype

@@ -2,15 +2,16 @@
 the plain call it may make, each allowed one time in two, and draws only among those.
 
 Every departure here is an edge that hides most faults where it appears: values that are
-all tiny or all equal make softmax uniform; a length or head dim of 1 makes it trivial; a
-mask broadcast along the keys or masking whole rows changes no weight that survives; a
-scale of 0 or 1e-6 flattens the scores and 1e3 saturates them; a grad mode or autocast
-loosens the tolerance or changes the dtype; later calls, an invalid argument or a size of
-0 take the case elsewhere. Drawn together, a case with none of them is rare: 1 in 64
-cases had q, k and v all of normal values. With swarm draws, half the cases keep each
-edge out, so plain cases stay common and every edge is still drawn as often as one
-departure in two allows. Sizes that only some faults need, such as the kernels' boundary
-head dims, are not edges: gating them would hide those faults, not reveal others.
+all tiny or all equal (or one row expanded) make softmax uniform; a length or head dim of
+1 makes it trivial; a mask broadcast along the keys or masking whole rows changes no
+weight that survives; a scale of 0 or 1e-6 flattens the scores and 1e3 saturates them; a
+grad mode or autocast loosens the tolerance or changes the dtype; later calls, an invalid
+argument or a size of 0 take the case elsewhere. Drawn together, a case with none of them
+is rare: 1 in 64 cases had q, k and v all of normal values. With swarm draws, half the
+cases keep each edge out, so plain cases stay common and every edge is still drawn as
+often as one departure in two allows. Sizes that only some faults need, such as the
+kernels' boundary head dims, are not edges: gating them would hide those faults, not
+reveal others.
 
 Each flag shrinks to "not allowed", so a shrunk case keeps only the departures its
 failure needs.

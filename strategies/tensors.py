@@ -20,21 +20,27 @@ def seeds() -> st.SearchStrategy[int]:
 
 
 @st.composite
-def layouts(draw: st.DrawFn, shape: tuple[int, ...]) -> dict:
-    """A layout and its parameters (`perm`, `expand_dim`) as TensorSpec keyword arguments."""
+def layouts(draw: st.DrawFn, shape: tuple[int, ...], equal_rows: bool = True) -> dict:
+    """A layout and its parameters (`perm`, `expand_dim`) as TensorSpec keyword arguments.
+    An expand along the rows' dim (-2) makes every row equal, as "repeated" values do:
+    equal keys give uniform weights and equal values an output no weight changes, so
+    `equal_rows` False (`strategies.swarm`'s "values" edge not taken) expands batch and
+    head dims only."""
     layout = draw(st.sampled_from(LAYOUTS))
     if layout == "permuted":
         return {"layout": layout, "perm": tuple(draw(st.permutations(range(len(shape)))))}
     if layout == "expanded":
-        return {"layout": layout, "expand_dim": draw(st.integers(0, len(shape) - 2))}
+        last = len(shape) - (2 if equal_rows or len(shape) < 3 else 3)
+        return {"layout": layout, "expand_dim": draw(st.integers(0, last))}
     return {"layout": layout}
 
 
 @st.composite
 def tensor_specs(draw: st.DrawFn, shape: tuple[int, ...], dtype: str,
                  values: st.SearchStrategy[str] = st.sampled_from(VALUE_KINDS),
-                 dense: bool = False) -> TensorSpec:
-    """A spec of any layout; `dense`: contiguous, as the fused CUDA kernels take it."""
-    layout = {"layout": "contiguous"} if dense else draw(layouts(shape))
+                 dense: bool = False, equal_rows: bool = True) -> TensorSpec:
+    """A spec of any layout; `dense`: contiguous, as the fused CUDA kernels take it;
+    `equal_rows` False: no layout that repeats one row (`layouts`)."""
+    layout = {"layout": "contiguous"} if dense else draw(layouts(shape, equal_rows))
     return TensorSpec(shape=shape, dtype=dtype, values=draw(values), seed=draw(seeds()),
                       **layout)
