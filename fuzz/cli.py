@@ -162,7 +162,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        variants=args.variants, known=tuple(args.known), probes=args.probes,
                        stop_after=args.stop_after,
                        progress=sys.stderr.isatty(), arguments=tuple(sys.argv[1:]))
-    signal.signal(signal.SIGTERM, _terminate)
     stats = Fuzzer(config).run()
     print(f"{stats.examples} cases ({stats.programs} programs) in {stats.elapsed:.1f}s "
           f"({stats.examples / max(stats.elapsed, 1e-9):.2f} cases/s, {args.workers} "
@@ -270,10 +269,15 @@ def _read_named_cases(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # From the start: a scheduler's SIGTERM may come while a command still imports torch.
+    signal.signal(signal.SIGTERM, _terminate)
     args = _parser().parse_args(argv)
     try:
         _read_named_cases(args)
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:  # one the command did not stop on its own (a run, with a report)
+        print(f"sdpa-fuzz: interrupted; `{args.command}` did not finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (UsageError, CaseError) as exc:
         print(f"sdpa-fuzz: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

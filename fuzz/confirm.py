@@ -1,5 +1,5 @@
-"""Confirming a finding before it is reported: replayed in a fresh process, and shown by its
-minimal repro script, run as a user runs it.
+"""Confirming a finding before it is reported: replayed in a fresh worker process, and shown
+by its minimal repro script, run as a user runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fuzz.check import Failure
-from fuzz.worker import Interrupted
+from fuzz.corpus import load_entry
+from fuzz.replay import replay_entry
+from fuzz.worker import HarnessError, Interrupted, Worker
 
 
 def exit_status(failure: Failure) -> int | None:
@@ -66,19 +68,42 @@ def wait(cmd: list[str], timeout: float, stopping: Callable[[], bool],
     return process.returncode
 
 
+def replays(path: Path, backend: str, case_timeout: float, stopping: Callable[[], bool],
+            deadline: float = math.inf) -> bool:
+    """Whether the pending entry, read back from disk, fails as it records in a worker
+    process of its own. The worker is new, forked from the preloaded server (spawned on
+    CUDA): it holds none of the searches' compiled code or Dynamo state, as a process
+    running `sdpa-fuzz replay` would not, without that process's two imports of torch
+    (its own and its server's), which took 10 to 20 s of each confirmation."""
+    if time.monotonic() >= deadline:
+        raise OutOfTime
+    entry = load_entry(path)
+    worker = Worker(case_timeout, device=entry.case.device)
+    try:
+        result = replay_entry(entry, worker, backend,
+                              stopping=lambda: stopping() or time.monotonic() > deadline)
+    except Interrupted:
+        if stopping():
+            raise
+        raise OutOfTime from None
+    except HarnessError:
+        return False
+    finally:
+        worker.close()
+    return result.ok
+
+
 def confirm(path: Path, failure: Failure, backend: str, case_timeout: float,
             stopping: Callable[[], bool] = lambda: False, deadline: float = math.inf
             ) -> str | None:
-    """Why a pending entry is not confirmed, or None: replayed in a fresh process it must
-    fail the same way again, and its minimal repro script must show it too (exit 1 for a
-    divergence, its own check's, not an exception of the script's; the same signal for a
-    crash; no end for a hang). A finding only the harness sees is the harness's bug, not
-    torch's; one its minimal script cannot show is not reported as a bug. Raises OutOfTime
-    where the run's `deadline` cuts it short."""
+    """Why a pending entry is not confirmed, or None: replayed in a fresh worker process it
+    must fail the same way again (`replays`), and its minimal repro script must show it too
+    (exit 1 for a divergence, its own check's, not an exception of the script's; the same
+    signal for a crash; no end for a hang). A finding only the harness sees is the
+    harness's bug, not torch's; one its minimal script cannot show is not reported as a
+    bug. Raises OutOfTime where the run's `deadline` cuts it short."""
     check = failure.check
-    replay = [sys.executable, "-m", "fuzz.cli", "replay", str(path), "--backend", backend,
-              "--case-timeout", str(case_timeout)]
-    if wait(replay, case_timeout + 600, stopping, deadline=deadline) != 0:
+    if not replays(path, backend, case_timeout, stopping, deadline):
         return "did not reproduce in a fresh process"
     script = [sys.executable, str(path.with_suffix(".py"))]
     if check == "timeout":

@@ -7,7 +7,7 @@ reported like a strict xfail rather than silently accepted.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -44,17 +44,19 @@ class ReplayResult:
 
 
 def replay_entry(entry: Entry, worker: Worker, backend: str | None = None,
-                 device: str | None = None, known: Sequence[KnownBug] = ()) -> ReplayResult:
+                 device: str | None = None, known: Sequence[KnownBug] = (),
+                 stopping: Callable[[], bool] = lambda: False) -> ReplayResult:
     """Run the entry's case in `worker` (so a recorded crash or hang is observed, not
     suffered) and hold it to its expectation.
 
     On the backend and device it was found with, in its torch range, a known failure must
     still fail the same way (a pass is `fixed`). Anywhere else the case must pass, or fail
     only with failures that `known` bugs cover (`known`): a backend that shares a layer
-    with a recorded bug may meet it, or a bug of the same layer, in any entry."""
+    with a recorded bug may meet it, or a bug of the same layer, in any entry.
+    `stopping()` abandons the case (`Worker.judge`)."""
     case = entry.case if device is None else replace(entry.case, device=device)
     backend = backend or case.compile.backend
-    verdict = list(worker.judge(backend, [case]))[0].verdict
+    verdict = list(worker.judge(backend, [case], stopping))[0].verdict
     expect = entry.expect
     recorded = (expect.outcome == "known-failure" and expect.applies_to(torch.__version__)
                 and backend == entry.case.compile.backend and case.device == entry.case.device)

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from fuzz.case import SCHEMA_VERSION
+from fuzz.confirm import replays
 from fuzz.corpus import known_bugs, load_entry
 from fuzz.issue import EXPECTED
 from tests import faults
-from tests.test_driver import _default_sigint
+from tests.test_driver import _default_sigint, has_children, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tests of the module-scoped fault run share one xdist worker, so that the run happens
@@ -120,6 +121,19 @@ def test_replay_holds_the_finding_to_its_expectation(fault_run) -> None:
 
 
 @FAULT_RUN
+def test_confirmation_does_not_hold_a_finding_a_fresh_worker_does_not_show(fault_run,
+                                                                          tmp_path) -> None:
+    """Confirmation's replay holds the entry to what it records: the fault's case, recorded
+    on `eager`, where it passes, is not confirmed there."""
+    path = Path(fault_finding(fault_run[2]))
+    entry = json.loads(path.read_text())
+    entry["case"]["compile"]["backend"] = "eager"
+    clean = tmp_path / path.name
+    clean.write_text(json.dumps(entry))
+    assert not replays(clean, "eager", 60, lambda: False)
+
+
+@FAULT_RUN
 def test_show_prints_the_case(fault_run) -> None:
     _, _, report = fault_run
     shown = sdpa_fuzz("show", fault_finding(report))
@@ -204,7 +218,10 @@ def test_a_signal_stops_a_run_with_its_report_and_exit_130(tmp_path, signum) -> 
          str(ROOT / "corpus"), "--report", str(report)], cwd=ROOT, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
     try:
-        time.sleep(12)  # the worker started, some cases in (the run prints nothing yet)
+        # Its worker started (a loaded machine once took 12 s to import torch), then
+        # some cases in: the run prints nothing yet.
+        wait_for(lambda: has_children(run.pid) or run.poll() is not None, 120, "a worker")
+        time.sleep(5)
         assert run.poll() is None, "the run ended early"
         run.send_signal(signum)
         output, _ = run.communicate(timeout=90)
@@ -216,6 +233,26 @@ def test_a_signal_stops_a_run_with_its_report_and_exit_130(tmp_path, signum) -> 
     assert written["interrupted"] and written["final"] and written["arguments"][0] == "run"
     # 1 if it met a torch bug not yet in the corpus: findings win over the interruption
     assert run.returncode == (1 if written["failures"] + written["unconfirmed"] else 130)
+
+
+def test_a_signal_while_a_run_still_imports_torch_exits_130_without_a_traceback(tmp_path
+                                                                                ) -> None:
+    """A scheduler may stop a job in its first seconds, while it imports torch (4 s or
+    more): it exits 130 and says so, with no traceback and no -15 exit."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "fuzz.cli", "run", "--backend", "eager", "--corpus",
+         str(tmp_path / "corpus")], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    try:
+        time.sleep(2)
+        assert run.poll() is None, "the run ended early"
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            run.kill()
+    assert run.returncode == 130 and "interrupted" in output and "Traceback" not in output, \
+        (run.returncode, output[-3000:])
 
 
 def test_the_time_budgets_bound_the_run(tmp_path) -> None:

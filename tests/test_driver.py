@@ -55,6 +55,16 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def has_children(pid: int) -> bool:
+    """Whether process `pid` has started a child: a run's first, its worker server, comes
+    once it has imported torch and begun to search."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                return True
+    return False
+
+
 def assert_consistent(corpus: Path) -> None:
     """Every case file anywhere in the corpus parses and has its minimal repro script and
     issue text; no entry is left half-confirmed or claimed."""
