@@ -62,20 +62,21 @@ def head_dims(device: str = "cpu", units: bool = True) -> st.SearchStrategy[int]
 def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False,
                lengths: st.SearchStrategy[int] | None = None, units: bool = True
                ) -> Geometry:
-    """Any geometry; with `fused`, one every fused CUDA kernel takes: 4-D, one head dim
-    from FUSED_HEAD_DIMS for both E and Ev, and as many key heads as query heads.
-    `lengths` replaces `seq_lens()` for L and S. `units` False: no length or head dim of 1
-    (`strategies.swarm`)."""
+    """Any geometry; with `fused`, one the fused kernels take: 4-D, and one head dim for
+    both E and Ev; on CUDA, also from FUSED_HEAD_DIMS, with as many key heads as query
+    heads (CPU flash takes any head dim, and GQA). `lengths` replaces `seq_lens()` for L
+    and S. `units` False: no length or head dim of 1 (`strategies.swarm`)."""
     # 4-D (one batch dim) two times in three, as models call it (and as CPU flash and the
     # fused CUDA kernels require); 3-D and 5-D otherwise. Shrinks towards 4-D.
     one_dim = st.lists(st.integers(1, 3), min_size=1, max_size=1)
     batch = tuple(draw(one_dim if fused else st.one_of(
         one_dim, st.lists(st.integers(1, 3), max_size=2))))
+    cuda_fused = fused and device == "cuda"
     enable_gqa = draw(st.booleans())
     kv_heads = draw(st.integers(1, 4))
-    group = draw(st.integers(1, 3)) if enable_gqa and not fused else 1
+    group = draw(st.integers(1, 3)) if enable_gqa and not cuda_fused else 1
     dims = head_dims(device, units)
-    E = draw(st.sampled_from(FUSED_HEAD_DIMS) if fused else dims)
+    E = draw(st.sampled_from(FUSED_HEAD_DIMS) if cuda_fused else dims)
     Ev = E if fused else draw(st.one_of(st.just(E), dims))
     lengths = seq_lens(units) if lengths is None else lengths
     return Geometry(batch=batch, q_heads=kv_heads * group, kv_heads=kv_heads,
