@@ -14,7 +14,8 @@ must not lower these numbers.
 
 Beside each fault the plain random search of SDPA's arguments (`plain_search.py`) runs as
 the baseline, on the faults it can reach at all: `first` and `plain` are the cases each
-judged up to its first failure of the fault (sdpa-fuzz: before shrinking), `first_p` the
+judged up to its first failure of the fault (sdpa-fuzz: before shrinking; the earliest
+of the fault's findings, which may come in several forms), `first_p` the
 programs (compiles) among sdpa-fuzz's cases, the rest being seed variants that reuse a
 compile (the plain search has none: each of its cases is a compile), `plain_s` the plain
 search's seconds to it; `at_s` is when sdpa-fuzz reported it, shrunk and confirmed.
@@ -83,8 +84,14 @@ def search(fault: str, seed: int, args: argparse.Namespace
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
             stats = Fuzzer(config).run()
         hits = [f for f in stats.findings if condition(load_entry(f["case"]).case)]
-        first = hits[0]["first_seen_at"] if hits else None
-        first_p = hits[0]["first_program_at"] if hits else None
+        # The fault's earliest failure: a search may meet the fault in several forms (keys),
+        # and the one confirmed first need not be the one seen first; the run stops at
+        # that one, leaving the others unconfirmed.
+        seen = sorted((f for f in stats.findings + stats.unconfirmed
+                       if condition(load_entry(f["case"]).case)),
+                      key=lambda f: f["first_seen_at"])
+        first = seen[0]["first_seen_at"] if hits else None
+        first_p = seen[0]["first_program_at"] if hits else None
         pair = None if plain[0] == "-" else (
             first or math.inf, first_p or math.inf,
             int(plain[0]) if plain[0] != "no" else math.inf)
@@ -95,7 +102,8 @@ def search(fault: str, seed: int, args: argparse.Namespace
                     f"({len(stats.findings)} other findings)"), False, pair
         case_path = Path(hits[0]["case"])
         return (f"{name:30} {'yes':>5} {first:6d} {first_p:7d} {stats.examples:6d} "
-                f"{hits[0]['found_at_s']:7.1f} {len(load_entry(case_path).case.inputs):6d} "
+                f"{min(f['found_at_s'] for f in hits):7.1f} "
+                f"{len(load_entry(case_path).case.inputs):6d} "
                 f"{case_path.stat().st_size:7d} {plain[0]:>6} {plain[1]:>7}  "
                 f"{hits[0]['signature']}"), True, pair
 
