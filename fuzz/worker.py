@@ -24,14 +24,17 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fuzz.case import MAX_CALLS, Case
 from fuzz.oracle import Failure, Verdict
 
-PRELOAD = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "fuzz.execute",
+PRELOAD = ["fuzz.forkserver_signals", "torch", "torch._dynamo", "torch._inductor.compile_fx", "fuzz.execute",
            "fuzz.oracle"]
 POLL_S = 0.1
+# A spawned (CUDA) worker can still die of a Ctrl-C before its loop ignores the signal;
+# the run hears that Ctrl-C within this long and is then stopping, not failing.
+STOP_S = 2.0
 # How long a new worker may take to be ready: a forked one imports what the forkserver did
 # not preload, and the first one waits for the forkserver itself to import torch.
 STARTUP_S = 600.0
@@ -77,6 +80,16 @@ def _context(device: str) -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
+
+
+def _waited_for(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether `condition` holds within `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(POLL_S)
+    return True
 
 
 def _serve(conn: Any, log_path: str, env: dict[str, str]) -> None:
@@ -206,6 +219,12 @@ class Worker:
                 if self._exitcode() is not None or time.monotonic() > deadline:
                     raise HarnessError(f"a worker did not start{self._log_tail()}")
             parent.recv()
+        except EOFError:  # it died before it was ready
+            self._kill()
+            if _waited_for(stopping, STOP_S):  # a Ctrl-C to the run's group reached it first
+                raise Interrupted from None
+            raise HarnessError(f"a worker died before it was ready{self._log_tail()}"
+                               ) from None
         except BaseException:
             self._kill()
             raise

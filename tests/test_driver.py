@@ -154,6 +154,43 @@ def test_sigint_stops_with_a_summary_and_a_consistent_corpus(tmp_path) -> None:
     assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
+# Ctrl-C, sent to the whole process group every millisecond while workers start and judge.
+CTRL_C_STORM = """
+import os, signal, threading, time
+from fuzz.case import Attention, Case, Program, TensorSpec
+from fuzz.worker import Worker
+
+def judged_ok() -> bool:
+    worker = Worker()
+    try:
+        return list(worker.judge("eager", [case]))[0].verdict.ok
+    finally:
+        worker.close()
+
+signal.signal(signal.SIGINT, lambda *_: None)  # this process hears it and goes on
+inputs = tuple((n, TensorSpec((1, 1, 2, 2), seed=i)) for i, n in enumerate("qkv"))
+case = Case(inputs, Program((Attention("out"),), ("out",)))
+assert judged_ok()  # the forkserver is up (Ctrl-C while it imports torch ends any run)
+storm = threading.Event()
+def ctrl_c() -> None:
+    while not storm.is_set():
+        os.killpg(0, signal.SIGINT)
+        time.sleep(0.001)
+threading.Thread(target=ctrl_c, daemon=True).start()
+assert all(judged_ok() for _ in range(8))
+storm.set()
+"""
+
+
+def test_a_ctrl_c_to_the_run_group_never_kills_a_starting_worker() -> None:
+    """Only the driver decides when a run stops. A worker forked while Ctrl-C reached the
+    run's group once died before its loop ignored the signal, and the run confirming a
+    finding then exited 3 with an EOFError (CI, 30a9483)."""
+    storm = subprocess.run([sys.executable, "-c", CTRL_C_STORM], cwd=ROOT, text=True,
+                           capture_output=True, timeout=300, start_new_session=True)
+    assert storm.returncode == 0, storm.stderr[-3000:]
+
+
 def test_a_case_the_run_saw_pass_is_not_judged_again(tmp_path) -> None:
     """Every Hypothesis round starts with the space's simplest case, and rounds restart
     after each finding and in every search: the second time, it costs nothing. A failing
