@@ -466,6 +466,19 @@ def compile_crash_negative_scale(gm: torch.fx.GraphModule, example_inputs):
     return gm.forward
 
 
+SLOW_COMPILE_S = 8
+
+
+def slow_tf32_matmul(gm: torch.fx.GraphModule, example_inputs):
+    """tf32_matmul, each compile taking SLOW_COMPILE_S: confirming its finding compiles in a
+    fresh worker and again in the repro script, at least twice that, so a run's deadline
+    that leaves less is sure to cut the confirmation short. (With tf32_matmul itself,
+    confirmation took 27 s until it ran in a worker forked from the run's server, and
+    6 s after, which a 21-s deadline no longer cut.)"""
+    time.sleep(SLOW_COMPILE_S)
+    return tf32_matmul(gm, example_inputs)
+
+
 def crash_or_hang(gm: torch.fx.GraphModule, example_inputs):
     """The eager backend, except that compiling a graph with a float16 input and a masked
     SDPA call dereferences NULL (SIGSEGV), and compiling a graph with a causal SDPA call

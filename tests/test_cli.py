@@ -257,12 +257,13 @@ def test_a_signal_while_a_run_still_imports_torch_exits_130_without_a_traceback(
 
 def test_the_time_budgets_bound_the_run(tmp_path) -> None:
     """--time-budget, then --confirm-budget, bound the wall time: a finding whose
-    confirmation the deadline cuts short is written unconfirmed, and reported (exit 1)."""
+    confirmation the deadline cuts short is written unconfirmed, and reported (exit 1).
+    The fault compiles slowly, so that its confirmation cannot end in time."""
     corpus, report = tmp_path / "corpus", tmp_path / "report.json"
     t0 = time.monotonic()
-    result = sdpa_fuzz("run", "--backend", FAULT, "--space", "sdpa", "--workers", "1",
-                       "--probes", "0", "--time-budget", "20", "--confirm-budget", "1", "--corpus",
-                       str(corpus), "--known", str(ROOT / "corpus"), "--report", str(report))
+    result = sdpa_fuzz("run", "--backend", "tests.faults:slow_tf32_matmul", "--space", "sdpa",
+                       "--workers", "1", "--probes", "0", "--time-budget", "20",
+                       "--confirm-budget", "1", "--corpus", str(corpus), "--known", str(ROOT / "corpus"), "--report", str(report))
     wall = time.monotonic() - t0
     written = json.loads(report.read_text())
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
