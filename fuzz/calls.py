@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -20,6 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._pytree import tree_flatten_with_path
 
 from fuzz.sdpa_state import BackendState, current_state, restore_state, settle
+from fuzz.terms import GradientTerms
 
 # torch's generator is seeded with this right before every call of the function, eager,
 # float64 and compiled alike, so that their dropout draws are the same.
@@ -82,6 +83,9 @@ class Observation:
     inputs: dict[str, Any]
     state_after: BackendState
     grads: dict[str, Any] | None = None  # input name -> its gradient (None: unused)
+    # input name -> the largest sum of its gradient's terms' magnitudes (`fuzz.terms`),
+    # where tracked (the float64 reference)
+    grad_terms: dict[str, float] = field(default_factory=dict)
     grad_error: BaseException | None = None  # what backward raised
     kernels: tuple[str, ...] = ()  # the kernel of each SDPA call, where they were logged
     operands: tuple[tuple[Any, ...], ...] = ()  # each SDPA call's query, key and value,
@@ -127,26 +131,32 @@ def upstream_gradient(leaf: torch.Tensor, index: int, rounded_to: torch.dtype | 
 
 
 def backward(leaves: tuple[Any, ...], inputs: dict[str, Any],
-             rounded_to: tuple[torch.dtype, ...] | None = None
-             ) -> tuple[dict[str, Any] | None, BaseException | None]:
+             rounded_to: tuple[torch.dtype, ...] | None = None, terms: bool = False
+             ) -> tuple[dict[str, Any] | None, BaseException | None, dict[str, float]]:
     """Gradients of every input that requires grad, from the seeded upstream gradients of
-    every output that has a grad_fn: (grads by input name, None) or (None, the error)."""
+    every output that has a grad_fn: (grads by input name, None) or (None, the error);
+    with `terms`, and the largest sum of each gradient's terms' magnitudes
+    (`fuzz.terms.GradientTerms`)."""
     wanted = [n for n, t in inputs.items() if isinstance(t, torch.Tensor) and t.requires_grad]
     outs = [(i, t) for i, t in enumerate(leaves)
             if isinstance(t, torch.Tensor) and t.grad_fn is not None]
     if not wanted or not outs:
-        return {}, None
+        return {}, None, {}
+    mode = GradientTerms() if terms else None
     try:
-        grads = torch.autograd.grad(
-            [t for _, t in outs], [inputs[n] for n in wanted],
-            [upstream_gradient(t, i, rounded_to[i] if rounded_to else None) for i, t in outs],
-            allow_unused=True)
+        with mode or contextlib.nullcontext():
+            grads = torch.autograd.grad(
+                [t for _, t in outs], [inputs[n] for n in wanted],
+                [upstream_gradient(t, i, rounded_to[i] if rounded_to else None)
+                 for i, t in outs], allow_unused=True)
         _synchronize()
     except Exception as exc:  # the outcome of backward is compared too
         if is_device_error(exc):
             raise DeviceError(f"the GPU reported an error in backward: {exc}") from exc
-        return None, exc
-    return dict(zip(wanted, grads)), None
+        return None, exc, {}
+    found = {n: mode.terms(g).max().item() for n, g in zip(wanted, grads)
+             if mode is not None and g is not None and g.numel()}
+    return dict(zip(wanted, grads)), None, found
 
 
 def _outer(call: Call, device: str) -> contextlib.ExitStack:
@@ -166,9 +176,11 @@ def _outer(call: Call, device: str) -> contextlib.ExitStack:
 def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
             call: Call = Call(), grad: bool = False,
             rounded_to: tuple[torch.dtype, ...] | None = None,
-            mode: torch.overrides.TorchFunctionMode | None = None) -> Observation:
+            mode: torch.overrides.TorchFunctionMode | None = None,
+            terms: bool = False) -> Observation:
     """Call `fn` once inside `call`'s context, from the `start` backend state; restore it
-    after. With `grad`, then run backward from seeded upstream gradients (`backward`).
+    after. With `grad`, then run backward from seeded upstream gradients (`backward`),
+    with `terms` tracking the magnitudes each gradient sums.
     `mode` (eager code only) is active during the call: a kernel log records its kernels
     in a `kernels` list, the reference's log each SDPA call's operands in `operands`."""
     restore_state(start)
@@ -193,10 +205,11 @@ def observe(fn: Callable[..., Any], inputs: dict[str, Any], start: BackendState,
             paths = tuple(tuple(k.idx for k in path) for path, _ in flat)
             structure, error = str(spec), None
         after = current_state()
-        grads, grad_error = backward(leaves, inputs, rounded_to) if grad and leaves \
-            else (None, None)
+        grads, grad_error, grad_terms = backward(leaves, inputs, rounded_to, terms) \
+            if grad and leaves else (None, None, {})
     restore_state(start)
-    return Observation(leaves, paths, structure, error, inputs, after, grads, grad_error,
+    return Observation(leaves, paths, structure, error, inputs, after, grads, grad_terms,
+                       grad_error,
                        tuple(getattr(mode, "kernels", ())),
                        tuple(getattr(mode, "operands", ())), getattr(mode, "products", 0))
 
@@ -267,7 +280,7 @@ def run_calls(fn: Callable[..., Any], compiled_fn: Callable[..., Any],
         dtypes = tuple(getattr(leaf, "dtype", None) for leaf in eager[-1].leaves or ())
         reference.append(timed("reference", lambda: observe(
             fn, make_inputs(torch.float64, call.salt, call.grow), start, call, grad, dtypes,
-            reference_mode())))
+            reference_mode(), terms=True)))
         dtype = operand_rounding(eager[-1], reference[-1])
         rounded.append(None if dtype is None else timed("reference", lambda: observe(
             fn, make_inputs(torch.float64, call.salt, call.grow), start, call, grad, dtypes,

@@ -353,12 +353,14 @@ def _worst(kappas: list[float], which: Any) -> float:
 
 
 def gradient_terms(plan: Plan, eager: Observation, reference: Observation) -> dict[str, float]:
-    """Input name -> the bound on its gradient's terms (`gradient_bounds`), worst over the
-    attentions that read it, from the float64 inputs and the upstream gradients' size."""
+    """Input name -> the bound on its gradient's terms: the larger of those the float64
+    run's backward summed (`fuzz.terms`: a parameter's, over every token) and, for an
+    attention's operands, `gradient_bounds`, worst over the attentions that read it, from
+    the float64 inputs and the upstream gradients' size."""
     upstream = max([upstream_gradient(t, i).abs().max().item()
                     for i, t in enumerate(eager.leaves or ())
                     if isinstance(t, torch.Tensor) and t.numel()] or [0.0])
-    terms: dict[str, float] = {}
+    terms = {n: t for n, t in reference.grad_terms.items() if math.isfinite(t)}
     for s in plan.scores:
         qkv = _operands(s, reference)
         if qkv is None:

@@ -9,6 +9,8 @@ caches, with lengths one off the CPU flash kernel's block sizes, are drawn rarel
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import strategies as st
 
 from fuzz.case import (GQA_FORMS, HEAD_OPS, MAX_DIM, MERGES, PROJECTIONS, CallContext, Case,
@@ -45,6 +47,11 @@ def _plain(shape: tuple[int, ...], dtype: str) -> st.SearchStrategy[TensorSpec]:
     return tensor_specs(shape, dtype, st.just("normal"))
 
 
+def _weights(shape: tuple[int, ...], dtype: str, grad: bool) -> st.SearchStrategy[TensorSpec]:
+    """A projection's weight, trained (`grad`) or not."""
+    return _plain(shape, dtype).map(lambda spec: replace(spec, requires_grad=grad))
+
+
 @st.composite
 def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
                           freezing: bool = True) -> Case:
@@ -59,14 +66,18 @@ def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str =
     width = heads * head_dim if projection == "none" else draw(st.integers(1, 16))
     past = draw(cache_lengths().filter(lambda p: p + length <= MAX_DIM)) \
         if projection != "none" else 0
-    inputs = [("x", draw(tensor_specs((batch, length, width), dtype)))]
+    # Backward half the time, to the weights (a KV cache, a rotary table and a mask stay
+    # frozen) and, half of those times, to the input too.
+    grad = draw(st.booleans())
+    x = draw(tensor_specs((batch, length, width), dtype))
+    inputs = [("x", replace(x, requires_grad=grad and draw(st.booleans())))]
     qkv_width = (heads + 2 * kv_heads) * head_dim
     if projection == "fused":
         weights = ("w_qkv",)
-        inputs.append(("w_qkv", draw(_plain((qkv_width, width), dtype))))
+        inputs.append(("w_qkv", draw(_weights((qkv_width, width), dtype, grad))))
     elif projection == "separate":
         weights = ("w_q", "w_k", "w_v")
-        inputs += [(name, draw(_plain((h * head_dim, width), dtype)))
+        inputs += [(name, draw(_weights((h * head_dim, width), dtype, grad)))
                    for name, h in zip(weights, (heads, kv_heads, kv_heads))]
     else:
         weights = ()
@@ -84,7 +95,7 @@ def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str =
     out_proj = None
     if draw(st.booleans()):
         out_proj = "w_o"
-        inputs.append((out_proj, draw(_plain((width, heads * head_dim), dtype))))
+        inputs.append((out_proj, draw(_weights((width, heads * head_dim), dtype, grad))))
     layer = ModelAttention(
         "out", "x", heads, kv_heads, head_dim, weights,
         project=draw(st.sampled_from(PROJECTIONS)), split=split,
@@ -110,5 +121,7 @@ def model_attention_cases(draw: st.DrawFn, backend: str = "eager", device: str =
                                                                        max_size=1)))
     return draw(sometimes_frozen(Case(inputs=tuple(inputs), program=Program(body, returns),
                                       compile=draw(compile_specs(backend)), device=device,
-                                      calls=calls), freezing))
+                                      calls=calls, backward=any(
+                                          getattr(spec, "requires_grad", False)
+                                          for _, spec in inputs)), freezing))
 

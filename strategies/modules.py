@@ -5,10 +5,9 @@ its inputs, with padding masks, attention masks, causal hints and returned weigh
 The first alternative of every draw is the plainest (self-attention, sequence first,
 eval mode, no masks), so a shrunk case keeps only what its failure needs. Under
 `no_grad` or `inference_mode` an eval-mode module may take its fast path
-(`_native_multi_head_attention`, `_transformer_encoder_layer_fwd`). Forward only: a
-parameter's gradient sums over every token, and the tolerance has no bound for such sums
-yet (a 300-s Inductor run with backward reported every weight gradient of an encoder
-layer at 3 to 7 times eager's error; docs/oracle.md, "torch.nn modules").
+(`_native_multi_head_attention`, `_transformer_encoder_layer_fwd`). Half the cases run
+backward, to the parameters and, half of those times, to the inputs too: a parameter's
+gradient sums over every token, and is held to the magnitudes it sums (`fuzz.terms`).
 """
 
 from __future__ import annotations
@@ -25,11 +24,11 @@ from strategies.programs import with_modes
 from strategies.tensors import float_dtypes, seeds, tensor_specs
 
 
-def _weight(shape: tuple[int, ...], dtype: str) -> st.SearchStrategy[TensorSpec]:
+def _weight(shape: tuple[int, ...], dtype: str, grad: bool) -> st.SearchStrategy[TensorSpec]:
     """A parameter: normal values, contiguous or, as `w.T` of another is, transposed."""
     layouts = st.sampled_from(("contiguous", "transposed") if len(shape) >= 2 else ("contiguous",))
     return st.builds(TensorSpec, st.just(shape), st.just(dtype), st.just("normal"), layouts,
-                     seed=seeds())
+                     seed=seeds(), requires_grad=st.just(grad))
 
 
 def _mask(draw: st.DrawFn, shape: tuple[int, ...], dtype: str) -> TensorSpec:
@@ -63,26 +62,32 @@ def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
         feedforward=draw(st.integers(1, 16)) if kind != "mha" else 4,
         activation=draw(st.sampled_from(ACTIVATIONS)) if kind != "mha" else "relu",
         training=draw(st.booleans()))
+    grad = draw(st.booleans())  # the parameters' gradients, and maybe the inputs'
     params, inputs = [], []
     for path, shape in module_parameters(module).items():
         name = "attn_" + path.replace(".", "_")
-        inputs.append((name, draw(_weight(shape, dtype))))
+        inputs.append((name, draw(_weight(shape, dtype, grad))))
         params.append((path, name))
     module = replace(module, params=tuple(params))
 
     def sequence(n: int, width: int) -> tuple[int, ...]:
         return (batch, n, width) if module.batch_first else (n, batch, width)
 
-    x = draw(tensor_specs(sequence(length, embed), dtype))
+    inputs_grad = grad and draw(st.booleans())
+
+    def activation(shape: tuple[int, ...]) -> TensorSpec:
+        return replace(draw(tensor_specs(shape, dtype)), requires_grad=inputs_grad)
+
+    x = activation(sequence(length, embed))
     inputs = [("x", x), ("attn", module)] + inputs
     key = value = None
     if cross:
         key, value = "k", "v"
-        inputs += [("k", draw(tensor_specs(sequence(keys, kdim or embed), dtype))),
-                   ("v", draw(tensor_specs(sequence(keys, vdim or embed), dtype)))]
+        inputs += [("k", activation(sequence(keys, kdim or embed))),
+                   ("v", activation(sequence(keys, vdim or embed)))]
     elif memory:
         key = value = "memory"
-        inputs.append(("memory", draw(tensor_specs(sequence(keys, embed), dtype))))
+        inputs.append(("memory", activation(sequence(keys, embed))))
     padding = attn_mask = None
     if draw(st.booleans()):
         padding = "key_padding_mask"
@@ -104,4 +109,4 @@ def module_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu",
                                                                        max_size=1)))
     return draw(sometimes_frozen(Case(inputs=tuple(inputs), program=Program((call,), returns),
                                       compile=draw(compile_specs(backend)), device=device,
-                                      calls=calls), freezing))
+                                      calls=calls, backward=grad), freezing))

@@ -667,8 +667,9 @@ def _layers(case: Case) -> list[ModelAttention]:
 
 
 def _keys(case: Case, a: ModelAttention) -> tuple[int, int]:
-    """(L, S) of a model layer's SDPA call."""
-    length = case.spec(a.x).shape[1]
+    """(L, S) of a model layer's SDPA call (a stacked layer's input is the first's output,
+    of the first's length)."""
+    length = case.spec(_layers(case)[0].x).shape[1]
     return length, length + (case.spec(a.cache[0]).shape[2] if a.cache else 0)
 
 
@@ -708,6 +709,20 @@ def encoder_norm_off(gm: torch.fx.GraphModule, example_inputs):
     return gm.forward
 
 
+def module_grad_scaled(gm: torch.fx.GraphModule, example_inputs):
+    """The eager backend, except that a MultiheadAttention call's output carries back a
+    gradient 1% too large: its forward is exact, and only the gradients of what feeds it
+    (the projections' weights, the inputs) are off."""
+    def scaled(*args, **kwargs):
+        out, weights = F.multi_head_attention_forward(*args, **kwargs)
+        return out.detach() + (out - out.detach()) * 1.01, weights
+
+    for node in _graph_with(F.multi_head_attention_forward)(gm):
+        node.target = scaled
+    gm.recompile()
+    return gm.forward
+
+
 def _module_calls(case: Case) -> list[tuple[ModuleCall, ModuleInput]]:
     return [(s, case.spec(s.module)) for s in walk(case.program.body) if isinstance(s, ModuleCall)]
 
@@ -717,6 +732,7 @@ MODULE_CONDITIONS: dict[str, Callable[[Case], bool]] = {
     "padding_mask_dropped": lambda c: any(s.key_padding_mask for s, _ in _module_calls(c)),
     "encoder_norm_off": lambda c: any(m.module in ("encoder_layer", "decoder_layer")
                                       for _, m in _module_calls(c)),
+    "module_grad_scaled": lambda c: c.backward,
 }
 
 def frozen_attention_off(gm: torch.fx.GraphModule, example_inputs):

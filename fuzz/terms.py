@@ -1,0 +1,111 @@
+"""The magnitudes a gradient sums, tracked through the float64 run's backward.
+
+A parameter's gradient sums over every token: `dW = G^T X` for a projection, `sum(G * x_hat)`
+for a layer norm's weight. Its terms cancel, so its own magnitude says nothing about the
+rounding in it, and two correct implementations that sum in different orders, or that
+round G at different points, differ by about their working precision times the sum of
+the terms' magnitudes, `|G|^T |X|`. Attention's own gradients have analytic bounds
+(`tolerance.gradient_bounds`); a module's or a model layer's parameters pass through
+layer norms, feed-forward layers and projections, which no closed form follows.
+
+`GradientTerms` is a dispatch mode over that backward. Beside every tensor an op makes it
+keeps a bound, elementwise at least the tensor's magnitude: an op linear in its operands
+(views, copies, sums, products, additions, a ReLU's or GELU's backward) is applied to their
+bounds, which gives the sum of its terms' magnitudes; a layer norm's backward gets its
+weight's and bias's sums over the tokens; any other op starts afresh from its output's
+magnitude (what it sums is within a token, and its rounding is part of eager's error).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+aten = torch.ops.aten
+
+# Linear in their first tensor argument, the others taken as exact.
+LINEAR_IN_FIRST = {
+    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.t.default,
+    aten.transpose.int, aten.permute.default, aten.expand.default, aten.squeeze.dim,
+    aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default, aten.clone.default,
+    aten.detach.default, aten.alias.default, aten.select.int, aten.slice.Tensor,
+    aten.select_backward.default, aten.slice_backward.default, aten._to_copy.default,
+    aten.sum.dim_IntList, aten.sum.default, aten.neg.default, aten.mul.Scalar,
+    aten.div.Scalar, aten.div.Tensor, aten.threshold_backward.default,
+    aten.gelu_backward.default, aten.split.Tensor, aten.split_with_sizes.default,
+    aten.unbind.int, aten.chunk.default, aten.narrow.default, aten.repeat.default,
+    aten.index_select.default, aten.new_zeros.default, aten.flip.default,
+}
+# Linear in each tensor argument: applied to every operand's bound.
+MULTILINEAR = {
+    aten.mm.default, aten.bmm.default, aten.matmul.default, aten.addmm.default,
+    aten.baddbmm.default, aten.mv.default, aten.dot.default, aten.mul.Tensor,
+    aten.add.Tensor, aten.cat.default, aten.stack.default, aten.slice_scatter.default,
+    aten.select_scatter.default,
+}
+SIGNED = {aten.sub.Tensor: aten.add.Tensor}  # the terms of a - b are those of a + b
+VIEWS = {aten.view.default, aten._unsafe_view.default}  # a bound may need a copy instead
+
+
+def _magnitudes(kwargs: dict) -> dict:
+    """Keyword arguments with `alpha` and `beta` (the factors of add, addmm, baddbmm) as
+    magnitudes: the terms' magnitudes do not take their signs."""
+    return {k: abs(v) if k in ("alpha", "beta") else v for k, v in kwargs.items()}
+
+
+class GradientTerms(TorchDispatchMode):
+    """Dispatch mode: `terms(t)` is, for a tensor an op made under it, an elementwise bound
+    on the magnitudes of the terms summed into it (at least |t|)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # id -> (tensor, bound): holding the tensor keeps its id, and its Python object,
+        # alive for as long as the bound is looked up by it.
+        self._bounds: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def terms(self, t: torch.Tensor) -> torch.Tensor:
+        held = self._bounds.get(id(t))
+        return held[1] if held is not None and held[0] is t else t.detach().abs()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        try:
+            bounds = self._bound(func, args, kwargs, out)
+        except RuntimeError:  # a view a contiguous bound cannot take: start afresh
+            bounds = None
+        if bounds is not None:
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            found = bounds if isinstance(bounds, (tuple, list)) else (bounds,)
+            for t, b in zip(outs, found):
+                if isinstance(t, torch.Tensor) and isinstance(b, torch.Tensor) and \
+                        b.shape == t.shape:
+                    self._bounds[id(t)] = (t, b.abs())
+        return out
+
+    def _bound(self, func, args, kwargs, out) -> Any:
+        if func in LINEAR_IN_FIRST:
+            first = next(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
+            args = list(args)
+            args[first] = self.terms(args[first])
+            return (aten.reshape.default if func in VIEWS else func)(*args, **kwargs)
+        if func in MULTILINEAR or func in SIGNED:
+            args = tree_map(lambda a: self.terms(a) if isinstance(a, torch.Tensor) else a,
+                            args)
+            return SIGNED.get(func, func)(*args, **_magnitudes(kwargs))
+        if func is aten.native_layer_norm_backward.default:
+            return self._layer_norm(args, out)
+        return None
+
+    def _layer_norm(self, args, out) -> tuple:
+        """The weight's gradient sums `G * x_hat` over the tokens, the bias's `G`."""
+        grad, x, shape, mean, rstd = args[:5]
+        tokens = tuple(range(x.dim() - len(shape)))
+        g = self.terms(grad)
+        x_hat = ((x - mean) * rstd).abs()
+        return (None if out[0] is None else out[0].abs(),
+                None if out[1] is None else (g * x_hat).sum(tokens),
+                None if out[2] is None else g.sum(tokens))
