@@ -77,13 +77,14 @@ class GradientTerms(TorchDispatchMode):
             bounds = self._bound(func, args, kwargs, out)
         except RuntimeError:  # a view a contiguous bound cannot take: start afresh
             bounds = None
-        if bounds is not None:
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            found = bounds if isinstance(bounds, (tuple, list)) else (bounds,)
-            for t, b in zip(outs, found):
-                if isinstance(t, torch.Tensor) and isinstance(b, torch.Tensor) and \
-                        b.shape == t.shape:
-                    self._bounds[id(t)] = (t, b.abs())
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        found = bounds if isinstance(bounds, (tuple, list)) else (bounds,) * len(outs)
+        for t, b in zip(outs, found):
+            if isinstance(t, torch.Tensor) and isinstance(b, torch.Tensor) and \
+                    b.shape == t.shape:
+                self._bounds[id(t)] = (t, b.abs())
+            elif isinstance(t, torch.Tensor):  # an in-place op's tensor starts afresh too
+                self._bounds.pop(id(t), None)
         return out
 
     def _bound(self, func, args, kwargs, out) -> Any:

@@ -57,3 +57,15 @@ def test_every_gradient_s_terms_bound_its_magnitude(layer: str) -> None:
     grads, terms = _grads(out, wrt, torch.randn_like(out))
     for g, t in zip(grads, terms):
         assert t.shape == g.shape and bool((t >= g.abs() * (1 - 1e-12)).all())
+
+
+def test_a_tensor_an_unknown_in_place_op_rewrote_starts_afresh() -> None:
+    """Its bound from before the op would describe values it no longer holds."""
+    gen = torch.Generator().manual_seed(1)
+    a, b = (torch.randn(4, 9, generator=gen, dtype=torch.float64),
+            torch.randn(9, 5, generator=gen, dtype=torch.float64))
+    with GradientTerms() as mode:
+        c = a @ b
+        assert mode.terms(c).max() > c.abs().max()
+        c.fill_(0.5)
+        assert bool((mode.terms(c) == 0.5).all())
