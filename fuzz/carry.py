@@ -9,11 +9,12 @@ import ast
 import inspect
 from types import ModuleType
 
-from fuzz import calls, check, errors, sdpa_state, standalone, tolerance
+from fuzz import calls, check, errors, sdpa_state, standalone, terms, tolerance
 from fuzz.kernels import FUSED
 
 # In import order: each imports only modules before it (tolerance needs FUSED, given first).
-CARRIED: tuple[ModuleType, ...] = (sdpa_state, errors, tolerance, calls, check, standalone)
+CARRIED: tuple[ModuleType, ...] = (sdpa_state, errors, tolerance, terms, calls, check,
+                                    standalone)
 
 
 def module_body(module: ModuleType) -> str:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import Counter
 
 from fuzz.carry import CARRIED, carried_source
+from fuzz.codegen import repro_script
+from tests.test_minimal import CASE
 
 
 def _top_level_names(source: str) -> list[str]:
@@ -33,3 +37,13 @@ def test_carried_modules_define_each_name_once() -> None:
     """Concatenated, a second definition would silently replace the first."""
     counts = Counter(_top_level_names(carried_source()))
     assert [name for name, n in counts.items() if n > 1] == []
+
+
+def test_a_full_repro_with_backward_runs_alone_and_passes_on_eager(tmp_path) -> None:
+    """The script runs the reference's backward under `fuzz.terms`: a carried module that
+    uses a module it does not carry fails only here, as a NameError in a user's hands."""
+    script = tmp_path / "repro.py"
+    script.write_text(repro_script(CASE, "eager"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]

@@ -96,13 +96,15 @@ def test_cuda_cases_pin_each_kernel_and_draw_shapes_the_fused_kernels_take() -> 
 def test_cpu_cases_often_run_the_cpu_flash_kernel() -> None:
     """CPU flash takes 4-D inputs of one head dim, the last dim's stride 1, and no
     dropout. Drawn freely, 21 of 300 plain calls met all of that; half the cases are
-    shaped for it, so that the CPU fused kernel, where models' calls go, is searched too."""
+    shaped for it, so that the CPU fused kernel, where models' calls go, is searched too.
+    200 draws, as a share: which cases a derandomized run draws moves with the modules
+    imported (Hypothesis draws constants from their source), and 100 drew 25 to 62."""
     kernels = []
 
-    @settings(max_examples=100, database=None, derandomize=True, phases=[Phase.generate])
+    @settings(max_examples=200, database=None, derandomize=True, phases=[Phase.generate])
     @given(plain_cases("eager"))
     def draw(case):
         kernels.append(eager_kernels(case))
 
     draw()
-    assert sum(ks == ("flash",) for ks in kernels) >= 30, kernels
+    assert sum(ks == ("flash",) for ks in kernels) >= len(kernels) / 3, kernels
