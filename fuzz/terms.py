@@ -12,8 +12,10 @@ layer norms, feed-forward layers and projections, which no closed form follows.
 keeps a bound, elementwise at least the tensor's magnitude: an op linear in its operands
 (views, copies, sums, products, additions, a ReLU's or GELU's backward) is applied to their
 bounds, which gives the sum of its terms' magnitudes; a layer norm's backward gets its
-weight's and bias's sums over the tokens; any other op starts afresh from its output's
-magnitude (what it sums is within a token, and its rounding is part of eager's error).
+weight's and bias's sums over the tokens; the backward of a softmax, and a layer norm's
+input gradient, get the terms they sum within a row, which cancel exactly where the row
+is uniform (equal keys, a constant gradient); any other op starts afresh from its output's
+magnitude (it sums nothing, and its rounding is part of eager's error).
 """
 
 from __future__ import annotations
@@ -97,16 +99,29 @@ class GradientTerms(TorchDispatchMode):
             args = tree_map(lambda a: self.terms(a) if isinstance(a, torch.Tensor) else a,
                             args)
             return SIGNED.get(func, func)(*args, **_magnitudes(kwargs))
+        if func is aten._softmax_backward_data.default:
+            grad, y, dim = args[:3]
+            g, y = self.terms(grad), y.abs()
+            return y * (g + (g * y).sum(dim, keepdim=True))  # y * (g - sum(g * y))
+        if func is aten._log_softmax_backward_data.default:
+            grad, y, dim = args[:3]
+            g = self.terms(grad)
+            return g + y.exp() * g.sum(dim, keepdim=True)  # g - exp(y) * sum(g)
         if func is aten.native_layer_norm_backward.default:
             return self._layer_norm(args, out)
         return None
 
     def _layer_norm(self, args, out) -> tuple:
-        """The weight's gradient sums `G * x_hat` over the tokens, the bias's `G`."""
-        grad, x, shape, mean, rstd = args[:5]
+        """The input's gradient sums `G * w` and `G * w * x_hat` over the row, less their
+        means; the weight's sums `G * x_hat` over the tokens, the bias's `G`."""
+        grad, x, shape, mean, rstd, weight = args[:6]
+        row = tuple(range(x.dim() - len(shape), x.dim()))
         tokens = tuple(range(x.dim() - len(shape)))
         g = self.terms(grad)
         x_hat = ((x - mean) * rstd).abs()
-        return (None if out[0] is None else out[0].abs(),
+        gw = g if weight is None else g * weight.abs()
+        dx = rstd.abs() * (gw + gw.mean(row, keepdim=True)
+                           + x_hat * (gw * x_hat).mean(row, keepdim=True))
+        return (None if out[0] is None else dx,
                 None if out[1] is None else (g * x_hat).sum(tokens),
                 None if out[2] is None else g.sum(tokens))

@@ -69,3 +69,27 @@ def test_a_tensor_an_unknown_in_place_op_rewrote_starts_afresh() -> None:
         assert mode.terms(c).max() > c.abs().max()
         c.fill_(0.5)
         assert bool((mode.terms(c) == 0.5).all())
+
+
+def test_a_row_that_cancels_exactly_keeps_the_terms_it_summed() -> None:
+    """Over equal keys a softmax's backward sums to zero in every row, so the query
+    projection's gradient is 0 in float64 while float32 code that sums in another order
+    leaves its rounding (a clean Inductor run's false alarms on `grad-w_q`); a layer
+    norm's input gradient cancels alike under a constant upstream gradient. The bound
+    keeps the terms; started afresh from the output it would be about 0."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 1, 3, generator=gen, dtype=torch.float64).expand(1, 4, 3)
+    w_q, w_k, w_v = (torch.randn(6, 3, generator=gen, dtype=torch.float64,
+                                 requires_grad=True) for _ in range(3))
+    heads = lambda w: torch.nn.functional.linear(x, w).view(1, 4, 2, 3).transpose(1, 2)
+    with torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]):
+        out = torch.nn.functional.scaled_dot_product_attention(heads(w_q), heads(w_k),
+                                                               heads(w_v))
+        (dq,), (tq,) = _grads(out, [w_q], torch.randn(out.shape, generator=gen,
+                                                       dtype=torch.float64))
+    assert dq.abs().max() < 1e-12 and tq.min() > 1e-2
+
+    y = torch.randn(5, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    (dy,), (ty,) = _grads(torch.nn.functional.layer_norm(y, (7,)), [y],
+                          torch.full((5, 7), 0.5, dtype=torch.float64))
+    assert dy.abs().max() < 1e-12 and ty.min() > 1e-2
