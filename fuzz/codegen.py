@@ -18,7 +18,7 @@ from fuzz.case import (Attention, BuildParams, Case, GraphBreak, HandAttention, 
 from fuzz.handwritten import hand_attention_globals, hand_attention_lines, logical_head_dim
 from fuzz.models import model_attention_lines
 from fuzz.modules import module_call_lines, module_lines
-from fuzz.kernels import ReferenceSDPA
+from fuzz.kernels import ReferenceSDPA, RoundingJitter
 from fuzz.materialize import BUILD_TENSOR_SOURCE, build_call
 from fuzz.plan import calls_of, plan_of
 
@@ -226,8 +226,11 @@ def repro_script(case: Case, backend: str) -> str:
     imports, backend_expr = backend_expression(backend)
     settings = case.compile
     compile_kwargs = {"fullgraph": settings.fullgraph, "dynamic": settings.dynamic}
-    if settings.mode is not None:
-        compile_kwargs["mode"] = settings.mode
+    if backend == "inductor" and settings.mode not in (None, "default"):
+        # as `fuzz.backends.resolve_backend`: torch.compile hands a callable backend's
+        # `mode` to the backend itself, which the counter in front of Inductor refuses
+        backend_expr = (f"torch._TorchCompileInductorWrapper({settings.mode!r}, None, "
+                        f"{settings.dynamic!r})")
     reference = f"lambda rounded_to=None: ReferenceSDPA({case.device == 'cuda'}, rounded_to)"
     return "\n".join([
         '"""sdpa-fuzz repro: runs fn eagerly, compiled and in float64 on identical inputs, once\n'
@@ -238,7 +241,9 @@ def repro_script(case: Case, backend: str) -> str:
         "import sys",
         imports + function_source(case),
         inputs_source(case),
-        "from torch.overrides import TorchFunctionMode\n\n",
+        "from torch.overrides import TorchFunctionMode",
+        "from torch.utils._python_dispatch import TorchDispatchMode\n\n",
+        inspect.getsource(RoundingJitter),
         inspect.getsource(ReferenceSDPA),
         carried_source(),
         "",

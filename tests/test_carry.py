@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 
 from fuzz.carry import CARRIED, carried_source
+from fuzz.case import Attention, Case, CompileSpec, Program
 from fuzz.codegen import repro_script
 from tests.test_minimal import CASE
 
@@ -47,3 +48,16 @@ def test_a_full_repro_with_backward_runs_alone_and_passes_on_eager(tmp_path) -> 
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_a_full_repro_keeps_inductor_s_mode(tmp_path) -> None:
+    """torch.compile hands a callable backend its `mode`, which the counter in front of
+    Inductor refused: every full repro of a case compiled with a mode raised TypeError."""
+    case = Case(inputs=CASE.inputs[:3], program=Program((Attention("out"),), ("out",)),
+                compile=CompileSpec(backend="inductor", mode="max-autotune-no-cudagraphs"))
+    script = tmp_path / "repro.py"
+    script.write_text(repro_script(case, "inductor"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, \
+        result.stdout[-2000:] + result.stderr[-2000:]

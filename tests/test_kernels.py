@@ -9,7 +9,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from fuzz.kernels import NO_KERNEL, KernelLog, ReferenceSDPA
+from fuzz.kernels import NO_KERNEL, KernelLog, ReferenceSDPA, RoundingJitter
 from fuzz.tolerance import FUDGE, FUSED_GRAD_FUDGE, fudge
 from strategies.cases import attention_cases, plain_cases
 from tests.faults import eager_kernels
@@ -108,3 +108,23 @@ def test_cpu_cases_often_run_the_cpu_flash_kernel() -> None:
 
     draw()
     assert sum(ks == ("flash",) for ks in kernels) >= len(kernels) / 3, kernels
+
+
+def test_the_rounding_jitter_moves_computed_results_by_an_eps_and_nothing_else() -> None:
+    """Each computed float64 result moves by at most the dtype's eps of itself, the same
+    way in every run; views still alias and copies stay copies, so a program's aliasing
+    and its in-place ops mean in the rounded run what they mean in eager."""
+    x = torch.randn(64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def run():
+        with RoundingJitter(torch.bfloat16):
+            y = x * 3.0
+            view, copy = y.view(8, 8), y.clone()
+            view.add_(0.0)
+        return y, view, copy
+
+    y, view, copy = run()
+    moved = (y / (x * 3.0) - 1).abs()
+    assert 0 < moved.max() <= torch.finfo(torch.bfloat16).eps
+    assert view._base is y and torch.equal(copy, y)
+    assert torch.equal(run()[0], y)
