@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -28,10 +29,35 @@ EXIT_STATUSES = """exit status:
   130  interrupted (Ctrl-C, SIGTERM) with nothing new"""
 
 
+# Signals that came while torch was imported, acted on once the import is done.
+_DEFERRED: list[int] = []
+_IMPORTING = [False]
+
+
 def _terminate(signum, frame) -> None:
     """SIGTERM (a scheduler's, `timeout`'s) stops a run as Ctrl-C does: findings kept,
-    summary printed, report written."""
+    summary printed, report written. While torch is imported, SIGTERM and Ctrl-C wait
+    for the import to end (`_import_torch`)."""
+    if _IMPORTING[0]:
+        _DEFERRED.append(signum)
+        return
     raise KeyboardInterrupt
+
+
+def _import_torch() -> None:
+    """Import torch and Dynamo with SIGTERM and Ctrl-C held back, then act on them. A
+    KeyboardInterrupt raised inside a library's import leaves it half imported, and some
+    import code swallows it: one stopped run recursed without end in numpy's `linalg`
+    (exit 3), another went on running, another died of SIGINT at exit (-2 for 130)."""
+    previous = signal.signal(signal.SIGINT, _terminate)
+    _IMPORTING[0] = True
+    try:
+        importlib.import_module("torch._dynamo")
+    finally:
+        _IMPORTING[0] = False
+        signal.signal(signal.SIGINT, previous)
+    if _DEFERRED:
+        raise KeyboardInterrupt
 
 
 class UsageError(Exception):
@@ -274,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         _read_named_cases(args)
+        if args.command != "status":
+            _import_torch()
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:  # one the command did not stop on its own (a run, with a report)
         print(f"sdpa-fuzz: interrupted; `{args.command}` did not finish", file=sys.stderr)
