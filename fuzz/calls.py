@@ -226,13 +226,10 @@ class Runs:
     frames: Frames
 
 
-ROUNDED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
 def operand_rounding(eager: Observation, reference: Observation) -> torch.dtype | None:
     """The dtype to round the float64 run's SDPA operands and matrix products to, and to
-    move its other results by (`RoundingJitter`), where eager's outputs are 16-bit or
-    float32 and the program computes operands that dtype cannot
+    move its other results by (`RoundingJitter`), where eager's outputs are floating and
+    the program computes operands that dtype cannot
     hold exactly (a projection, a rotary embedding) or materializes products in it (the
     scores of hand-written attention): rounding them is then an error any implementation
     makes, yet the kernels work in float32, so the score floor does not cover it. A float16
@@ -246,7 +243,7 @@ def operand_rounding(eager: Observation, reference: Observation) -> torch.dtype 
     1.7e-11 between SDPA's CPU flash and math kernels, and Inductor's by 1.0e-11 was held
     to 3.4e-12, eager being the float64 run itself."""
     dtypes = [t.dtype for t in eager.leaves or () if isinstance(t, torch.Tensor)
-              and t.dtype in ROUNDED]
+              and t.dtype.is_floating_point]
     if not dtypes or not (reference.operands or reference.products):
         return None
     dtype = max(dtypes, key=lambda d: torch.finfo(d).eps)

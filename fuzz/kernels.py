@@ -120,7 +120,7 @@ class RoundingJitter(TorchDispatchMode):
     float64 run with every aten op rounded to bfloat16 0.017 (eager's own points), and
     moved at random by up to an eps 0.05 to 0.16 (four seeds)."""
 
-    COPIES = {"_to_copy", "clone", "copy", "copy_", "cat", "stack", "index", "index_select",
+    COPIES = {"_to_copy", "clone", "copy", "cat", "stack", "index", "index_select",
               "gather", "masked_fill", "where", "expand", "repeat", "constant_pad_nd",
               "zeros_like", "ones_like", "full_like", "empty_like", "new_zeros", "new_ones",
               "new_full", "new_empty", "lift_fresh", "slice_scatter", "select_scatter",
