@@ -599,8 +599,10 @@ def _judge_backward(plan: Plan, eager: Observation, ref: Observation, compiled: 
                             f"{'has no' if ge is None else 'has a'} gradient, compiled "
                             f"{'has no' if gc is None else 'has a'} gradient", subject=where))
         elif ge is not None:
+            # An attention whose operands the program computes may read any input.
             readers = [i for i, s in enumerate(plan.scores)
-                       if name in (s.query, s.key, s.value, s.mask)]
+                       if name in (s.query, s.key, s.value, s.mask)
+                       or None in (s.query, s.key, s.value)]
             bound = Bound(_worst(kappas, readers), plan.precision, terms.get(name, 0.0),
                           fudge(_dtype(ge), eager.kernels, gradient=True),
                           rounding=deviations.get(name, 0.0))

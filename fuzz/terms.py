@@ -14,8 +14,11 @@ keeps a bound, elementwise at least the tensor's magnitude: an op linear in its 
 bounds, which gives the sum of its terms' magnitudes; a layer norm's backward gets its
 weight's and bias's sums over the tokens; the backward of a softmax, and a layer norm's
 input gradient, get the terms they sum within a row, which cancel exactly where the row
-is uniform (equal keys, a constant gradient); any other op starts afresh from its output's
-magnitude (it sums nothing, and its rounding is part of eager's error).
+is uniform (equal keys, a constant gradient); so does the CPU flash kernel's backward,
+whose score gradient `P * (dP - rowsum(dP * P))` is exactly 0 where a row attends to one
+key but, in 16 bits, a residue that depends on where the operands were rounded; any other
+op starts afresh from its output's magnitude (it sums nothing, and its rounding is part
+of eager's error).
 """
 
 from __future__ import annotations
@@ -109,7 +112,34 @@ class GradientTerms(TorchDispatchMode):
             return g + y.exp() * g.sum(dim, keepdim=True)  # g - exp(y) * sum(g)
         if func is aten.native_layer_norm_backward.default:
             return self._layer_norm(args, out)
+        if func is aten._scaled_dot_product_flash_attention_for_cpu_backward.default:
+            return self._attention(args, kwargs)
         return None
+
+    def _attention(self, args, kwargs) -> tuple:
+        """CPU flash's backward as the math kernel sums it, with the weights `P` recomputed
+        from the operands: `dV = P^T G`, `dS = P * (dP - rowsum(dP * P))` for `dP = G V^T`,
+        `dQ = scale dS K`, `dK = scale dS^T Q`; GQA's shared key heads sum over their group,
+        and dropout's kept weights grow by `1 / (1 - p)` at most."""
+        grad, q, k, v, _, _, dropout_p, is_causal = args[:8]
+        mask, scale = kwargs.get("attn_mask"), kwargs.get("scale")
+        group = q.size(-3) // max(1, k.size(-3))
+        k, v = (t.repeat_interleave(group, -3) for t in (k, v))
+        factor = q.size(-1) ** -0.5 if scale is None else scale
+        scores, s = factor * q @ k.transpose(-1, -2), abs(factor)
+        if mask is not None:
+            scores = scores + mask
+        if is_causal:
+            kept = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~kept, float("-inf"))
+        p = torch.softmax(scores, -1).nan_to_num(0.0) / (1 - dropout_p)
+        g = self.terms(grad)
+        d_p = g @ v.abs().transpose(-1, -2)
+        d_s = p * (d_p + (d_p * p).sum(-1, keepdim=True))
+        dk, dv = s * d_s.transpose(-1, -2) @ q.abs(), p.transpose(-1, -2) @ g
+        if group > 1:
+            dk, dv = (t.unflatten(-3, (-1, group)).sum(-3) for t in (dk, dv))
+        return s * d_s @ k.abs(), dk, dv
 
     def _layer_norm(self, args, out) -> tuple:
         """The input's gradient sums `G * w` and `G * w * x_hat` over the row, less their

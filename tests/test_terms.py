@@ -93,3 +93,35 @@ def test_a_row_that_cancels_exactly_keeps_the_terms_it_summed() -> None:
     (dy,), (ty,) = _grads(torch.nn.functional.layer_norm(y, (7,)), [y],
                           torch.full((5, 7), 0.5, dtype=torch.float64))
     assert dy.abs().max() < 1e-12 and ty.min() > 1e-2
+
+
+@pytest.mark.parametrize("variant", ["plain", "mask", "causal", "gqa", "negative-scale"])
+def test_cpu_flash_s_backward_sums_the_terms_the_math_kernel_sums(variant: str) -> None:
+    """One key per row makes the query's and key's gradients exactly 0, while CPU flash's
+    16-bit backward leaves a residue of `dP - rowsum(dO * O)` that depends on where its
+    operands were rounded (a clean Inductor run's `grad-x` of a one-token model layer,
+    3.09 off compiled, 0.17 eager). Either kernel's backward is bounded by the same terms;
+    started afresh from its output, CPU flash's would be 0."""
+    gen = torch.Generator().manual_seed(3)
+    heads, kv_heads = (4, 2) if variant == "gqa" else (2, 2)
+    q = torch.randn(2, heads, 5, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(2, kv_heads, 6, 8, generator=gen, dtype=torch.float64,
+                        requires_grad=True) for _ in range(2))
+    kwargs = {"attn_mask": torch.rand(5, 6, generator=gen) < 0.7} if variant == "mask" else \
+        {"is_causal": True} if variant == "causal" else \
+        {"enable_gqa": True} if variant == "gqa" else \
+        {"scale": -0.7} if variant == "negative-scale" else {}
+    upstream = torch.randn(2, heads, 5, 8, generator=gen, dtype=torch.float64)
+    found = {}
+    for backend in (torch.nn.attention.SDPBackend.FLASH_ATTENTION,
+                    torch.nn.attention.SDPBackend.MATH):
+        with torch.nn.attention.sdpa_kernel([backend]):
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
+        found[backend] = _grads(out, [q, k, v], upstream)[1]
+    for flash, math in zip(*found.values()):
+        torch.testing.assert_close(flash, math)
+
+    out = torch.nn.functional.scaled_dot_product_attention(q, k[:, :, :1], v[:, :, :1],
+                                                           enable_gqa=True)
+    (dq,), (tq,) = _grads(out, [q], upstream)
+    assert dq.abs().max() < 1e-12 and tq.min() > 1e-3
