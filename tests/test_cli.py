@@ -255,6 +255,53 @@ def test_a_signal_while_a_run_still_imports_torch_exits_130_without_a_traceback(
         (run.returncode, output[-3000:])
 
 
+SLOW_DYNAMO_IMPORT = """
+import atexit, importlib.abc, os, pathlib, sys, time
+
+MARK = pathlib.Path(os.environ["SDPA_FUZZ_TEST_MARK"])
+
+
+class SlowDynamo(importlib.abc.MetaPathFinder):
+    \"\"\"Holds torch._dynamo's import in the middle for 3 s, once, and says when.\"\"\"
+
+    def find_spec(self, name, path, target=None):
+        if name == "torch._dynamo.eval_frame" and not MARK.exists():
+            MARK.write_text("importing")
+            time.sleep(3)
+        return None
+
+
+sys.meta_path.insert(0, SlowDynamo())
+atexit.register(lambda: MARK.write_text(str("torch._dynamo.eval_frame" in sys.modules)))
+"""
+
+
+def test_a_signal_in_the_middle_of_torch_s_import_waits_for_it_to_end(tmp_path) -> None:
+    """The signal comes while torch._dynamo is half imported (held there by an import
+    hook): the import still ends whole, and the run exits 130 with no traceback. A
+    KeyboardInterrupt raised inside it would leave it half imported, which some import
+    code swallows: one stopped run recursed without end in numpy's `linalg`, another
+    went on running, another died of SIGINT at exit."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_DYNAMO_IMPORT)
+    mark = tmp_path / "mark"
+    env = {**os.environ, "SDPA_FUZZ_TEST_MARK": str(mark),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "fuzz.cli", "run", "--backend", "eager", "--corpus",
+         str(tmp_path / "corpus")], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(mark.exists, 120, "the import hook")
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            run.kill()
+    assert run.returncode == 130 and "interrupted" in output and "Traceback" not in output, \
+        (run.returncode, output[-3000:])
+    assert mark.read_text() == "True", "torch._dynamo was left half imported"
+
+
 def test_the_time_budgets_bound_the_run(tmp_path) -> None:
     """--time-budget, then --confirm-budget, bound the wall time: a finding whose
     confirmation the deadline cuts short is written unconfirmed, and reported (exit 1).
