@@ -2,7 +2,7 @@
 which faults it finds, how fast, and how small the shrunk case is.
 
     python benchmarks/detection.py [--budget 120] [--faults a,b] [--seeds 0,1,2]
-                                   [--workers 2] [--no-plain]
+                                   [--workers 2] [--jobs 1] [--no-plain]
 
 A fault counts as found when a confirmed finding's shrunk case still satisfies the fault's
 condition (tests/faults.py: CONDITIONS, REWRITE_CONDITIONS, MODEL_CONDITIONS,
@@ -23,14 +23,19 @@ search's seconds to it; `at_s` is when sdpa-fuzz reported it, shrunk and confirm
 Each seed gives both searches one sequence of cases, which every fault then meets: at
 one seed, a first failure at case 2 or 6 is mostly the luck of that sequence. Several
 seeds (`--seeds`) give each fault several sequences, and the medians are taken over
-every (fault, seed) pair, with each seed's median printed too.
+every (fault, seed) pair, with each seed's median printed too. `--jobs` runs that many
+(fault, seed) searches at once, each in a process of its own: the counts of cases do not
+depend on the load, only the seconds do, so give a longer `--budget` when the CPUs are
+shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import math
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -120,6 +125,8 @@ def main() -> None:
     parser.add_argument("--faults", default=",".join(sorted(FAULTS)))
     parser.add_argument("--seeds", default="0", help="comma-separated; each fault runs at each")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="(fault, seed) searches run at once, one process each")
     parser.add_argument("--no-plain", action="store_true",
                         help="skip the plain random search baseline")
     args = parser.parse_args()
@@ -128,9 +135,12 @@ def main() -> None:
           f"{'at_s':>7} {'inputs':>6} {'json_B':>7} {'plain':>6} {'plain_s':>7}  signature")
     found, runs = 0, 0
     pairs: dict[int, list[tuple]] = {seed: [] for seed in seeds}
-    for seed in seeds:
-        for fault in args.faults.split(","):
-            row, hit, pair = search(fault, seed, args)
+    todo = [(fault, seed) for seed in seeds for fault in args.faults.split(",")]
+    with concurrent.futures.ProcessPoolExecutor(
+            args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        searches = [pool.submit(search, fault, seed, args) for fault, seed in todo]
+        for (fault, seed), done in zip(todo, searches):
+            row, hit, pair = done.result()
             print(row, flush=True)
             runs += 1
             found += hit
