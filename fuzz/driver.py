@@ -574,10 +574,15 @@ def failing_call_alone(case: Case, failure: Failure, judged: Callable[[Case], Ve
 
 
 def _findings(exc: BaseException) -> list[Finding]:
+    """The findings a search raised: one, or a group of them (Hypothesis reports several
+    bugs at once), whose other members may be the search's own stops. Replaying the bugs
+    it found, Hypothesis runs the property again, which raises BudgetSpent or Interrupted
+    once the run is over: a 30-minute run ended in a traceback, its five findings
+    grouped with a BudgetSpent. Anything else is a harness bug, raised."""
     if isinstance(exc, Finding):
         return [exc]
+    if isinstance(exc, (BudgetSpent, Interrupted, StretchEnd)):
+        return []
     if isinstance(exc, BaseExceptionGroup):
-        found = [f for e in exc.exceptions for f in _findings(e)]
-        if len(found) == len(exc.exceptions):
-            return found
+        return [f for e in exc.exceptions for f in _findings(e)]
     raise exc

@@ -214,3 +214,22 @@ def test_a_case_the_run_saw_pass_is_not_judged_again(tmp_path) -> None:
         assert fuzzer.stats.programs == 3
     finally:
         search.worker.close()
+
+
+def test_findings_grouped_with_the_search_s_own_stops_are_kept() -> None:
+    """Replaying the bugs it found, Hypothesis runs the property again, which raises
+    BudgetSpent once the run is over; it reports them together. A 30-minute run ended in
+    a traceback on such a group, its five findings in it. A group with anything else in
+    it is a harness bug and is raised."""
+    from fuzz.check import Failure
+    from fuzz.driver import BudgetSpent, _findings, finding_type
+    from fuzz.oracle import Verdict
+
+    failure = Failure("values", "out", "float32", "out: off")
+    found = [finding_type(key)(None, Verdict((failure,), ("values",), ()))
+             for key in ("values:out", "values:grad-q")]
+    group = BaseExceptionGroup("two bugs", [found[0], BudgetSpent(),
+                                            BaseExceptionGroup("nested", [found[1]])])
+    assert _findings(group) == found
+    with pytest.raises(ZeroDivisionError):
+        _findings(BaseExceptionGroup("a bug and a harness bug", [found[0], ZeroDivisionError()]))
