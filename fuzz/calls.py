@@ -226,7 +226,8 @@ class Runs:
     frames: Frames
 
 
-def operand_rounding(eager: Observation, reference: Observation) -> torch.dtype | None:
+def operand_rounding(eager: Observation, reference: Observation, autocast: str | None = None
+                     ) -> torch.dtype | None:
     """The dtype to round the float64 run's SDPA operands and matrix products to, and to
     move its other results by (`RoundingJitter`), where eager's outputs are floating and
     the program computes operands that dtype cannot
@@ -241,12 +242,15 @@ def operand_rounding(eager: Observation, reference: Observation) -> torch.dtype 
     rounding changes nothing) and is made where an operand is computed, not an input's
     view: two chained float64 model layers' weight gradient (magnitude 148) differed by
     1.7e-11 between SDPA's CPU flash and math kernels, and Inductor's by 1.0e-11 was held
-    to 3.4e-12, eager being the float64 run itself."""
+    to 3.4e-12, eager being the float64 run itself. Under `autocast` (the dtype it computes
+    in), a program that returns float32 computed in that dtype."""
     dtypes = [t.dtype for t in eager.leaves or () if isinstance(t, torch.Tensor)
               and t.dtype.is_floating_point]
     if not dtypes or not (reference.operands or reference.products):
         return None
     dtype = max(dtypes, key=lambda d: torch.finfo(d).eps)
+    if autocast is not None and dtype != torch.float64:
+        dtype = max(dtype, getattr(torch, autocast), key=lambda d: torch.finfo(d).eps)
     if dtype == torch.float64:
         inputs = {t.untyped_storage().data_ptr() for t in reference.inputs.values()
                   if isinstance(t, torch.Tensor)}
@@ -291,7 +295,7 @@ def run_calls(fn: Callable[..., Any], compiled_fn: Callable[..., Any],
         reference.append(timed("reference", lambda: observe(
             fn, make_inputs(torch.float64, call.salt, call.grow), start, call, grad, dtypes,
             reference_mode(), terms=True)))
-        dtype = operand_rounding(eager[-1], reference[-1])
+        dtype = operand_rounding(eager[-1], reference[-1], call.autocast)
         rounded.append(None if dtype is None else timed("reference", lambda: observe(
             fn, make_inputs(torch.float64, call.salt, call.grow), start, call, grad, dtypes,
             reference_mode(dtype))))

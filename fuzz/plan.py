@@ -66,6 +66,14 @@ def frozen_parameters(case: Case) -> bool:
     return case.compile.freezing and any(isinstance(s, ModuleInput) for _, s in case.inputs)
 
 
+def autocast_precisions(case: Case) -> tuple[str | None, ...]:
+    """Per call, the dtype its autocast computes in, where it casts anything: autocast
+    leaves float64 alone."""
+    casts = any(isinstance(s, TensorSpec) and s.dtype in ("float32", "float16", "bfloat16")
+                for _, s in case.inputs)
+    return tuple(c.autocast if casts else None for c in case.calls)
+
+
 def plan_of(case: Case) -> Plan:
     origins = {s.out: op for s in walk(case.program.body) if getattr(s, "out", None)
                for op, cls in STATEMENTS.items() if type(s) is cls}
@@ -93,6 +101,7 @@ def plan_of(case: Case) -> Plan:
         size_mode={True: "dynamic", False: "static", None: "automatic"}[case.compile.dynamic],
         repeats_context=tuple(k in contexts[:i] for i, k in enumerate(contexts)),
         grows=tuple(c.grow for c in case.calls),
+        autocasts=autocast_precisions(case),
         device=case.device,
         fresh_parameters=frozen_parameters(case))
 
