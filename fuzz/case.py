@@ -759,7 +759,9 @@ class CompileSpec:
 
 def grow_dims(case: "Case") -> dict[str, tuple[int, ...]]:
     """Per tensor input of a single SDPA call, 1 on the dims that are a sequence length:
-    L of the query, S of key and value, and the mask's L and S where not broadcast."""
+    L of the query, S of key and value, and the mask's L and S where not broadcast (a
+    rank-1 mask has S alone: left static, it pinned the marked S of the key and value,
+    and Dynamo raised ConstraintViolationError where eager ran)."""
     body = case.program.body
     if len(body) != 1 or not isinstance(body[0], Attention):
         return {}
@@ -767,13 +769,17 @@ def grow_dims(case: "Case") -> dict[str, tuple[int, ...]]:
     dims: dict[str, tuple[int, ...]] = {}
     for name in (a.query, a.key, a.value, a.mask):
         spec = case.spec(name) if name is not None else None
-        if isinstance(spec, TensorSpec) and len(spec.shape) >= 2:
-            marks = [0] * len(spec.shape)
-            if name == a.mask:
-                marks[-2], marks[-1] = int(spec.shape[-2] != 1), int(spec.shape[-1] != 1)
-            else:
-                marks[-2] = 1
-            dims[name] = tuple(marks)
+        if not isinstance(spec, TensorSpec) or not spec.shape or \
+                name != a.mask and len(spec.shape) < 2:
+            continue
+        marks = [0] * len(spec.shape)
+        if name == a.mask:
+            marks[-1] = int(spec.shape[-1] != 1)
+            if len(spec.shape) >= 2:
+                marks[-2] = int(spec.shape[-2] != 1)
+        else:
+            marks[-2] = 1
+        dims[name] = tuple(marks)
     return dims
 
 
