@@ -221,29 +221,39 @@ class Fuzzer:
         with self.lock:
             self.stats.account(results, seconds, shrinking)
 
-    def first_new(self, results: list[CaseResult], search: int) -> tuple[str, CaseResult] | None:
-        """The first failure that no known bug covers and no other search is shrinking
-        (by key); remembers the smallest case seen for it. Failures a known bug covers are
-        counted on it."""
+    def unknown_failures(self, results: list[CaseResult]) -> list[tuple[str, CaseResult]]:
+        """The failures of `results` that no known bug covers, in order, each with the
+        result it came from; those a known bug covers are counted on it."""
         with self.lock:
-            new = None
+            unknown = []
             for position, r in enumerate(results, 1 - len(results)):
                 found = features(r.case) if r.verdict.failures else frozenset()
                 for failure in r.verdict.own_failures:
-                    key = failure.key
-                    bug = self.known.covering(key, found)
+                    bug = self.known.covering(failure.key, found)
                     if bug is not None:
                         self.stats.hit(bug.entry, r.case, failure.signature)
                         continue
                     # the case's own place in the run, not its batch's last
-                    self.first_seen.setdefault(key, (self.stats.examples + position,
-                                                     self.stats.programs))
-                    if new is not None or self.owner.setdefault(key, search) != search:
-                        continue
-                    if smaller(r.case, self.best.get(key, (None,))[0]):
-                        self.best[key] = (r.case, r.verdict)
-                    new = key, r
-            return new
+                    self.first_seen.setdefault(failure.key, (self.stats.examples + position,
+                                                             self.stats.programs))
+                    unknown.append((failure.key, r))
+            return unknown
+
+    def claim(self, key: str, result: CaseResult, search: int) -> bool:
+        """Whether `search` may shrink `key` (no other search is shrinking it); if so,
+        remembers the smallest case seen for it."""
+        with self.lock:
+            if self.owner.setdefault(key, search) != search:
+                return False
+            if smaller(result.case, self.best.get(key, (None,))[0]):
+                self.best[key] = (result.case, result.verdict)
+            return True
+
+    def unclaim(self, key: str, search: int) -> None:
+        with self.lock:
+            self.best.pop(key, None)
+            if self.owner.get(key) == search:
+                del self.owner[key]
 
     def record(self, case: Case, verdict: Verdict, key: str, shrunk: bool = True,
                alike: Callable[[Case], Verdict | None] | None = None,
@@ -467,20 +477,44 @@ class Search:
             fuzzer.passed.add(digest)
         steer(case, [r.verdict for r in results])
         self.variants.learn(results)
-        new = fuzzer.first_new(results, self.index)
-        if new is not None:
-            key, result = new
+        for key, result in fuzzer.unknown_failures(results):
+            if not fuzzer.claim(key, result, self.index):
+                continue
+            if not self.shrinking and self._known_alone(key, result):
+                fuzzer.unclaim(key, self.index)
+                continue
             self.variants.freeze(results.index(result))
             self.shrinking = True
             self.hang = self.hang or key.startswith("timeout:")
             raise finding_type(key)(result.case, result.verdict)
 
+    def _judge_one(self, case: Case) -> Verdict:
+        t0 = time.perf_counter()
+        results = list(self.worker.judge(self.fuzzer.config.backend, [case],
+                                         self.fuzzer.past_deadline))
+        self.fuzzer.account(results, time.perf_counter() - t0, self.shrinking)
+        return results[0].verdict
+
+    def _known_alone(self, key: str, result: CaseResult) -> bool:
+        """Whether a failure first seen in a later call is, as its failing call alone, a
+        known bug; counted on that bug if so. Shrinking cannot reach that form
+        (`failing_call_alone`), so without this one case a search shrank a known bug's
+        later-call form, finding 10's, for the rest of its three minutes."""
+        failure = next(f for f in result.verdict.own_failures if f.key == key)
+        alone = failing_call_alone(result.case, failure, self._judge_one)
+        if alone is None:
+            return False
+        case, _, same = alone
+        with self.fuzzer.lock:
+            bug = self.fuzzer.known.covering(same.key, features(case))
+            if bug is not None:
+                self.fuzzer.stats.hit(bug.entry, case, same.signature)
+        return bug is not None
+
     def alone(self, finding: Finding) -> tuple[Case, Verdict, str]:
         """The finding as its failing call alone, where that fails alone too."""
         failure = next(f for f in finding.verdict.own_failures if f.key == finding.key)
-        backend, stopping = self.fuzzer.config.backend, self.fuzzer.past_deadline
-        alone = failing_call_alone(finding.case, failure, lambda case: list(
-            self.worker.judge(backend, [case], stopping))[0].verdict)
+        alone = failing_call_alone(finding.case, failure, self._judge_one)
         if alone is None:
             return finding.case, finding.verdict, finding.key
         case, verdict, same = alone

@@ -233,3 +233,38 @@ def test_findings_grouped_with_the_search_s_own_stops_are_kept() -> None:
     assert _findings(group) == found
     with pytest.raises(ZeroDivisionError):
         _findings(BaseExceptionGroup("a bug and a harness bug", [found[0], ZeroDivisionError()]))
+
+
+def test_a_known_bug_first_seen_in_a_later_call_is_counted_on_it_not_shrunk(tmp_path) -> None:
+    """A failure seen only in a second call's values gets a `@later-call` key, which no
+    entry holds; shrinking cannot drop the first call (`failing_call_alone`). A search met
+    finding 10 that way and shrank it for the rest of its three minutes. Judged alone, the
+    failing call is the known bug: one case more, counted on it, and nothing to shrink."""
+    from fuzz.case import Attention, Case, CallContext, Program, TensorSpec
+    from fuzz.corpus import KnownBug
+    from fuzz.driver import Finding, Fuzzer, RunConfig, Search
+    from fuzz.identity import Identity
+
+    fuzzer = Fuzzer(RunConfig(corpus=tmp_path, backend="tests.faults:masked_rows_nan"))
+    search = Search(fuzzer, 0)
+    # the second call's mask (reseeded) masks a whole row; the first call's does not
+    drawn = Case((("q", TensorSpec((1, 1, 3, 2), seed=0)), ("k", TensorSpec((1, 1, 2, 2), seed=1)),
+                  ("v", TensorSpec((1, 1, 2, 2), seed=2)),
+                  ("mask", TensorSpec((3, 2), "bool", "random", seed=2))),
+                 Program((Attention("out", mask="mask"),), ("out",)),
+                 calls=(CallContext(), CallContext(reseed=1)))
+    try:
+        with pytest.raises(Finding) as raised:
+            search.check(drawn)
+        key = raised.value.key
+        assert key == "nan-inf:attention@later-call"
+        fuzzer.unclaim(key, 0)
+        fuzzer.known.learn([KnownBug("known-dead-row.json",
+                                     Identity("nan-inf:attention", frozenset()))])
+        search.shrinking = False
+        search.check(drawn)
+        assert fuzzer.stats.known_hits["known-dead-row.json"]["cases"] == 1
+        assert key not in fuzzer.owner and key not in fuzzer.best
+        assert fuzzer.stats.examples == 4  # each check: the drawn case, its failing call
+    finally:
+        search.worker.close()
