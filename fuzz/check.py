@@ -414,11 +414,10 @@ def judge(plan: Plan, eager: tuple[Observation, ...], reference: tuple[Observati
     """Every check of the compiled runs against eager, the reference (and where it ran, the
     reference with rounded operands) and the frame model."""
     out = Judgement()
-    base = plan
     for i, (e, r, c) in enumerate(zip(eager, reference, compiled)):
         rr = rounded[i] if i < len(rounded) else None
-        plan = _under_autocast(base, i)
-        if plan.fullgraph and plan.must_break:
+        call_plan = _under_autocast(plan, i)
+        if call_plan.fullgraph and call_plan.must_break:
             out.checked.add("fullgraph")
             # An error eager raises too may come first while tracing; that is no failure.
             same = e.error is not None and check_outcome(e.error, c.error) is None
@@ -429,8 +428,7 @@ def judge(plan: Plan, eager: tuple[Observation, ...], reference: tuple[Observati
                     f"so fullgraph=True must raise Unsupported; compiled {seen}", i))
             continue
         out.failures += [replace(f, call=i, detail=f"call {i}: {f.detail}" if i else f.detail)
-                         for f in _judge_call(plan, e, r, c, rr, out)]
-    plan = base
+                         for f in _judge_call(call_plan, e, r, c, rr, out)]
     out.failures += check_frames(plan, compiled, frames, out.checked)
     if plan.hand:  # an error in hand-written attention is its own bug
         out.failures = [replace(f, where="hand_attention") if f.check == "outcome" else f
