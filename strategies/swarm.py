@@ -3,7 +3,7 @@ the plain call it may make, each allowed one time in two, and draws only among t
 
 Every departure here is an edge that hides most faults where it appears: values that are
 all tiny or all equal (or one row expanded) make softmax uniform; a length or head dim of
-1 makes it trivial; a mask broadcast along the keys or masking whole rows changes no
+1 makes it trivial; a mask broadcast along the keys or masking every row changes no
 weight that survives; a scale of 0 or 1e-6 flattens the scores and 1e3 saturates them; a
 grad mode or autocast loosens the tolerance or changes the dtype; later calls, an invalid
 argument or a size of 0 take the case elsewhere. Drawn together, a case with none of them
