@@ -250,10 +250,19 @@ class Fuzzer:
             return True
 
     def unclaim(self, key: str, search: int) -> None:
+        """Give up `key`: a search that claimed it found it known after all."""
         with self.lock:
             self.best.pop(key, None)
             if self.owner.get(key) == search:
                 del self.owner[key]
+
+    def counted_as_known(self, key: str, case: Case, signature: str) -> bool:
+        """Whether a known bug covers a failure of `key` on `case`; counted on it if so."""
+        with self.lock:
+            bug = self.known.covering(key, features(case))
+            if bug is not None:
+                self.stats.hit(bug.entry, case, signature)
+            return bug is not None
 
     def record(self, case: Case, verdict: Verdict, key: str, shrunk: bool = True,
                alike: Callable[[Case], Verdict | None] | None = None,
@@ -272,9 +281,7 @@ class Fuzzer:
             # that of the key the search met.
             first = min(self.first_seen.get(k, (self.stats.examples, self.stats.programs))
                         for k in {seen_as or key, key})
-            bug = self.known.covering(key, features(case))
-            if bug is not None:
-                self.stats.hit(bug.entry, case, failure.signature)
+            if self.counted_as_known(key, case, failure.signature):
                 return
         identity = Identity(key, features(case))
         if alike is not None and failure.where != "worker" and self.config.probes:
@@ -285,9 +292,7 @@ class Fuzzer:
                 self.stats.timings.add("probe", time.perf_counter() - t0)
         signature = failure.signature
         with self.lock:
-            bug = self.known.covering(key, features(case))  # a plainer case may be known
-            if bug is not None:
-                self.stats.hit(bug.entry, case, signature)
+            if self.counted_as_known(key, case, signature):  # a plainer case may be known
                 return
             self.known.learn([KnownBug(THIS_RUN, identity)])
         # Claimed first, then checked: a machine that published it and released its claim
@@ -498,18 +503,14 @@ class Search:
     def _known_alone(self, key: str, result: CaseResult) -> bool:
         """Whether a failure first seen in a later call is, as its failing call alone, a
         known bug; counted on that bug if so. Shrinking cannot reach that form
-        (`failing_call_alone`), so without this one case a search shrank a known bug's
-        later-call form, finding 10's, for the rest of its three minutes."""
+        (`failing_call_alone`): without this extra case, a search shrank finding 10's
+        later-call form for the rest of its three minutes."""
         failure = next(f for f in result.verdict.own_failures if f.key == key)
         alone = failing_call_alone(result.case, failure, self._judge_one)
         if alone is None:
             return False
         case, _, same = alone
-        with self.fuzzer.lock:
-            bug = self.fuzzer.known.covering(same.key, features(case))
-            if bug is not None:
-                self.fuzzer.stats.hit(bug.entry, case, same.signature)
-        return bug is not None
+        return self.fuzzer.counted_as_known(same.key, case, same.signature)
 
     def alone(self, finding: Finding) -> tuple[Case, Verdict, str]:
         """The finding as its failing call alone, where that fails alone too."""
