@@ -42,7 +42,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
                     form: str = "call", backward: st.SearchStrategy[bool] = st.booleans(),
                     grows: st.SearchStrategy[list[int]] = st.lists(st.integers(1, 3), max_size=2),
                     modes: bool = True,
-                    lengths: st.SearchStrategy[int] | None = None,
+                    lengths: st.SearchStrategy[int] | None = None, long: bool = False,
                     zero_size: st.SearchStrategy[bool] = st.integers(0, 9).map(lambda i: i == 9),
                     freezing: bool = True,
                     swarm: st.SearchStrategy[Swarm] = swarms()) -> Case:
@@ -53,7 +53,8 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     longer sequences. On CUDA a single call is often made inside an `sdpa_kernel` context
     that picks the kernel. `modes` False: a single call with no grad mode or autocast
     around it (for tests of faults that modes do not trigger). `lengths`: the sequence
-    lengths' strategy, for tests of faults that only long sequences show. `freezing`
+    lengths' strategy, for tests of faults that only long sequences show; `long`: rarely
+    up to 1,024 keys (`strategies.geometry.seq_lens`). `freezing`
     False: never under Inductor's freezing (`sometimes_frozen`). `swarm`: which edges
     the case may take (`strategies.swarm`), drawn first."""
     allowed = draw(swarm)
@@ -62,7 +63,7 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
     # dim's stride 1, and no dropout; 2 of 59 programs of a 30-minute Inductor run).
     fused = draw(st.booleans())
     cuda_fused = fused and device == "cuda"
-    g = draw(geometries(device, fused, lengths, units=allowed.allows("unit-sizes")))
+    g = draw(geometries(device, fused, lengths, units=allowed.allows("unit-sizes"), long=long))
     if not cuda_fused and allowed.allows("zero-size") and draw(zero_size):
         g = draw(zero_sized(g))
     dtype = draw(float_dtypes(device) if dtypes is None else dtypes)
@@ -160,16 +161,16 @@ def attention_cases(draw: st.DrawFn, backend: str = "eager", device: str = "cpu"
 
 def cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
     """Every kind of case: one SDPA call, or a program around SDPA called from contexts."""
-    return attention_cases(backend, device, form="any")
+    return attention_cases(backend, device, form="any", long=True)
 
 
 def plain_cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrategy[Case]:
-    """One SDPA call that takes none of the swarm's departures but sizes of 1, one time in
-    two (a decode step's single query is as plain a call as any): what a search draws
-    first (`fuzz.generation`), so that breadth does not cost the bugs a plain call shows.
-    The flag shrinks to no sizes of 1, so Hypothesis's first case of a search, its
-    simplest, is not the 1x1x1x1 call that every numeric fault passes (a softmax over one
-    key is 1)."""
+    """One SDPA call of short sequences that takes none of the swarm's departures but
+    sizes of 1, one time in two (a decode step's single query is as plain a call as any):
+    what a search draws first (`fuzz.generation`), so that breadth does not cost the bugs
+    a plain call shows. The flag shrinks to no sizes of 1, so Hypothesis's first case of
+    a search, its simplest, is not the 1x1x1x1 call that every numeric fault passes (a
+    softmax over one key is 1)."""
     return attention_cases(backend, device, form="call", swarm=st.sampled_from(
         (Swarm(frozenset()), Swarm(frozenset({"unit-sizes"})))))
 
@@ -177,4 +178,4 @@ def plain_cases(backend: str = "eager", device: str = "cpu") -> st.SearchStrateg
 def program_cases(backend: str = "eager", device: str = "cpu", freezing: bool = True
                   ) -> st.SearchStrategy[Case]:
     """Only programs: the Dynamo-level search space."""
-    return attention_cases(backend, device, form="program", freezing=freezing)
+    return attention_cases(backend, device, form="program", long=True, freezing=freezing)

@@ -14,6 +14,9 @@ HEAD_DIMS = (31, 33, 63, 64, 65, 96, 127, 128, 129, 255, 256)
 # Head dims every fused CUDA kernel takes (multiples of 8 up to 256): without them, flash,
 # efficient and cuDNN would rarely be eligible and CUDA runs would test math alone.
 FUSED_HEAD_DIMS = (8, 16, 32, 64, 128, 256)
+# One off the CPU flash kernel's query and key block sizes (32 to 512, by length).
+LONG = (31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024)
+LONG_QUERIES = LONG[:9]  # up to 129: a chunk of queries, against keys up to 1,024
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,29 @@ class Geometry:
         return self.batch + (self.q_heads, self.L, self.S)
 
 
-def seq_lens(units: bool = True, decode: bool = True) -> st.SearchStrategy[int]:
+def rarely(common: st.SearchStrategy[int], rare: st.SearchStrategy[int], odds: int = 16
+           ) -> st.SearchStrategy[int]:
+    """`rare` once in `odds` draws, else `common`, which is what shrinking goes to."""
+    return st.integers(0, odds - 1).flatmap(lambda i: rare if i == odds - 1 else common)
+
+
+def seq_lens(units: bool = True, decode: bool = True, long: bool = False
+             ) -> st.SearchStrategy[int]:
     """Small lengths mostly, from 9 to 80 a third of the time (blocked kernels change at
     32/64), and with `decode`, 1 a third of the time: a decoding step's one query. Keys
     are drawn without `decode`, and are 1 one time in 24 where sizes of 1 are allowed: a
     softmax over one key is 1 whatever the scores, so such a call hides every fault in the
     scores, the scale, a mask's values and causal masking (18% of plain calls had one key,
-    8.7% of the plain random search's). `units` False: never 1."""
+    8.7% of the plain random search's). `units` False: never 1. `long`: one time in 16, a
+    length one off a block size of the CPU flash kernel, whose keys split at 512: up to
+    1,024 keys (a long cache, or a long prompt), up to 129 queries (a decode step's
+    chunk); rare, since the scores and the float64 reference grow with them."""
     small = st.integers(1, 8) if units else st.integers(2, 8)
     first = st.just(1) if units and decode else st.integers(2, 8)
-    return st.one_of(first, small, st.integers(9, 80))
+    short = st.one_of(first, small, st.integers(9, 80))
+    if not long:
+        return short
+    return rarely(short, st.sampled_from(LONG_QUERIES if decode else LONG))
 
 
 def head_dims(device: str = "cpu", units: bool = True) -> st.SearchStrategy[int]:
@@ -65,12 +81,13 @@ def head_dims(device: str = "cpu", units: bool = True) -> st.SearchStrategy[int]
 
 @st.composite
 def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False,
-               lengths: st.SearchStrategy[int] | None = None, units: bool = True
-               ) -> Geometry:
+               lengths: st.SearchStrategy[int] | None = None, units: bool = True,
+               long: bool = False) -> Geometry:
     """Any geometry; with `fused`, one the fused kernels take: 4-D, and one head dim for
     both E and Ev; on CUDA, also from FUSED_HEAD_DIMS, with as many key heads as query
     heads (CPU flash takes any head dim, and GQA). `lengths` replaces `seq_lens()` for L
-    and S. `units` False: no length or head dim of 1 (`strategies.swarm`)."""
+    and S. `units` False: no length or head dim of 1 (`strategies.swarm`). `long`: rarely
+    a long sequence (`seq_lens`)."""
     # 4-D (one batch dim) two times in three, as models call it (and as CPU flash and the
     # fused CUDA kernels require); 3-D and 5-D otherwise. Shrinks towards 4-D.
     one_dim = st.lists(st.integers(1, 3), min_size=1, max_size=1)
@@ -83,8 +100,8 @@ def geometries(draw: st.DrawFn, device: str = "cpu", fused: bool = False,
     dims = head_dims(device, units)
     E = draw(st.sampled_from(FUSED_HEAD_DIMS) if cuda_fused else dims)
     Ev = E if fused else draw(st.one_of(st.just(E), dims))
-    queries = seq_lens(units) if lengths is None else lengths
-    keys = seq_lens(units, decode=False) if lengths is None else lengths
+    queries = seq_lens(units, long=long) if lengths is None else lengths
+    keys = seq_lens(units, decode=False, long=long) if lengths is None else lengths
     return Geometry(batch=batch, q_heads=kv_heads * group, kv_heads=kv_heads,
                     L=draw(queries), S=draw(keys), E=E, Ev=Ev, enable_gqa=enable_gqa)
 

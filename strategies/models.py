@@ -17,23 +17,16 @@ from fuzz.case import (GQA_FORMS, HEAD_OPS, MAX_DIM, MERGES, PROJECTIONS, CallCo
                        ModelAttention, Program, TensorSpec)
 from strategies.attention import dropout_ps, scales
 from strategies.compile_settings import compile_specs, sometimes_frozen
+from strategies.geometry import LONG, LONG_QUERIES, rarely
 from strategies.masks import mask_specs
 from strategies.programs import with_modes
 from strategies.tensors import float_dtypes, tensor_specs
 
-# One off the CPU flash kernel's query and key block sizes (32 to 512, by length).
-LONG = (31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024)
-
-
-def rarely(common: st.SearchStrategy[int], rare: st.SearchStrategy[int], odds: int = 16
-           ) -> st.SearchStrategy[int]:
-    """`rare` once in `odds` draws, else `common`, which is what shrinking goes to."""
-    return st.integers(0, odds - 1).flatmap(lambda i: rare if i == odds - 1 else common)
 
 
 def lengths() -> st.SearchStrategy[int]:
     """A query length: short, or rarely long (up to 129)."""
-    return rarely(st.integers(1, 6), st.sampled_from(LONG[:9]), odds=8)
+    return rarely(st.integers(1, 6), st.sampled_from(LONG_QUERIES), odds=8)
 
 
 def cache_lengths() -> st.SearchStrategy[int]:

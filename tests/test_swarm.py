@@ -1,6 +1,6 @@
 """Swarm draws (`strategies.swarm`): a departure a case may not take is never in it, and
 each departure is in some case where it is allowed; the plain calls a search starts with
-take none but sizes of 1, and the simplest takes none."""
+take none but sizes of 1, and are short, and the simplest takes none."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fuzz.case import Attention, TensorSpec, walk
 from strategies.attention import EXTREME_SCALES
-from strategies.cases import attention_cases, plain_cases
+from strategies.cases import attention_cases, cases, plain_cases
 from strategies.swarm import DEPARTURES, Swarm
 
 NONE = st.just(Swarm(frozenset()))
@@ -87,6 +87,17 @@ def test_every_departure_is_taken_where_allowed_and_only_there(data) -> None:
 def test_a_plain_case_is_one_call_that_departs_only_in_sizes_of_1(case) -> None:
     assert [type(s) for s in case.program.body] == [Attention]
     assert _departures(case) <= {"unit-sizes"}
+    specs = _specs(case)
+    assert max(specs["q"].shape[-2], specs["k"].shape[-2]) <= 80  # long ones are not plain
+
+
+def test_other_cases_reach_past_the_cpu_flash_kernel_s_key_block() -> None:
+    """The CPU flash kernel splits keys into blocks of 512; lengths one off it are drawn,
+    rarely, outside the plain calls."""
+    from hypothesis import find
+
+    find(cases(), lambda case: _specs(case)["k"].shape[-2] >= 511,
+         settings=settings(max_examples=1000, database=None, derandomize=True))
 
 
 def test_the_simplest_plain_case_has_no_size_of_1() -> None:
