@@ -107,6 +107,7 @@ def progress_line(s: RunStats, budget: float) -> str:
 
 
 LONG = 32  # a sequence this long reaches the CPU flash kernel's blocked paths
+KEY_BLOCK = 512  # the CPU flash kernel's key block: more keys run it over several
 
 
 def key_length(case: Case, stmt: object) -> int:
@@ -133,7 +134,8 @@ def key_length(case: Case, stmt: object) -> int:
 def program_forms(case: Case) -> set[str]:
     """What a program is, for the report's shares: whether it makes an SDPA call (from a
     model layer or not), writes attention by hand, or has no attention at all, and
-    whether some attention is long (LONG keys or more) or fed by another (chained)."""
+    whether some attention is long (LONG keys or more), runs over several key blocks
+    (`key-blocks`: more than KEY_BLOCK keys), or is fed by another (chained)."""
     body = list(walk(case.program.body))
     forms = {name for name, kinds in (("sdpa-call", (Attention, ModelAttention)),
                                       ("model-layer", (ModelAttention,)),
@@ -142,8 +144,11 @@ def program_forms(case: Case) -> set[str]:
              if any(isinstance(s, kinds) for s in body)}
     if not forms:
         forms.add("no-attention")
-    if any(key_length(case, s) >= LONG for s in body):
+    keys = max((key_length(case, s) for s in body), default=0)
+    if keys >= LONG:
         forms.add("long")
+    if keys > KEY_BLOCK:
+        forms.add("key-blocks")
     if any(len(which) > 1 for which in attention_feeds(case).values()):
         forms.add("chained")  # an attention fed by another's output
     return forms
@@ -153,7 +158,7 @@ def coverage_areas(case: Case, verdict: Verdict) -> frozenset[str]:
     """The areas of the search a judged program reached, as `kind:value`: its statement
     kinds, the SDPA kernels eager ran, the rewrites Inductor applied, its torch.nn modules,
     its compile mode (and freezing) and size mode, the grad modes and autocast of its calls, backward,
-    long sequences and chained attention. Hypothesis's `event`s, and the report's
+    long sequences (and more keys than a key block) and chained attention. Hypothesis's `event`s, and the report's
     coverage table."""
     kinds = {cls: op for op, cls in STATEMENTS.items()}
     found = {f"statement:{kinds[type(stmt)]}" for stmt in walk(case.program.body)}
@@ -166,7 +171,7 @@ def coverage_areas(case: Case, verdict: Verdict) -> frozenset[str]:
     found.add(f"dynamic:{sizes}" + ("+marked" if case.compile.mark_dynamic else ""))
     found |= {f"grad-mode:{c.grad_mode}" for c in case.calls if c.grad_mode != "default"}
     found |= {f"autocast:{c.autocast}" for c in case.calls if c.autocast is not None}
-    found |= {f"form:{form}" for form in program_forms(case) & {"long", "chained"}}
+    found |= {f"form:{form}" for form in program_forms(case) & {"long", "key-blocks", "chained"}}
     if case.backward:
         found.add("form:backward")
     return frozenset(found)
