@@ -77,6 +77,18 @@ def test_a_known_bug_still_covers_its_own_case_and_its_symptoms() -> None:
     assert all(hit for _, hit in covered(base, "inductor"))
 
 
+def test_an_error_in_a_kernel_block_is_finding_8_whatever_else_reads_its_bool_input() -> None:
+    """Features name a tensor by its role: a bool tensor that an SDPA call reads as its
+    mask before `mul_` raises on it inside the block is `mask:dtype=bool`, not
+    `input:dtype=bool`. A clean eager run reported that form four times as new."""
+    inputs = qkv((1, 1, 2, 2)) + (("mask", TensorSpec((2, 2), dtype="bool", values="random")),)
+    for style in ("with", "decorator"):
+        block = KernelBlock(("MATH",), (Mutate("mask", "mul_"),), style=style)
+        case = Case(inputs, Program((Attention("out", mask="mask"), block), ("out",)))
+        results = covered(case, "eager")
+        assert ("backend-state:after-call:enabled", True) in results, results
+
+
 def replace_inputs(case: Case, **changes) -> Case:
     return replace(case, inputs=tuple((n, replace(s, **changes)) for n, s in case.inputs))
 
