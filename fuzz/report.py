@@ -157,9 +157,9 @@ def program_forms(case: Case) -> set[str]:
 def coverage_areas(case: Case, verdict: Verdict) -> frozenset[str]:
     """The areas of the search a judged program reached, as `kind:value`: its statement
     kinds, the SDPA kernels eager ran, the rewrites Inductor applied, its torch.nn modules,
-    its compile mode (and freezing) and size mode, the grad modes and autocast of its calls, backward,
-    long sequences (and more keys than a key block) and chained attention. Hypothesis's `event`s, and the report's
-    coverage table."""
+    its compile mode (and freezing) and size mode, the grad modes and autocast of its
+    calls, backward, long sequences (and more keys than a key block) and chained
+    attention. Hypothesis's `event`s, and the report's coverage table."""
     kinds = {cls: op for op, cls in STATEMENTS.items()}
     found = {f"statement:{kinds[type(stmt)]}" for stmt in walk(case.program.body)}
     found |= {f"kernel:{k}" for k in verdict.kernels}

@@ -23,7 +23,6 @@ from strategies.programs import with_modes
 from strategies.tensors import float_dtypes, tensor_specs
 
 
-
 def lengths() -> st.SearchStrategy[int]:
     """A query length: short, or rarely long (up to 129)."""
     return rarely(st.integers(1, 6), st.sampled_from(LONG_QUERIES), odds=8)

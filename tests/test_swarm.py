@@ -5,7 +5,7 @@ take none but sizes of 1, and are short, and the simplest takes none."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from fuzz.case import Attention, TensorSpec, walk
@@ -94,8 +94,6 @@ def test_a_plain_case_is_one_call_that_departs_only_in_sizes_of_1(case) -> None:
 def test_other_cases_reach_past_the_cpu_flash_kernel_s_key_block() -> None:
     """The CPU flash kernel splits keys into blocks of 512; lengths one off it are drawn,
     rarely, outside the plain calls."""
-    from hypothesis import find
-
     find(cases(), lambda case: _specs(case)["k"].shape[-2] >= 511,
          settings=settings(max_examples=1000, database=None, derandomize=True))
 
@@ -132,8 +130,6 @@ def test_plain_cases_draw_a_fully_masked_row_beside_others() -> None:
     """A padded batch's fully masked row hides only itself, so plain calls draw it where
     other rows remain; without it, 13 of 200 plain calls showed a fully-masked-row fault
     and 19 of the plain random search's."""
-    from hypothesis import find
-
     def beside_others(case) -> bool:
         mask = _specs(case).get("mask")
         return mask is not None and mask.values == "full_rows" and mask.shape[-2] > 1
